@@ -1,0 +1,71 @@
+//! `mmsb`: the MMSB command-line tool.
+//!
+//! Subcommands:
+//! * `mmsb demo`: the main job: an embedded store under a default data directory,
+//!   a stream of random sparse and dense deltas, and a summary.
+//! * `mmsb bench <group>`: benchmarks that report ratios to a yardstick measured
+//!   in the same run and write `benchmark/results/<group>.json`.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod bench_delta;
+mod demo;
+mod machine;
+
+/// The Memory-Mapped State Bus command-line tool.
+#[derive(Parser)]
+#[command(name = "mmsb", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the demo workload on an embedded store.
+    Demo(demo::DemoArgs),
+    /// Run a benchmark group and write benchmark/results/<group>.json.
+    Bench {
+        #[command(subcommand)]
+        group: BenchGroup,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchGroup {
+    /// Delta apply kernels (scalar, AVX2, AVX-512) against memcpy.
+    Delta(bench_delta::BenchDeltaArgs),
+}
+
+/// Where result files go unless told otherwise: `benchmark/results` under the
+/// repository root when run from inside it, else the current directory.
+pub fn default_results_dir() -> PathBuf {
+    let mut dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    loop {
+        if dir.join("benchmark").is_dir() && dir.join("rust").is_dir() {
+            return dir.join("benchmark").join("results");
+        }
+        if !dir.pop() {
+            return PathBuf::from("benchmark/results");
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Bench { group } => match group {
+            BenchGroup::Delta(a) => bench_delta::run(a),
+        },
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mmsb: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

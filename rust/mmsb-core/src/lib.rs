@@ -1,0 +1,48 @@
+//! # MMSB core: the Memory-Mapped State Bus engine
+//!
+//! MMSB keeps an application's state as **pages**: fixed-size byte buffers with
+//! an identity ([`PageId`]), a location ([`PageLocation`]), an epoch that counts
+//! the commits that changed them, user metadata and an optional numeric view
+//! ([`NumericView`]). State changes only through **deltas** ([`Delta`]): a byte
+//! range of one page, an optional bit mask, a dense or sparse payload.
+//!
+//! A guide to the modules, in the order a reader meets them:
+//!
+//! * [`error`]: the error taxonomy with stable codes, shared with the C ABI and Julia.
+//! * [`page_id`], [`location`], [`dtype`], [`page_buf`], [`page`]: what a page is.
+//! * [`mask`], [`delta`]: what a change is, and its validation rules.
+//! * [`apply`]: the apply kernels (reference, scalar, SIMD) and their dispatch.
+//! * [`delta_merge`]: composing two deltas into one.
+//! * [`delta_codec`]: the versioned binary encoding the log stores.
+//! * [`page_store`]: the in-memory store that creates pages and applies deltas.
+//!
+//! ```
+//! use mmsb_core::{Delta, PageLocation, PageStore};
+//! let mut store = PageStore::new();
+//! let page = store.create_page(4096, PageLocation::Cpu)?;
+//! store.apply_delta(&Delta::dense(page, 0, b"hello".to_vec()))?;
+//! assert_eq!(&store.read(page)?[..5], b"hello");
+//! # Ok::<(), mmsb_core::Error>(())
+//! ```
+
+pub mod apply;
+pub mod delta;
+pub mod delta_codec;
+pub mod delta_merge;
+pub mod dtype;
+pub mod error;
+pub mod location;
+pub mod mask;
+pub mod page;
+pub mod page_buf;
+pub mod page_id;
+pub mod page_store;
+
+pub use apply::Kernel;
+pub use delta::{Accumulator, Delta, Payload};
+pub use dtype::{DType, NumericView};
+pub use error::{Error, ErrorCode, Result};
+pub use location::PageLocation;
+pub use page::{Page, PageSnapshot};
+pub use page_id::PageId;
+pub use page_store::{ApplyOutcome, PageStore, StoreStats};
