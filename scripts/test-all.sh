@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every test MMSB has, in the order CI runs them. Needs only the Rust
+# toolchain, gcc, python3/pip and git; installs what else it needs (valgrind,
+# the tree-sitter wheels for the Julia static check).
+#
+#   MMSB_CRASH_ITERS   crash-test iterations (default set by the test; CI keeps it small)
+#   PROPTEST_CASES     property-test cases (default per test)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+step() { printf '\n==> %s\n' "$*"; }
+t0=$(date +%s)
+
+step "rustfmt"
+(cd rust && cargo fmt --all -- --check)
+
+step "clippy (-D warnings)"
+(cd rust && cargo clippy --workspace --all-targets --locked -- -D warnings)
+
+step "cargo test (workspace)"
+(cd rust && cargo test --workspace --locked)
+
+step "release build (library, CLI)"
+(cd rust && cargo build --release --locked -p mmsb-capi -p mmsb-cli)
+
+step "C ABI test under valgrind"
+MMSB_LIB_DIR="$root/rust/target/release" bash test/c/run.sh
+
+step "Julia package: generated bindings, static check"
+MMSB_LIB="$root/rust/target/release/libmmsb.so" bash scripts/julia-check.sh
+
+step "demo smoke run"
+rust/target/release/mmsb demo --data-dir "$(mktemp -d)" --deltas 20000 --pages 8
+
+printf '\nall tests passed in %ss\n' "$(( $(date +%s) - t0 ))"
