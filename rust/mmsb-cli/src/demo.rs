@@ -98,7 +98,11 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
     let mut ids = Vec::new();
     let mut model = Vec::new();
     for _ in 0..args.pages {
-        ids.push(store.create_page(args.page_size, PageLocation::Cpu).map_err(|e| e.to_string())?);
+        ids.push(
+            store
+                .create_page(args.page_size, PageLocation::Cpu)
+                .map_err(|e| e.to_string())?,
+        );
         model.push(vec![0u8; args.page_size as usize]);
     }
     println!(
@@ -146,6 +150,9 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
         deltas.len() as f64 / secs,
         payload as f64 / secs / 1e9
     );
-    println!("  verified: all {} pages equal the reference model", ids.len());
+    println!(
+        "  verified: all {} pages equal the reference model",
+        ids.len()
+    );
     Ok(())
 }
