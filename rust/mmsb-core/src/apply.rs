@@ -6,8 +6,12 @@
 //! * the *scalar* kernel: walks the mask a word (64 bytes) at a time, skips
 //!   all-zero words, copies all-one words whole, and handles mixed words byte
 //!   by byte. Portable, and the fallback everywhere.
-//! * SIMD kernels (AVX2, AVX-512BW) chosen at run time with
-//!   `is_x86_feature_detected!`, added in their own files.
+//! * SIMD kernels chosen at run time with `is_x86_feature_detected!`, in their
+//!   own files: `apply_avx2.rs` (byte mask expanded from the mask word, blend)
+//!   and `apply_avx512.rs` (one byte-masked store per mask word; `vpexpandb`
+//!   for sparse payloads). They compile only for x86_64; elsewhere
+//!   [`Kernel::is_available`] says `false`. Both skip all-zero mask words eight
+//!   at a time and copy runs of all-ones words with one `memcpy`.
 //!
 //! A delta without a mask (a full range) is a plain `copy_from_slice` on every path.
 //! Every kernel takes `dst` = the page bytes of the delta's range, so `dst.len()`
@@ -20,20 +24,33 @@ use crate::error::{Error, Result};
 use crate::mask;
 
 /// An apply implementation. [`Kernel::best`] picks the fastest one this CPU runs.
+///
+/// Every variant exists on every target; the SIMD ones report
+/// [`Kernel::is_available`] `false` where the CPU (or the target architecture)
+/// lacks them, and asking an unavailable kernel to apply is an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     /// Portable word-at-a-time kernel.
     Scalar,
+    /// AVX2: blends 32-byte halves under a byte mask expanded from the mask word
+    /// (x86_64 with AVX2 only; sparse payloads use a bit loop).
+    Avx2,
+    /// AVX-512: one byte-masked 64-byte store per mask word (x86_64 with
+    /// AVX-512F and AVX-512BW; sparse payloads also need AVX-512VBMI2 for the
+    /// byte expand, and fall back to the scalar kernel without it).
+    Avx512,
 }
 
 impl Kernel {
     /// Every kernel, portable first.
-    pub const ALL: [Kernel; 1] = [Kernel::Scalar];
+    pub const ALL: [Kernel; 3] = [Kernel::Scalar, Kernel::Avx2, Kernel::Avx512];
 
     /// Whether this CPU can run the kernel.
     pub fn is_available(self) -> bool {
         match self {
             Kernel::Scalar => true,
+            Kernel::Avx2 => has_avx2(),
+            Kernel::Avx512 => has_avx512(),
         }
     }
 
@@ -54,8 +71,46 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Scalar => "scalar",
+            Kernel::Avx2 => "avx2",
+            Kernel::Avx512 => "avx512",
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    is_x86_feature_detected!("avx2")
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
+}
+
+/// What the AVX-512 sparse path needs beyond [`has_avx512`]: the byte expand.
+#[cfg(target_arch = "x86_64")]
+fn has_avx512_expand() -> bool {
+    has_avx512()
+        && is_x86_feature_detected!("avx512vbmi2")
+        && is_x86_feature_detected!("popcnt")
+        && is_x86_feature_detected!("bmi2")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has_avx2() -> bool {
+    false
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has_avx512() -> bool {
+    false
+}
+
+fn unavailable(kernel: Kernel) -> Error {
+    Error::invalid(format!(
+        "the {} apply kernel is not available on this CPU",
+        kernel.name()
+    ))
 }
 
 fn check_masked(dst: &[u8], src_len: usize, words: &[u64], sparse: bool) -> Result<()> {
@@ -104,6 +159,13 @@ pub fn apply_masked(kernel: Kernel, dst: &mut [u8], src: &[u8], words: &[u64]) -
     check_masked(dst, src.len(), words, false)?;
     match kernel {
         Kernel::Scalar => masked_scalar(dst, src, words),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 was detected; check_masked verified the lengths and the mask.
+        Kernel::Avx2 if has_avx2() => unsafe { crate::apply_avx2::masked(dst, src, words) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512F/BW were detected; check_masked verified the lengths and the mask.
+        Kernel::Avx512 if has_avx512() => unsafe { crate::apply_avx512::masked(dst, src, words) },
+        _ => return Err(unavailable(kernel)),
     }
     Ok(())
 }
@@ -113,6 +175,18 @@ pub fn apply_sparse(kernel: Kernel, dst: &mut [u8], values: &[u8], words: &[u64]
     check_masked(dst, values.len(), words, true)?;
     match kernel {
         Kernel::Scalar => sparse_scalar(dst, values, words),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 was detected; check_masked verified the mask and the value count.
+        Kernel::Avx2 if has_avx2() => unsafe { crate::apply_avx2::sparse(dst, values, words) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512F/BW/VBMI2 were detected; check_masked verified the mask
+        // and the value count.
+        Kernel::Avx512 if has_avx512_expand() => unsafe {
+            crate::apply_avx512::sparse(dst, values, words)
+        },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 if has_avx512() => sparse_scalar(dst, values, words),
+        _ => return Err(unavailable(kernel)),
     }
     Ok(())
 }

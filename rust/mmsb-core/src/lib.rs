@@ -26,6 +26,10 @@
 //! ```
 
 pub mod apply;
+#[cfg(target_arch = "x86_64")]
+mod apply_avx2;
+#[cfg(target_arch = "x86_64")]
+mod apply_avx512;
 pub mod delta;
 pub mod delta_codec;
 pub mod delta_merge;
