@@ -98,7 +98,7 @@ pub(crate) unsafe fn slice<'a, T>(ptr: *const T, len: u64, what: &str) -> Result
     if n == 0 {
         return Ok(&[]);
     }
-    if (ptr as usize) % std::mem::align_of::<T>() != 0 {
+    if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(Error::invalid(format!(
             "{what} is not aligned for its element type"
         )));
@@ -119,7 +119,7 @@ pub(crate) unsafe fn slice_mut<'a, T>(ptr: *mut T, len: u64, what: &str) -> Resu
     if n == 0 {
         return Ok(&mut []);
     }
-    if (ptr as usize) % std::mem::align_of::<T>() != 0 {
+    if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(Error::invalid(format!(
             "{what} is not aligned for its element type"
         )));

@@ -19,11 +19,6 @@
 //! `_mm512_maskz_expand_epi8`) before the same masked store; a masked load with
 //! a `popcount`-long prefix mask reads exactly the bytes the word consumes.
 
-// The AVX-512 intrinsics are stable since Rust 1.89 (and calling value-only
-// intrinsics without `unsafe` inside `#[target_feature]` functions since 1.87),
-// newer than the workspace's declared `rust-version`; this module needs 1.89.
-#![allow(clippy::incompatible_msrv)]
-
 use core::arch::x86_64::*;
 
 /// Bytes covered by one mask word (and one 512-bit vector).
