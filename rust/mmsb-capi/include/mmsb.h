@@ -283,8 +283,9 @@ int32_t mmsb_delta_merge(MmsbDelta a,
 // `out_message` is null or valid for writing one pointer.
 int32_t mmsb_last_error_message(const char **out_message);
 
-// Writes the stable name of a status code ("InvalidArgument", ...) into
-// `*out_name` (a static string). Unknown codes are `InvalidArgument`.
+// Writes the stable name of a status code ("Ok", "InvalidArgument", ...) into
+// `*out_name` (a static string). An unknown code fails with
+// `MMSB_ERR_INVALID_ARGUMENT` and writes nothing.
 //
 // # Safety
 // `out_name` is null or valid for writing one pointer.
@@ -292,6 +293,7 @@ int32_t mmsb_error_name(int32_t code,
                         const char **out_name);
 
 // Writes whether a status code is retryable (1) or fatal (0) into `*out_retryable`.
+// `MMSB_OK` is not retryable; an unknown code fails with `MMSB_ERR_INVALID_ARGUMENT`.
 //
 // # Safety
 // `out_retryable` is null or valid for writing one bool.

@@ -18,8 +18,9 @@ pub unsafe extern "C" fn mmsb_last_error_message(out_message: *mut *const c_char
     call(|| unsafe { out(out_message, p, "out_message") })
 }
 
-/// Writes the stable name of a status code ("InvalidArgument", ...) into
-/// `*out_name` (a static string). Unknown codes are `InvalidArgument`.
+/// Writes the stable name of a status code ("Ok", "InvalidArgument", ...) into
+/// `*out_name` (a static string). An unknown code fails with
+/// `MMSB_ERR_INVALID_ARGUMENT` and writes nothing.
 ///
 /// # Safety
 /// `out_name` is null or valid for writing one pointer.
@@ -40,16 +41,22 @@ pub unsafe extern "C" fn mmsb_error_name(code: i32, out_name: *mut *const c_char
 }
 
 /// Writes whether a status code is retryable (1) or fatal (0) into `*out_retryable`.
+/// `MMSB_OK` is not retryable; an unknown code fails with `MMSB_ERR_INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// `out_retryable` is null or valid for writing one bool.
 #[no_mangle]
 pub unsafe extern "C" fn mmsb_error_is_retryable(code: i32, out_retryable: *mut bool) -> i32 {
     call(|| {
-        let c = ErrorCode::from_i32(code)
-            .ok_or_else(|| Error::invalid(format!("unknown status code {code}")))?;
+        let retryable = if code == 0 {
+            false
+        } else {
+            ErrorCode::from_i32(code)
+                .ok_or_else(|| Error::invalid(format!("unknown status code {code}")))?
+                .is_retryable()
+        };
         // SAFETY: caller contract above.
-        unsafe { out(out_retryable, c.is_retryable(), "out_retryable") }
+        unsafe { out(out_retryable, retryable, "out_retryable") }
     })
 }
 

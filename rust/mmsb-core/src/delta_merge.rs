@@ -13,8 +13,9 @@
 //! the later timestamp; intent is `b`'s, or `a`'s when `b` has none.
 
 use crate::delta::{Accumulator, Delta, Payload};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::mask;
+use crate::page::MAX_PAGE_SIZE;
 
 /// The delta equivalent to applying `a`, then `b`. Both must be valid and name the same page.
 pub fn merge(a: &Delta, b: &Delta) -> Result<Delta> {
@@ -39,9 +40,17 @@ pub fn merge(a: &Delta, b: &Delta) -> Result<Delta> {
         .ok_or_else(|| Error::invalid("delta range overflows"))?;
     let lo = a.offset.min(b.offset);
     let hi = a_end.max(b_end);
+    // The hull of far-apart deltas can be huge; a delta longer than the largest
+    // page can never apply, so refuse it before allocating the hull.
+    if hi - lo > MAX_PAGE_SIZE {
+        return Err(Error::invalid(format!(
+            "merged range {lo}..{hi} ({} bytes) exceeds the largest page ({MAX_PAGE_SIZE})",
+            hi - lo
+        )));
+    }
     let hull = usize::try_from(hi - lo).map_err(|_| Error::invalid("merged range too large"))?;
-    let mut bytes = vec![0u8; hull];
-    let mut words = vec![0u64; mask::words_for(hull as u64) as usize];
+    let mut bytes = zeroed::<u8>(hull)?;
+    let mut words = zeroed::<u64>(mask::words_for(hull as u64) as usize)?;
     for d in [a, b] {
         let shift = (d.offset - lo) as usize;
         let mut k = 0usize;
@@ -88,6 +97,19 @@ pub fn merge(a: &Delta, b: &Delta) -> Result<Delta> {
     })
 }
 
+/// A zeroed vector, or `OutOfMemory` instead of aborting when it cannot be allocated.
+fn zeroed<T: Copy + Default>(n: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::new(
+            ErrorCode::OutOfMemory,
+            format!("cannot allocate a merged delta of {n} elements"),
+        )
+    })?;
+    v.resize(n, T::default());
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +143,19 @@ mod tests {
         assert!(m.payload.is_sparse());
         assert_eq!(m.len, 101);
         m.validate(101).unwrap();
+    }
+
+    #[test]
+    fn far_apart_deltas_are_rejected_not_allocated() {
+        let a = Delta::dense(PageId(1), 0, vec![1]);
+        for off in [1u64 << 62, MAX_PAGE_SIZE, u64::MAX - 1] {
+            let b = Delta::dense(PageId(1), off, vec![2]);
+            for (x, y) in [(&a, &b), (&b, &a)] {
+                let e = merge(x, y).unwrap_err();
+                assert_eq!(e.code, crate::ErrorCode::InvalidArgument, "{}", e.message);
+                assert!(e.message.contains("largest page"), "{}", e.message);
+            }
+        }
     }
 
     #[test]
