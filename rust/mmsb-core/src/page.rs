@@ -138,8 +138,19 @@ impl Page {
 
     /// Mutable bytes for a write that will change the page; copies if pinned.
     /// Callers bump the epoch with [`Page::bump_epoch`] when the write changed bytes.
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        Arc::make_mut(&mut self.data).as_mut_slice()
+    /// A failed copy is `OutOfMemory` and leaves the page as it was.
+    pub(crate) fn bytes_mut(&mut self) -> Result<&mut [u8]> {
+        if Arc::get_mut(&mut self.data).is_none() {
+            self.data = Arc::new(PageBuf::from_slice(self.data.as_slice())?);
+        }
+        Arc::get_mut(&mut self.data)
+            .map(PageBuf::as_mut_slice)
+            .ok_or_else(|| {
+                Error::new(
+                    crate::ErrorCode::Internal,
+                    "page buffer still shared after copy",
+                )
+            })
     }
 
     /// Records one changing commit.
@@ -218,7 +229,7 @@ mod tests {
         let mut p = Page::new(PageId(1), 4, PageLocation::Cpu).unwrap();
         let s = p.snapshot();
         assert!(p.is_pinned());
-        p.bytes_mut()[0] = 9;
+        p.bytes_mut().unwrap()[0] = 9;
         assert_eq!(s.bytes(), &[0, 0, 0, 0]);
         assert_eq!(p.bytes(), &[9, 0, 0, 0]);
     }

@@ -193,7 +193,7 @@ impl PageStore {
             return Ok(ApplyOutcome { changed, epoch });
         }
         let r = delta.offset as usize..(delta.offset + delta.len) as usize;
-        apply::apply(&mut p.bytes_mut()[r], delta)?;
+        apply::apply(&mut p.bytes_mut()?[r], delta)?;
         p.bump_epoch();
         let epoch = p.epoch();
         self.stats.deltas_applied += 1;
