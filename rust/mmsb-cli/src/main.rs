@@ -5,12 +5,18 @@
 //!   a stream of random sparse and dense deltas, and a summary.
 //! * `mmsb bench <group>`: benchmarks that report ratios to a yardstick measured
 //!   in the same run and write `benchmark/results/<group>.json`.
+//! * `mmsb log inspect|verify`, `mmsb checkpoint create|verify`, `mmsb recover`,
+//!   `mmsb replay`: the durable store's data directory (see `docs/format.md`).
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod bench_delta;
+mod cmd_checkpoint;
+mod cmd_log;
+mod cmd_recover;
+mod cmd_replay;
 mod demo;
 mod machine;
 
@@ -31,6 +37,20 @@ enum Command {
         #[command(subcommand)]
         group: BenchGroup,
     },
+    /// Inspect or verify the transaction log of a data directory.
+    Log {
+        #[command(subcommand)]
+        cmd: cmd_log::LogCmd,
+    },
+    /// Create or verify checkpoints of a data directory.
+    Checkpoint {
+        #[command(subcommand)]
+        cmd: cmd_checkpoint::CheckpointCmd,
+    },
+    /// Recover a data directory and report what recovery found.
+    Recover(cmd_recover::RecoverArgs),
+    /// Rebuild a past state (read-only) at an LSN or a time.
+    Replay(cmd_replay::ReplayArgs),
 }
 
 #[derive(Subcommand)]
@@ -60,6 +80,10 @@ fn main() -> ExitCode {
         Command::Bench { group } => match group {
             BenchGroup::Delta(a) => bench_delta::run(a),
         },
+        Command::Log { cmd } => cmd_log::run(cmd),
+        Command::Checkpoint { cmd } => cmd_checkpoint::run(cmd),
+        Command::Recover(a) => cmd_recover::run(a),
+        Command::Replay(a) => cmd_replay::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,6 +15,15 @@
 //! * [`delta_merge`]: composing two deltas into one.
 //! * [`delta_codec`]: the versioned binary encoding the log stores.
 //! * [`page_store`]: the in-memory store that creates pages and applies deltas.
+//! * [`durable_store`]: the durable store (data directory, write-ahead log,
+//!   group commit, checkpoints); [`commit`] validates what it is asked to do.
+//! * The log: [`tlog_record`] (what a commit changes), [`tlog_frame`] (one
+//!   commit on disk), [`tlog_segment`] (log files), [`tlog_writer`] (append,
+//!   group commit), [`tlog_reader`] (scan, torn tails, corruption),
+//!   [`tlog_compression`].
+//! * [`checkpoint`], [`recovery`], [`replay`] (time travel, page history).
+//! * [`vfs`] (the file-system seam), [`retry`] (retry with backoff), and, with
+//!   the `failpoints` feature, [`fault_fs`] (fault injection, crash simulation).
 //!
 //! ```
 //! use mmsb_core::{Delta, PageLocation, PageStore};
@@ -30,23 +39,42 @@ pub mod apply;
 mod apply_avx2;
 #[cfg(target_arch = "x86_64")]
 mod apply_avx512;
+pub mod checkpoint;
+pub mod commit;
 pub mod delta;
 pub mod delta_codec;
 pub mod delta_merge;
 pub mod dtype;
+pub mod durable_store;
 pub mod error;
+#[cfg(any(test, feature = "failpoints"))]
+pub mod fault_fs;
 pub mod location;
 pub mod mask;
 pub mod page;
 pub mod page_buf;
 pub mod page_id;
 pub mod page_store;
+pub mod recovery;
+pub mod replay;
+pub mod retry;
+pub mod tlog_compression;
+pub mod tlog_frame;
+pub mod tlog_reader;
+pub mod tlog_record;
+pub mod tlog_segment;
+pub mod tlog_writer;
+pub mod vfs;
 
 pub use apply::Kernel;
+pub use commit::Op;
 pub use delta::{Accumulator, Delta, Payload};
 pub use dtype::{DType, NumericView};
+pub use durable_store::{CommitReceipt, Durability, DurableStats, Store, StoreOptions};
 pub use error::{Error, ErrorCode, Result};
 pub use location::PageLocation;
 pub use page::{Page, PageSnapshot};
 pub use page_id::PageId;
 pub use page_store::{ApplyOutcome, PageStore, StoreStats};
+pub use recovery::{RecoveryOptions, RecoveryReport, Target};
+pub use replay::{HistoryEntry, ReadOnlyState};

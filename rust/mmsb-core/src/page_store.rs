@@ -175,7 +175,31 @@ impl PageStore {
 
     /// Validates and applies one delta. On error nothing changed.
     pub fn apply_delta(&mut self, delta: &Delta) -> Result<ApplyOutcome> {
-        let changed = match self.check_delta(delta) {
+        self.apply_checked(delta, true)
+    }
+
+    /// Applies one delta whose compare-and-set epoch was already checked by the
+    /// caller (the durable store checks it against the state at the start of a
+    /// commit, before logging; replay must not check it again). Every other
+    /// rule is still validated; on error nothing changed.
+    pub fn apply_delta_unconditional(&mut self, delta: &Delta) -> Result<ApplyOutcome> {
+        self.apply_checked(delta, false)
+    }
+
+    /// Raises the id the next created page gets to at least `id` (checkpoint
+    /// restore: ids of deleted pages are never reused).
+    pub fn reserve_page_ids_below(&mut self, id: PageId) {
+        self.next_id = self.next_id.max(id.0);
+    }
+
+    fn apply_checked(&mut self, delta: &Delta, check_epoch: bool) -> Result<ApplyOutcome> {
+        let checked = if check_epoch {
+            self.check_delta(delta)
+        } else {
+            self.page(delta.page)
+                .and_then(|p| delta.validate(p.size()).map(|()| p))
+        };
+        let changed = match checked {
             Ok(p) => {
                 let r = delta.offset as usize..(delta.offset + delta.len) as usize;
                 apply::would_change(&p.bytes()[r], delta)

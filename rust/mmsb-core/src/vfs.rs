@@ -1,0 +1,141 @@
+//! The file-system seam: every byte the durable store reads or writes passes here.
+//!
+//! The store never calls `std::fs` directly. It talks to a [`Vfs`] (directory
+//! operations, whole-file reads) and to the [`VfsFile`] handles it returns
+//! (appends, `fsync`, truncation). Production uses [`RealVfs`], a thin layer
+//! over `std::fs` whose calls go through [`retry_io`](crate::retry::retry_io),
+//! so interrupted system calls are retried in one place. Tests substitute the
+//! in-memory [`FaultFs`](crate::fault_fs::FaultFs) (feature `failpoints`), which
+//! injects write errors, fsync errors, `ENOSPC`, short writes and failed
+//! renames, and which, on a simulated crash, forgets everything that was not
+//! made durable — the discipline RocksDB's `FaultInjectionTestFS` enforces.
+//!
+//! The durability rules the store relies on are the POSIX ones, stated here so
+//! both implementations keep them: written bytes survive a crash only after the
+//! file's `sync`; a new, renamed or removed directory entry survives only after
+//! the directory's [`Vfs::sync_dir`].
+
+use crate::retry::retry_io;
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+/// An open file the store appends to.
+pub trait VfsFile: Send + Sync + Debug {
+    /// Appends all of `buf` at the end of the file.
+    fn append(&self, buf: &[u8]) -> io::Result<()>;
+    /// Makes every appended byte durable (`fsync`).
+    fn sync(&self) -> io::Result<()>;
+    /// Cuts or extends the file to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+}
+
+/// The file-system operations the store uses.
+pub trait Vfs: Send + Sync + Debug {
+    /// Creates a directory and its parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Creates (or truncates) a file for appending.
+    fn create(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>>;
+    /// Opens an existing file for appending at its end.
+    fn open_append(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>>;
+    /// The whole contents of a file.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The names of the entries of a directory (no particular order).
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Renames a file, replacing `to` if it exists.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Makes the entries of a directory durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Whether a file or directory exists.
+    fn exists(&self, path: &Path) -> bool;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealVfs;
+
+/// A real open file.
+#[derive(Debug)]
+struct RealFile(File);
+
+impl VfsFile for RealFile {
+    fn append(&self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = retry_io(|| (&self.0).write(buf))?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "write returned 0 bytes",
+                ));
+            }
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        retry_io(|| self.0.sync_data())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        retry_io(|| self.0.set_len(len))
+    }
+}
+
+impl Vfs for RealVfs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        retry_io(|| std::fs::create_dir_all(path))
+    }
+
+    fn create(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
+        let f = retry_io(|| {
+            OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(path)
+        })?;
+        Ok(Arc::new(RealFile(f)))
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
+        let f = retry_io(|| OpenOptions::new().append(true).open(path))?;
+        Ok(Arc::new(RealFile(f)))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        retry_io(|| std::fs::read(path))
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for e in retry_io(|| std::fs::read_dir(dir))? {
+            let e = e?;
+            if let Some(name) = e.file_name().to_str() {
+                out.push(name.to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        retry_io(|| std::fs::rename(from, to))
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        retry_io(|| std::fs::remove_file(path))
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let d = retry_io(|| File::open(dir))?;
+        retry_io(|| d.sync_all())
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+}

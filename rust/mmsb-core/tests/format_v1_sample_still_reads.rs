@@ -1,0 +1,92 @@
+//! Backward compatibility: a data directory written by format version 1 and
+//! committed under `tests/data/format-v1/` must keep opening, with exactly the
+//! contents it was written with. Set `MMSB_WRITE_SAMPLE=1` to regenerate it
+//! (only when the format version changes, into a new directory).
+
+use mmsb_core::tlog_segment::FORMAT_VERSION;
+use mmsb_core::{DType, Delta, NumericView, Op, PageId, PageLocation, Store, StoreOptions, Target};
+use std::path::{Path, PathBuf};
+
+fn sample_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format-v1")
+}
+
+fn write_sample(dir: &Path) {
+    let s = Store::open(dir, StoreOptions::default()).unwrap();
+    let r = s
+        .commit(vec![
+            Op::CreatePage {
+                size: 16,
+                location: PageLocation::Cpu,
+            },
+            Op::Delta(Delta::dense(PageId(1), 0, b"hello".to_vec())),
+        ])
+        .unwrap();
+    assert_eq!(r.lsn, 1);
+    s.commit(vec![
+        Op::SetMetadata {
+            page: PageId(1),
+            key: "owner".into(),
+            value: b"sample".to_vec(),
+        },
+        Op::SetView {
+            page: PageId(1),
+            view: Some(NumericView {
+                dtype: DType::U32,
+                len: 4,
+            }),
+        },
+    ])
+    .unwrap();
+    s.checkpoint().unwrap();
+    s.commit(vec![Op::Delta(Delta::sparse(
+        PageId(1),
+        8,
+        8,
+        vec![0b1000_0001],
+        vec![0xAA, 0xBB],
+    ))])
+    .unwrap();
+    s.close().unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &p);
+        } else {
+            std::fs::copy(e.path(), p).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_committed_format_v1_sample_opens_with_its_contents() {
+    assert_eq!(
+        FORMAT_VERSION, 1,
+        "a new format needs a new sample directory"
+    );
+    if std::env::var("MMSB_WRITE_SAMPLE").is_ok() && !sample_dir().exists() {
+        write_sample(&sample_dir());
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&sample_dir(), tmp.path());
+    let s = Store::open(tmp.path(), StoreOptions::default()).unwrap();
+    assert_eq!(s.lsn(), 3);
+    assert_eq!(s.recovery_report().checkpoint.as_ref().unwrap().lsn, 2);
+    let mut want = vec![0u8; 16];
+    want[..5].copy_from_slice(b"hello");
+    want[8] = 0xAA;
+    want[15] = 0xBB;
+    assert_eq!(s.read(PageId(1)).unwrap(), want);
+    let p = s.page(PageId(1)).unwrap();
+    assert_eq!(p.epoch(), 2);
+    assert_eq!(p.metadata("owner"), Some(&b"sample"[..]));
+    assert_eq!(p.view().unwrap().dtype, DType::U32);
+    let past = s.state_at(Target::Lsn(1)).unwrap();
+    assert_eq!(&past.read(PageId(1)).unwrap()[..5], b"hello");
+    assert_eq!(past.page(PageId(1)).unwrap().metadata("owner"), None);
+}
