@@ -241,7 +241,7 @@ function encode(d::Delta)
     while true
         n = Ref{UInt64}(0)
         check(LibMMSB.mmsb_delta_encode(d.handle, C_NULL, 0, n))
-        buf = Vector{UInt8}(undef, n[])
+        buf = Vector{UInt8}(undef, Int(n[]))
         status = LibMMSB.mmsb_delta_encode(d.handle, buf, UInt64(length(buf)), n)
         status == LibMMSB.MMSB_ERR_BUFFER_TOO_SMALL && continue  # re-annotated in between
         check(status)
@@ -323,12 +323,12 @@ end
 function Base.merge(a::Delta, b::Delta, rest::Delta...)
     acc = merge(a, b)
     for d in rest
-        next = try
+        merged = try
             merge(acc, d)
         finally
             close(acc)  # an intermediate result: nobody else holds it
         end
-        acc = next
+        acc = merged
     end
     return acc
 end

@@ -56,7 +56,7 @@ const DTYPE_CODES = Dict{DataType,UInt8}(v => k for (k, v) in DTYPES)
 function dtype_code(T::Type)
     code = get(DTYPE_CODES, T, nothing)
     code === nothing && throw(InvalidArgumentError(
-        "no MMSB numeric view for element type $T; supported: $(join(sort!(string.(keys(DTYPE_CODES))), ", "))"))
+        "no MMSB numeric view for element type $T; supported: $(join(sort!([string(t) for t in keys(DTYPE_CODES)]), ", "))"))
     return code
 end
 
@@ -147,7 +147,7 @@ function read_page(store::Store, page::PageRef)
 end
 
 function read_page(store::Store, page::PageRef, offset::Integer, len::Integer)
-    buf = Vector{UInt8}(undef, to_u64(len, "length"))
+    buf = Vector{UInt8}(undef, Int(to_u64(len, "length")))
     return read_page!(buf, store, page, offset)
 end
 
@@ -160,7 +160,7 @@ function list_pages(store::Store)
     while true
         n = Ref{UInt64}(0)
         check(LibMMSB.mmsb_page_list(store.handle, C_NULL, 0, n))
-        ids = Vector{LibMMSB.MmsbPageId}(undef, n[])
+        ids = Vector{LibMMSB.MmsbPageId}(undef, Int(n[]))
         status = LibMMSB.mmsb_page_list(store.handle, ids, UInt64(length(ids)), n)
         # Another thread may have created a page in between: size again.
         status == LibMMSB.MMSB_ERR_BUFFER_TOO_SMALL && continue
@@ -198,7 +198,7 @@ function get_metadata(store::Store, page::PageRef, key::AbstractString)
     while true
         n = Ref{UInt64}(0)
         check(LibMMSB.mmsb_page_get_metadata(store.handle, p, k, C_NULL, 0, n))
-        buf = Vector{UInt8}(undef, n[])
+        buf = Vector{UInt8}(undef, Int(n[]))
         status = LibMMSB.mmsb_page_get_metadata(store.handle, p, k, buf, UInt64(length(buf)), n)
         status == LibMMSB.MMSB_ERR_BUFFER_TOO_SMALL && continue  # it grew in between
         check(status)

@@ -48,7 +48,7 @@ function random_delta(rng::AbstractRNG, page::PageId, size::Integer)
     len = rand(rng, 1:size)
     offset = rand(rng, 0:(size - len))
     bytes = rand(rng, UInt8(0):UInt8(3), len)
-    kind = rand(rng, (:dense, :masked, :sparse))
+    kind = rand(rng, [:dense, :masked, :sparse])
     if kind == :dense
         return Delta(page, offset, bytes), offset, bytes, nothing
     end
