@@ -19,17 +19,27 @@ fn snake_upper(name: &str) -> String {
     s
 }
 
+/// The Julia exception type for a code (src/Errors.jl). Two names differ from
+/// `<Name>Error`: Base already has `OutOfMemoryError`, and `GpuError` already ends in "Error".
+fn julia_name(c: ErrorCode) -> String {
+    match c {
+        ErrorCode::OutOfMemory => "AllocationError".to_owned(),
+        ErrorCode::GpuError => "GpuError".to_owned(),
+        c => format!("{}Error", c.name()),
+    }
+}
+
 fn table() -> String {
     let mut t = String::from(
         "| code | name | C constant | Julia exception | retryable | meaning |\n|---:|---|---|---|---|---|\n",
     );
     for c in ErrorCode::ALL {
         t.push_str(&format!(
-            "| {} | {} | `MMSB_ERR_{}` | `{}Error` | {} | {} |\n",
+            "| {} | {} | `MMSB_ERR_{}` | `{}` | {} | {} |\n",
             c.as_i32(),
             c.name(),
             snake_upper(c.name()),
-            c.name(),
+            julia_name(c),
             if c.is_retryable() { "yes" } else { "no" },
             c.description()
         ));
@@ -55,4 +65,18 @@ fn error_table_in_docs_matches_the_code() {
         current, want,
         "docs/errors.md is stale: rerun with MMSB_UPDATE_DOCS=1"
     );
+}
+
+#[test]
+fn every_code_has_its_julia_exception_and_c_constant() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let errors_jl = std::fs::read_to_string(root.join("src/Errors.jl")).expect("src/Errors.jl");
+    let header =
+        std::fs::read_to_string(root.join("rust/mmsb-capi/include/mmsb.h")).expect("header");
+    for c in ErrorCode::ALL {
+        let jl = format!("struct {} <: MMSBError", julia_name(c));
+        assert!(errors_jl.contains(&jl), "src/Errors.jl lacks `{jl}`");
+        let def = format!("#define MMSB_ERR_{} {}", snake_upper(c.name()), c.as_i32());
+        assert!(header.contains(&def), "mmsb.h lacks `{def}`");
+    }
 }
