@@ -371,8 +371,9 @@ end
 
 C: `int32_t mmsb_error_name(int32_t code, const char **out_name)`
 
-Writes the stable name of a status code (\"InvalidArgument\", ...) into
-`*out_name` (a static string). Unknown codes are `InvalidArgument`.
+Writes the stable name of a status code (\"Ok\", \"InvalidArgument\", ...) into
+`*out_name` (a static string). An unknown code fails with
+`MMSB_ERR_INVALID_ARGUMENT` and writes nothing.
 
 # Safety
 `out_name` is null or valid for writing one pointer.
@@ -387,6 +388,7 @@ end
 C: `int32_t mmsb_error_is_retryable(int32_t code, bool *out_retryable)`
 
 Writes whether a status code is retryable (1) or fatal (0) into `*out_retryable`.
+`MMSB_OK` is not retryable; an unknown code fails with `MMSB_ERR_INVALID_ARGUMENT`.
 
 # Safety
 `out_retryable` is null or valid for writing one bool.
