@@ -15,6 +15,8 @@
 //! * [`delta_merge`]: composing two deltas into one.
 //! * [`delta_codec`]: the versioned binary encoding the log stores.
 //! * [`page_store`]: the in-memory store that creates pages and applies deltas.
+//! * [`dependency_graph`]: typed edges between pages, cycle rejection, an
+//!   incrementally kept topological order, traversals.
 //!
 //! ```
 //! use mmsb_core::{Delta, PageLocation, PageStore};
@@ -29,6 +31,7 @@ pub mod apply;
 pub mod delta;
 pub mod delta_codec;
 pub mod delta_merge;
+pub mod dependency_graph;
 pub mod dtype;
 pub mod error;
 pub mod location;
@@ -40,8 +43,9 @@ pub mod page_store;
 
 pub use apply::Kernel;
 pub use delta::{Accumulator, Delta, Payload};
+pub use dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
 pub use dtype::{DType, NumericView};
-pub use error::{Error, ErrorCode, Result};
+pub use error::{Error, ErrorCode, ErrorDetail, Result};
 pub use location::PageLocation;
 pub use page::{Page, PageSnapshot};
 pub use page_id::PageId;
