@@ -17,6 +17,9 @@
 //! * [`page_store`]: the in-memory store that creates pages and applies deltas.
 //! * [`dependency_graph`]: typed edges between pages, cycle rejection, an
 //!   incrementally kept topological order, traversals.
+//! * [`recompute`], [`command_buffer`], [`events`], [`propagation`]: recompute
+//!   functions on derived pages, the wave plan, subscriber callbacks, and the
+//!   [`Engine`] that commits deltas and propagates them (see `docs/propagation.md`).
 //!
 //! ```
 //! use mmsb_core::{Delta, PageLocation, PageStore};
@@ -28,25 +31,33 @@
 //! ```
 
 pub mod apply;
+pub mod command_buffer;
 pub mod delta;
 pub mod delta_codec;
 pub mod delta_merge;
 pub mod dependency_graph;
 pub mod dtype;
 pub mod error;
+pub mod events;
 pub mod location;
 pub mod mask;
 pub mod page;
 pub mod page_buf;
 pub mod page_id;
 pub mod page_store;
+pub mod propagation;
+pub mod recompute;
 
 pub use apply::Kernel;
+pub use command_buffer::{Command, CommandBuffer};
 pub use delta::{Accumulator, Delta, Payload};
 pub use dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
 pub use dtype::{DType, NumericView};
 pub use error::{Error, ErrorCode, ErrorDetail, Result};
+pub use events::{Event, EventBus, EventKind, SubscriptionId};
 pub use location::PageLocation;
 pub use page::{Page, PageSnapshot};
 pub use page_id::PageId;
 pub use page_store::{ApplyOutcome, PageStore, StoreStats};
+pub use propagation::{CommitPlan, CommitReport, Engine, EngineStats, PropagationMode};
+pub use recompute::{ByteTransform, CRecomputeFn, FunctionId, RecomputeFn, RecomputeInputs};
