@@ -8,6 +8,7 @@
 //! memory pressure) or *fatal* (retrying the same call cannot help: bad input,
 //! corruption). `docs/errors.md` holds the same table; a test keeps the two equal.
 
+use crate::page_id::PageId;
 use std::fmt;
 
 /// Stable numeric error codes. `0` is success and is not an error.
@@ -168,6 +169,17 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// Structured facts some errors carry beside their message, for callers that
+/// act on them (the message says the same in words).
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorDetail {
+    /// The cycle a rejected dependency edge would have closed, as a path that
+    /// starts and ends at the same page: `[a, b, ..., a]`, where `a -> b` is the
+    /// rejected edge and every other step is an edge already in the graph.
+    Cycle(Vec<PageId>),
+}
+
 /// An MMSB error: a stable code and a message that says what went wrong and where.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
@@ -176,6 +188,8 @@ pub struct Error {
     pub code: ErrorCode,
     /// What went wrong, naming the object and the offending value.
     pub message: String,
+    /// Optional structured detail (boxed, so the common error stays small).
+    pub detail: Option<Box<ErrorDetail>>,
 }
 
 impl Error {
@@ -184,6 +198,26 @@ impl Error {
         Error {
             code,
             message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// This error with structured detail attached.
+    pub fn with_detail(mut self, detail: ErrorDetail) -> Error {
+        self.detail = Some(Box::new(detail));
+        self
+    }
+
+    /// The structured detail, if any.
+    pub fn detail(&self) -> Option<&ErrorDetail> {
+        self.detail.as_deref()
+    }
+
+    /// The cycle path of an [`ErrorCode::Cycle`] error (see [`ErrorDetail::Cycle`]).
+    pub fn cycle_path(&self) -> Option<&[PageId]> {
+        match self.detail() {
+            Some(ErrorDetail::Cycle(path)) => Some(path),
+            None => None,
         }
     }
 

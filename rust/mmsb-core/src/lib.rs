@@ -24,6 +24,11 @@
 //! * [`checkpoint`], [`recovery`], [`replay`] (time travel, page history).
 //! * [`vfs`] (the file-system seam), [`retry`] (retry with backoff), and, with
 //!   the `failpoints` feature, [`fault_fs`] (fault injection, crash simulation).
+//! * [`dependency_graph`]: typed edges between pages, cycle rejection, an
+//!   incrementally kept topological order, traversals.
+//! * [`recompute`], [`command_buffer`], [`events`], [`propagation`]: recompute
+//!   functions on derived pages, the wave plan, subscriber callbacks, and the
+//!   [`Engine`] that commits deltas and propagates them (see `docs/propagation.md`).
 //!
 //! ```
 //! use mmsb_core::{Delta, PageLocation, PageStore};
@@ -40,13 +45,16 @@ mod apply_avx2;
 #[cfg(target_arch = "x86_64")]
 mod apply_avx512;
 pub mod checkpoint;
+pub mod command_buffer;
 pub mod commit;
 pub mod delta;
 pub mod delta_codec;
 pub mod delta_merge;
+pub mod dependency_graph;
 pub mod dtype;
 pub mod durable_store;
 pub mod error;
+pub mod events;
 #[cfg(any(test, feature = "failpoints"))]
 pub mod fault_fs;
 pub mod location;
@@ -55,6 +63,8 @@ pub mod page;
 pub mod page_buf;
 pub mod page_id;
 pub mod page_store;
+pub mod propagation;
+pub mod recompute;
 pub mod recovery;
 pub mod replay;
 pub mod retry;
@@ -67,14 +77,19 @@ pub mod tlog_writer;
 pub mod vfs;
 
 pub use apply::Kernel;
+pub use command_buffer::{Command, CommandBuffer};
 pub use commit::Op;
 pub use delta::{Accumulator, Delta, Payload};
+pub use dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
 pub use dtype::{DType, NumericView};
 pub use durable_store::{CommitReceipt, Durability, DurableStats, Store, StoreOptions};
-pub use error::{Error, ErrorCode, Result};
+pub use error::{Error, ErrorCode, ErrorDetail, Result};
+pub use events::{Event, EventBus, EventKind, SubscriptionId};
 pub use location::PageLocation;
 pub use page::{Page, PageSnapshot};
 pub use page_id::PageId;
 pub use page_store::{ApplyOutcome, PageStore, StoreStats};
+pub use propagation::{CommitPlan, CommitReport, Engine, EngineStats, PropagationMode};
+pub use recompute::{ByteTransform, CRecomputeFn, FunctionId, RecomputeFn, RecomputeInputs};
 pub use recovery::{RecoveryOptions, RecoveryReport, Target};
 pub use replay::{HistoryEntry, ReadOnlyState};

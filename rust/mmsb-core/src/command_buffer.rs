@@ -1,0 +1,100 @@
+//! Command buffers: a wave's plan, made before anything runs.
+//!
+//! A wave first decides *what* may run, then runs it. The plan is a flat list
+//! of [`Command`]s, one per derived page that a change could reach along data
+//! edges, each naming the page, its recompute function and its inputs, in
+//! topological order. Commands are grouped into *levels*: a command's level is
+//! one more than the highest level among its inputs that are themselves
+//! commands, so no command depends on another of its own level, and a level can
+//! run in parallel once the levels before it are done.
+//!
+//! The plan is an upper bound: at run time a command whose inputs all turned out
+//! unchanged is skipped (cutoff), unless it was *forced* (its function or its
+//! inputs were redefined since the last wave). A flat buffer is also the shape a
+//! GPU command ring or a captured CUDA graph wants later.
+
+use crate::dependency_graph::{DependencyGraph, EdgeKind};
+use crate::page_id::PageId;
+use crate::recompute::FunctionId;
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+
+/// Recompute one page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    /// The page recomputed.
+    pub page: PageId,
+    /// Its recompute function.
+    pub function: FunctionId,
+    /// Its data parents, in input order.
+    pub inputs: Vec<PageId>,
+    /// Its level (0 = depends on no other command of this buffer).
+    pub level: u32,
+    /// Whether it runs even if no input changed.
+    pub forced: bool,
+}
+
+/// A wave's commands in level order (topological within a level). See the module docs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommandBuffer {
+    /// The commands, level by level.
+    pub commands: Vec<Command>,
+    /// `levels[k]` is the range of `commands` at level `k`.
+    pub levels: Vec<Range<usize>>,
+}
+
+impl CommandBuffer {
+    /// Plans a wave: every page reachable along data edges from `changed` or
+    /// `forced`, plus `forced` itself, that has a function in `functions`.
+    pub fn plan(
+        graph: &DependencyGraph,
+        functions: &HashMap<PageId, FunctionId>,
+        changed: &BTreeSet<PageId>,
+        forced: &BTreeSet<PageId>,
+    ) -> CommandBuffer {
+        let mut region = graph.descendants_by(changed.iter().chain(forced).copied(), |e| {
+            e.kind == EdgeKind::Data
+        });
+        region.extend(forced.iter().copied());
+        let mut level: HashMap<PageId, u32> = HashMap::new();
+        let mut commands = Vec::new();
+        for page in graph.topo_order_of(region) {
+            let Some(&function) = functions.get(&page) else {
+                continue;
+            };
+            let inputs = graph.parents_of_kind(page, EdgeKind::Data);
+            let l = inputs
+                .iter()
+                .filter_map(|q| level.get(q).map(|l| l + 1))
+                .max()
+                .unwrap_or(0);
+            level.insert(page, l);
+            commands.push(Command {
+                page,
+                function,
+                inputs,
+                level: l,
+                forced: forced.contains(&page),
+            });
+        }
+        commands.sort_by_key(|c| c.level); // stable: topological within a level
+        let mut levels: Vec<Range<usize>> = Vec::new();
+        for (i, c) in commands.iter().enumerate() {
+            match levels.last_mut() {
+                Some(r) if commands[r.start].level == c.level => r.end = i + 1,
+                _ => levels.push(i..i + 1),
+            }
+        }
+        CommandBuffer { commands, levels }
+    }
+
+    /// Number of commands.
+    pub fn len(&self) -> usize {
+        self.commands.len()
+    }
+
+    /// Whether there is nothing to run.
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+}

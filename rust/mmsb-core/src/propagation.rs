@@ -1,0 +1,695 @@
+//! The propagation engine: commits, waves, cutoff, and the seam for logging.
+//!
+//! An [`Engine`] owns a [`PageStore`] and a [`DependencyGraph`], the recompute
+//! functions registered on derived pages, and the bookkeeping of non-data edges
+//! (stale pages, pending device syncs, invalidated pages). State changes only
+//! through commits.
+//!
+//! **A commit is planned, then applied.** [`Engine::plan_commit`] takes the
+//! input deltas and computes, without changing anything, the whole commit: the
+//! input deltas followed by every derived delta the wave produces, plus the
+//! stale / gpu-sync / invalidation marks. It works on a *staging* overlay:
+//! copies of the pages the commit touches, with the epochs they will have.
+//! [`Engine::apply_commit`] then applies that list through the store (so
+//! epochs advance exactly as the plan said), updates the marks and emits the
+//! events. [`Engine::commit`] is the two in a row. The split is the seam for
+//! the durability layer: plan, log the plan's deltas as one group, apply. A
+//! plan records the engine version it was made at; applying it after any other
+//! change to the engine fails with a retryable `TransactionConflict`.
+//!
+//! **All or nothing.** Input deltas are validated on the staging copies
+//! (range, mask, compare-and-set against the staged epoch). A recompute
+//! function that fails or panics fails the plan; since nothing was applied,
+//! nothing partial is ever visible, and the graph is never touched by a commit.
+//!
+//! **The wave.** The pages changed by the commit (plus pages left dirty by
+//! deferred commits) are the roots. A [`CommandBuffer`] lists every page with a
+//! recompute function that the roots reach along data edges, in topological
+//! order, grouped into levels. Levels run in order; the commands of one level
+//! are independent and run in parallel (rayon) when there are several and all
+//! their functions are thread-safe. A command runs only if at least one of its
+//! inputs changed in this wave, or it was *forced* (its function was set, or a
+//! data edge into it added or removed, since the last wave). Each runs at most
+//! once, after every input it has in the wave has been recomputed: inputs are
+//! read from the staging overlay, which by then holds their final bytes, so no
+//! function sees a mix of old and new (glitch freedom). If a recomputed page's
+//! bytes are unchanged, it does not count as changed, and its children run only
+//! if another input changed (cutoff). A changed page becomes one dense derived
+//! delta over the range of differing bytes, with source `derived:page#P,...`
+//! naming the changed parents and an intent JSON naming the page, the function
+//! and the cause.
+//!
+//! **Other edge kinds.** When a page changes in a commit (input or derived),
+//! its control children become stale, its gpu-sync children get a pending
+//! device sync, and its compiler children become invalidated (subscribers are
+//! notified). A page written by a commit is no longer stale or invalidated
+//! afterwards (the write is the fresh value); a mark made in the same commit
+//! as a write of that page is dropped for the same reason.
+//!
+//! **Modes.** [`PropagationMode::Immediate`]: every commit runs its wave.
+//! [`PropagationMode::Deferred`]: a commit applies its input deltas only and
+//! the changed pages become dirty; [`Engine::propagate`] later runs one wave for
+//! all of them (batching many commits into one wave) as a commit of its own.
+//! Many deltas in one call always make one wave.
+
+use crate::apply;
+use crate::command_buffer::CommandBuffer;
+use crate::delta::{Delta, MAX_SOURCE_LEN};
+use crate::dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
+use crate::error::{Error, ErrorCode, Result};
+use crate::events::{Event, EventBus, EventKind, SubscriptionId};
+use crate::location::PageLocation;
+use crate::page_id::PageId;
+use crate::page_store::PageStore;
+use crate::recompute::{FunctionId, RecomputeFn, RecomputeInputs};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+/// When waves run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PropagationMode {
+    /// Each commit runs its wave as part of the commit.
+    #[default]
+    Immediate,
+    /// Commits only mark pages dirty; [`Engine::propagate`] runs the wave.
+    Deferred,
+}
+
+/// A planned commit: everything [`Engine::apply_commit`] will do. See the module docs.
+#[derive(Clone, Debug)]
+pub struct CommitPlan {
+    /// Every delta of the commit, in apply order: the inputs, then the derived ones.
+    pub deltas: Vec<Delta>,
+    /// How many of `deltas` are inputs (the rest are derived).
+    pub input_count: usize,
+    /// The wave's plan (empty if no wave ran).
+    pub commands: CommandBuffer,
+    /// The pages whose function ran, in run order.
+    pub recomputed: Vec<PageId>,
+    /// The pages whose bytes the commit changes, in first-change order.
+    pub changed: Vec<PageId>,
+    /// `(page, cause)`: pages that become stale (control edges).
+    pub stale: Vec<(PageId, PageId)>,
+    /// `(page, cause)`: pages that get a pending device sync (gpu-sync edges).
+    pub gpu_sync: Vec<(PageId, PageId)>,
+    /// `(page, cause)`: pages that become invalidated (compiler edges).
+    pub invalidated: Vec<(PageId, PageId)>,
+    /// Whether a wave ran (false for a deferred-mode commit).
+    pub wave: bool,
+    dirty_consumed: Vec<PageId>,
+    forced_consumed: Vec<PageId>,
+    made_dirty: Vec<PageId>,
+    version: u64,
+}
+
+impl CommitPlan {
+    /// The derived deltas.
+    pub fn derived(&self) -> &[Delta] {
+        &self.deltas[self.input_count..]
+    }
+}
+
+/// What an applied commit did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitReport {
+    /// `(page, epoch)` for each page whose bytes changed, in first-change order.
+    pub changed: Vec<(PageId, u64)>,
+    /// The pages whose function ran.
+    pub recomputed: Vec<PageId>,
+    /// Number of derived deltas applied.
+    pub derived_deltas: usize,
+    /// Pages made stale.
+    pub stale: Vec<PageId>,
+    /// Pages given a pending device sync.
+    pub gpu_sync: Vec<PageId>,
+    /// Pages invalidated.
+    pub invalidated: Vec<PageId>,
+}
+
+/// Counters kept by an engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Commits applied.
+    pub commits: u64,
+    /// Waves run.
+    pub waves: u64,
+    /// Recompute function calls in applied commits.
+    pub recomputes: u64,
+    /// Derived deltas applied.
+    pub derived_deltas: u64,
+}
+
+/// Pages, graph, functions and marks. See the module docs.
+#[derive(Debug, Default)]
+pub struct Engine {
+    store: PageStore,
+    graph: DependencyGraph,
+    mode: PropagationMode,
+    functions: HashMap<FunctionId, Arc<RecomputeFn>>,
+    page_fn: HashMap<PageId, FunctionId>,
+    next_fn: u64,
+    dirty: BTreeSet<PageId>,
+    forced: BTreeSet<PageId>,
+    stale: BTreeSet<PageId>,
+    gpu_sync: BTreeSet<PageId>,
+    invalidated: BTreeSet<PageId>,
+    events: EventBus,
+    version: u64,
+    stats: EngineStats,
+}
+
+/// Copies of the pages a planned commit touches, with the epochs they will have.
+struct Staging<'a> {
+    store: &'a PageStore,
+    pages: HashMap<PageId, (Vec<u8>, u64)>,
+}
+
+impl<'a> Staging<'a> {
+    fn bytes(&self, page: PageId) -> Result<&[u8]> {
+        match self.pages.get(&page) {
+            Some((b, _)) => Ok(b),
+            None => Ok(self.store.page(page)?.bytes()),
+        }
+    }
+
+    fn epoch(&self, page: PageId) -> Result<u64> {
+        match self.pages.get(&page) {
+            Some((_, e)) => Ok(*e),
+            None => Ok(self.store.page(page)?.epoch()),
+        }
+    }
+
+    /// Validates and applies `d` to the copy, as the store would; returns whether it changed bytes.
+    fn apply(&mut self, d: &Delta) -> Result<bool> {
+        let page = self.store.page(d.page)?;
+        d.validate(page.size())?;
+        let (bytes, epoch) = self
+            .pages
+            .entry(d.page)
+            .or_insert_with(|| (page.bytes().to_vec(), page.epoch()));
+        if let Some(e) = d.expected_epoch {
+            if e != *epoch {
+                return Err(Error::new(
+                    ErrorCode::EpochMismatch,
+                    format!(
+                        "delta on {} expected epoch {e}, the page is at {epoch}",
+                        d.page
+                    ),
+                ));
+            }
+        }
+        let r = d.offset as usize..(d.offset + d.len) as usize;
+        if !apply::would_change(&bytes[r.clone()], d) {
+            return Ok(false);
+        }
+        apply::apply(&mut bytes[r], d)?;
+        *epoch += 1;
+        Ok(true)
+    }
+}
+
+impl Engine {
+    /// An engine over an empty store, in immediate mode.
+    pub fn new() -> Engine {
+        Engine::default()
+    }
+
+    /// An engine over an existing store (after recovery), with an empty graph.
+    pub fn with_store(store: PageStore) -> Engine {
+        Engine {
+            store,
+            ..Engine::default()
+        }
+    }
+
+    /// The store (read-only: writes go through commits).
+    pub fn store(&self) -> &PageStore {
+        &self.store
+    }
+
+    /// The dependency graph (read-only: edit it through the engine).
+    pub fn graph(&self) -> &DependencyGraph {
+        &self.graph
+    }
+
+    /// The propagation mode.
+    pub fn mode(&self) -> PropagationMode {
+        self.mode
+    }
+
+    /// Sets the propagation mode. Dirty pages stay dirty until the next wave.
+    pub fn set_mode(&mut self, mode: PropagationMode) {
+        self.mode = mode;
+        self.version += 1;
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// A number that changes with every change to the engine (plans record it).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Creates a zeroed page.
+    pub fn create_page(&mut self, size: u64, location: PageLocation) -> Result<PageId> {
+        let id = self.store.create_page(size, location)?;
+        self.version += 1;
+        Ok(id)
+    }
+
+    /// Deletes a page, its edges, its function and its marks. Its former data
+    /// children are recomputed at the next wave (their inputs changed).
+    pub fn delete_page(&mut self, page: PageId) -> Result<()> {
+        self.store.delete_page(page)?;
+        if self.graph.contains_node(page) {
+            for e in self.graph.remove_node(page)? {
+                if e.kind == EdgeKind::Data && e.parent == page {
+                    self.forced.insert(e.child);
+                }
+            }
+        }
+        if let Some(f) = self.page_fn.remove(&page) {
+            self.functions.remove(&f);
+        }
+        for set in [
+            &mut self.dirty,
+            &mut self.forced,
+            &mut self.stale,
+            &mut self.gpu_sync,
+            &mut self.invalidated,
+        ] {
+            set.remove(&page);
+        }
+        self.version += 1;
+        Ok(())
+    }
+
+    fn require_page(&self, page: PageId) -> Result<()> {
+        self.store.page(page).map(|_| ())
+    }
+
+    /// Adds the edge `parent -> child` (both pages must exist). A data edge
+    /// forces the child's recompute at the next wave. See
+    /// [`DependencyGraph::add_edge`] for the errors (a cycle among them).
+    pub fn add_edge(
+        &mut self,
+        parent: PageId,
+        child: PageId,
+        kind: EdgeKind,
+        weight: Option<EdgeWeight>,
+    ) -> Result<()> {
+        self.require_page(parent)?;
+        self.require_page(child)?;
+        self.graph.add_edge(parent, child, kind, weight)?;
+        if kind == EdgeKind::Data {
+            self.forced.insert(child);
+        }
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Removes an edge and returns it. A data edge forces the child's recompute.
+    pub fn remove_edge(&mut self, parent: PageId, child: PageId, kind: EdgeKind) -> Result<Edge> {
+        let e = self.graph.remove_edge(parent, child, kind)?;
+        if kind == EdgeKind::Data {
+            self.forced.insert(child);
+        }
+        self.version += 1;
+        Ok(e)
+    }
+
+    /// Makes `page` a derived page computed by `f` (replacing any earlier
+    /// function). It is recomputed at the next wave.
+    pub fn set_recompute(&mut self, page: PageId, f: RecomputeFn) -> Result<FunctionId> {
+        self.require_page(page)?;
+        self.next_fn += 1;
+        let id = FunctionId(self.next_fn);
+        if let Some(old) = self.page_fn.insert(page, id) {
+            self.functions.remove(&old);
+        }
+        self.functions.insert(id, Arc::new(f));
+        self.forced.insert(page);
+        self.version += 1;
+        Ok(id)
+    }
+
+    /// Removes `page`'s recompute function; `NotFound` if it had none.
+    pub fn clear_recompute(&mut self, page: PageId) -> Result<()> {
+        let f = self
+            .page_fn
+            .remove(&page)
+            .ok_or_else(|| Error::not_found(format!("{page} has no recompute function")))?;
+        self.functions.remove(&f);
+        self.forced.remove(&page);
+        self.version += 1;
+        Ok(())
+    }
+
+    /// The function registered on `page`, if any.
+    pub fn recompute_fn(&self, page: PageId) -> Option<FunctionId> {
+        self.page_fn.get(&page).copied()
+    }
+
+    /// Whether `page` is stale (a control parent changed since it was last written).
+    pub fn is_stale(&self, page: PageId) -> bool {
+        self.stale.contains(&page)
+    }
+
+    /// The stale pages.
+    pub fn stale_pages(&self) -> &BTreeSet<PageId> {
+        &self.stale
+    }
+
+    /// Whether `page` is invalidated (a compiler parent changed since it was last written).
+    pub fn is_invalidated(&self, page: PageId) -> bool {
+        self.invalidated.contains(&page)
+    }
+
+    /// The invalidated pages.
+    pub fn invalidated_pages(&self) -> &BTreeSet<PageId> {
+        &self.invalidated
+    }
+
+    /// The pages with a pending device sync.
+    pub fn pending_gpu_sync(&self) -> &BTreeSet<PageId> {
+        &self.gpu_sync
+    }
+
+    /// Takes (and clears) the pending device syncs, for the GPU layer to perform.
+    pub fn take_gpu_sync(&mut self) -> BTreeSet<PageId> {
+        std::mem::take(&mut self.gpu_sync)
+    }
+
+    /// Pages changed by deferred commits and not yet propagated.
+    pub fn dirty_pages(&self) -> &BTreeSet<PageId> {
+        &self.dirty
+    }
+
+    /// Calls `f` after every later commit, for each event of `kind`.
+    pub fn subscribe(
+        &mut self,
+        kind: EventKind,
+        f: impl Fn(&Event) + Send + Sync + 'static,
+    ) -> SubscriptionId {
+        self.events.subscribe(kind, f)
+    }
+
+    /// Removes a subscription; returns whether it existed.
+    pub fn unsubscribe(&mut self, id: SubscriptionId) -> bool {
+        self.events.unsubscribe(id)
+    }
+
+    /// Plans and applies a commit of `deltas` (one wave in immediate mode).
+    pub fn commit(&mut self, deltas: &[Delta]) -> Result<CommitReport> {
+        let plan = self.plan_commit(deltas)?;
+        self.apply_commit(&plan)
+    }
+
+    /// Runs one wave for everything pending (dirty pages, forced recomputes), in any mode.
+    pub fn propagate(&mut self) -> Result<CommitReport> {
+        let plan = self.plan_propagate()?;
+        self.apply_commit(&plan)
+    }
+
+    /// Forces every derived page to be recomputed, and runs the wave.
+    pub fn recompute_all(&mut self) -> Result<CommitReport> {
+        self.forced.extend(self.page_fn.keys().copied());
+        self.version += 1;
+        self.propagate()
+    }
+
+    /// The whole commit `deltas` would make (inputs, then derived deltas), without
+    /// changing anything. In deferred mode no wave runs.
+    pub fn plan_commit(&self, deltas: &[Delta]) -> Result<CommitPlan> {
+        self.plan(deltas, self.mode == PropagationMode::Immediate)
+    }
+
+    /// The commit [`Engine::propagate`] would make, without changing anything.
+    pub fn plan_propagate(&self) -> Result<CommitPlan> {
+        self.plan(&[], true)
+    }
+
+    fn plan(&self, deltas: &[Delta], wave: bool) -> Result<CommitPlan> {
+        let mut st = Staging {
+            store: &self.store,
+            pages: HashMap::new(),
+        };
+        let mut changed: Vec<PageId> = Vec::new();
+        let mut changed_set: HashSet<PageId> = HashSet::new();
+        for d in deltas {
+            if st.apply(d)? && changed_set.insert(d.page) {
+                changed.push(d.page);
+            }
+        }
+        let mut plan = CommitPlan {
+            deltas: deltas.to_vec(),
+            input_count: deltas.len(),
+            commands: CommandBuffer::default(),
+            recomputed: Vec::new(),
+            changed: Vec::new(),
+            stale: Vec::new(),
+            gpu_sync: Vec::new(),
+            invalidated: Vec::new(),
+            wave,
+            dirty_consumed: Vec::new(),
+            forced_consumed: Vec::new(),
+            made_dirty: Vec::new(),
+            version: self.version,
+        };
+        if !wave {
+            self.mark(&mut plan, &changed, &changed_set);
+            plan.made_dirty = changed.clone();
+            plan.changed = changed;
+            return Ok(plan);
+        }
+        // Roots: this commit's changes plus what deferred commits left dirty.
+        let mut roots: BTreeSet<PageId> = changed.iter().copied().collect();
+        roots.extend(self.dirty.iter().copied());
+        let cb = CommandBuffer::plan(&self.graph, &self.page_fn, &roots, &self.forced);
+        let mut wave_changed: HashSet<PageId> = roots.iter().copied().collect();
+        for level in &cb.levels {
+            let run: Vec<&crate::command_buffer::Command> = cb.commands[level.clone()]
+                .iter()
+                .filter(|c| c.forced || c.inputs.iter().any(|i| wave_changed.contains(i)))
+                .collect();
+            let exec = |c: &&crate::command_buffer::Command| -> Result<(PageId, Vec<u8>)> {
+                let f = self.functions.get(&c.function).ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::Internal,
+                        format!("{} of {} is not registered", c.function, c.page),
+                    )
+                })?;
+                let inputs = c
+                    .inputs
+                    .iter()
+                    .map(|&q| st.bytes(q))
+                    .collect::<Result<Vec<&[u8]>>>()?;
+                let epochs = c
+                    .inputs
+                    .iter()
+                    .map(|&q| st.epoch(q))
+                    .collect::<Result<Vec<u64>>>()?;
+                let mut out = st.bytes(c.page)?.to_vec();
+                f.call(
+                    &RecomputeInputs {
+                        page: c.page,
+                        parents: &c.inputs,
+                        inputs: &inputs,
+                        epochs: &epochs,
+                    },
+                    &mut out,
+                )?;
+                Ok((c.page, out))
+            };
+            let parallel = run.len() > 1
+                && run.iter().all(|c| {
+                    self.functions
+                        .get(&c.function)
+                        .is_some_and(|f| f.is_thread_safe())
+                });
+            let results: Vec<Result<(PageId, Vec<u8>)>> = if parallel {
+                run.par_iter().map(exec).collect()
+            } else {
+                run.iter().map(exec).collect()
+            };
+            for (c, r) in run.iter().zip(results) {
+                let (page, out) = r?;
+                plan.recomputed.push(page);
+                let old = st.bytes(page)?;
+                let Some(first) = old.iter().zip(&out).position(|(a, b)| a != b) else {
+                    continue; // cutoff: same bytes, nothing downstream from here
+                };
+                let last = old
+                    .iter()
+                    .zip(&out)
+                    .rposition(|(a, b)| a != b)
+                    .unwrap_or(first);
+                let causes: Vec<PageId> = c
+                    .inputs
+                    .iter()
+                    .copied()
+                    .filter(|i| wave_changed.contains(i))
+                    .collect();
+                let fname = self
+                    .functions
+                    .get(&c.function)
+                    .map_or("unknown", |f| f.name());
+                let d = derived_delta(page, first, &out[first..=last], &causes, c, fname)?;
+                st.apply(&d)?;
+                plan.deltas.push(d);
+                wave_changed.insert(page);
+                if changed_set.insert(page) {
+                    changed.push(page);
+                }
+            }
+        }
+        plan.commands = cb;
+        plan.dirty_consumed = self.dirty.iter().copied().collect();
+        plan.forced_consumed = self.forced.iter().copied().collect();
+        self.mark(&mut plan, &changed, &changed_set);
+        plan.changed = changed;
+        Ok(plan)
+    }
+
+    /// Fills the plan's non-data marks: the children, along control, gpu-sync
+    /// and compiler edges, of every page `changed` by this commit. Pages
+    /// written by the commit are fresh, so they are not marked stale or invalid.
+    fn mark(&self, plan: &mut CommitPlan, changed: &[PageId], written: &HashSet<PageId>) {
+        let mut marks: [BTreeMap<PageId, PageId>; 3] = Default::default();
+        for &p in changed {
+            for e in self.graph.children(p) {
+                let slot = match e.kind {
+                    EdgeKind::Data => continue,
+                    EdgeKind::Control => 0,
+                    EdgeKind::GpuSync => 1,
+                    EdgeKind::Compiler => 2,
+                };
+                marks[slot].entry(e.child).or_insert(p);
+            }
+        }
+        let [stale, gpu, inval] = marks;
+        plan.stale = stale
+            .into_iter()
+            .filter(|(c, _)| !written.contains(c))
+            .collect();
+        plan.gpu_sync = gpu.into_iter().collect();
+        plan.invalidated = inval
+            .into_iter()
+            .filter(|(c, _)| !written.contains(c))
+            .collect();
+    }
+
+    /// Applies a plan made by [`Engine::plan_commit`] or [`Engine::plan_propagate`]
+    /// on this engine. Fails with `TransactionConflict` (retryable: plan again)
+    /// if the engine changed since the plan was made; then nothing changes.
+    pub fn apply_commit(&mut self, plan: &CommitPlan) -> Result<CommitReport> {
+        if plan.version != self.version {
+            return Err(Error::new(
+                ErrorCode::TransactionConflict,
+                format!(
+                    "the commit was planned at engine version {}, the engine is at {}; plan it again",
+                    plan.version, self.version
+                ),
+            ));
+        }
+        // The plan was simulated on exactly this state, so every delta applies.
+        for d in &plan.deltas {
+            self.store.apply_delta(d).map_err(|e| {
+                Error::new(
+                    ErrorCode::Internal,
+                    format!("a planned delta failed to apply: {e}"),
+                )
+            })?;
+        }
+        self.version += 1;
+        self.stats.commits += 1;
+        let mut report = CommitReport {
+            derived_deltas: plan.deltas.len() - plan.input_count,
+            recomputed: plan.recomputed.clone(),
+            ..CommitReport::default()
+        };
+        for &p in &plan.changed {
+            let epoch = self.store.page(p).map_or(0, |pg| pg.epoch());
+            report.changed.push((p, epoch));
+            self.stale.remove(&p);
+            self.invalidated.remove(&p);
+        }
+        if plan.wave {
+            self.stats.waves += 1;
+            self.stats.recomputes += plan.recomputed.len() as u64;
+            self.stats.derived_deltas += report.derived_deltas as u64;
+            for p in &plan.dirty_consumed {
+                self.dirty.remove(p);
+            }
+            for p in &plan.forced_consumed {
+                self.forced.remove(p);
+            }
+        }
+        self.dirty.extend(plan.made_dirty.iter().copied());
+        for &(p, _) in &plan.stale {
+            self.stale.insert(p);
+            report.stale.push(p);
+        }
+        for &(p, _) in &plan.gpu_sync {
+            self.gpu_sync.insert(p);
+            report.gpu_sync.push(p);
+        }
+        for &(p, _) in &plan.invalidated {
+            self.invalidated.insert(p);
+            report.invalidated.push(p);
+        }
+        if !self.events.is_empty() {
+            for &(page, epoch) in &report.changed {
+                self.events.emit(&Event::PageChanged { page, epoch });
+            }
+            for &(page, cause) in &plan.stale {
+                self.events.emit(&Event::Stale { page, cause });
+            }
+            for &(page, cause) in &plan.gpu_sync {
+                self.events.emit(&Event::GpuSync { page, cause });
+            }
+            for &(page, cause) in &plan.invalidated {
+                self.events.emit(&Event::Invalidated { page, cause });
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// The derived delta for `page`: `bytes` at `offset`, with provenance.
+fn derived_delta(
+    page: PageId,
+    offset: usize,
+    bytes: &[u8],
+    causes: &[PageId],
+    cmd: &crate::command_buffer::Command,
+    fname: &str,
+) -> Result<Delta> {
+    let mut source = String::from("derived:");
+    for (i, c) in causes.iter().enumerate() {
+        let part = format!("{}{c}", if i > 0 { "," } else { "" });
+        if source.len() + part.len() + 32 > MAX_SOURCE_LEN {
+            source.push_str(&format!(",+{} more", causes.len() - i));
+            break;
+        }
+        source.push_str(&part);
+    }
+    if causes.is_empty() {
+        source.push_str(&page.to_string());
+    }
+    let intent = serde_json::json!({
+        "cause": "propagation",
+        "page": page.get(),
+        "function": cmd.function.0,
+        "function_kind": fname,
+        "forced": cmd.forced,
+        "changed_parents": causes.iter().map(|c| c.get()).collect::<Vec<_>>(),
+    });
+    Delta::dense(page, offset as u64, bytes.to_vec())
+        .with_source(source)
+        .with_intent(intent.to_string())
+}
