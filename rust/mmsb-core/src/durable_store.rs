@@ -50,7 +50,10 @@ use crate::replay::{self, HistoryEntry, ReadOnlyState};
 use crate::tlog_reader::LogEnd;
 use crate::tlog_segment;
 use crate::tlog_writer::{io_err, GroupSync, TLogWriter};
-use crate::vfs::{RealVfs, Vfs};
+use crate::vfs::{DirLock, RealVfs, Vfs};
+
+/// The file in a data directory whose lock marks the store as open.
+pub const LOCK_FILE: &str = "LOCK";
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -160,6 +163,8 @@ pub struct Store {
     shared: Arc<Shared>,
     report: RecoveryReport,
     background: Option<JoinHandle<()>>,
+    /// The data directory's `LOCK` file, held while the store is open.
+    lock: Option<DirLock>,
 }
 
 impl Store {
@@ -202,6 +207,21 @@ impl Store {
             vfs.create_dir_all(d)
                 .map_err(|e| io_err("creating", d, e))?;
         }
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = vfs.lock_exclusive(&lock_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                Error::new(
+                    ErrorCode::Io,
+                    format!(
+                        "data directory {} is in use: another open store holds {}",
+                        dir.display(),
+                        lock_path.display()
+                    ),
+                )
+            } else {
+                io_err("locking", &lock_path, e)
+            }
+        })?;
         vfs.sync_dir(dir).map_err(|e| io_err("syncing", dir, e))?;
         checkpoint::remove_temporaries(vfs.as_ref(), &ckpt_dir)?;
         let rec = recovery::recover(vfs.as_ref(), dir, Target::Latest, opts.recovery)?;
@@ -267,7 +287,7 @@ impl Store {
         )?;
         segments.push((number, lsn + 1));
         let ts = rec.report.timestamp_ns;
-        let store = Store::from_parts(
+        let mut store = Store::from_parts(
             vfs,
             Some(dir.to_path_buf()),
             opts,
@@ -278,6 +298,7 @@ impl Store {
             segments,
             rec.report,
         );
+        store.lock = Some(lock);
         store.prune_log()?;
         Ok(store)
     }
@@ -325,6 +346,7 @@ impl Store {
             shared,
             report,
             background,
+            lock: None,
         }
     }
 
@@ -538,6 +560,7 @@ impl Store {
         }
         let r = self.sync();
         self.shared.lock().closed = true;
+        self.lock = None;
         r
     }
 }

@@ -52,6 +52,24 @@ pub trait Vfs: Send + Sync + Debug {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Whether a file or directory exists.
     fn exists(&self, path: &Path) -> bool;
+    /// Takes an exclusive advisory lock on the file at `path` (created if
+    /// needed), held until the returned guard is dropped. Another holder makes
+    /// this fail with [`io::ErrorKind::WouldBlock`]. File systems without other
+    /// processes (the in-memory fault file system) need not lock anything.
+    fn lock_exclusive(&self, _path: &Path) -> io::Result<DirLock> {
+        Ok(DirLock(None))
+    }
+}
+
+/// An exclusive lock on a data directory (its `LOCK` file); released on drop.
+#[derive(Debug)]
+pub struct DirLock(Option<File>);
+
+impl DirLock {
+    /// Whether a real lock is held (false on file systems that need none).
+    pub fn is_held(&self) -> bool {
+        self.0.is_some()
+    }
 }
 
 /// The real file system.
@@ -87,6 +105,22 @@ impl VfsFile for RealFile {
 }
 
 impl Vfs for RealVfs {
+    fn lock_exclusive(&self, path: &Path) -> io::Result<DirLock> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        match f.try_lock() {
+            Ok(()) => Ok(DirLock(Some(f))),
+            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "held by another open store",
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         retry_io(|| std::fs::create_dir_all(path))
     }

@@ -272,3 +272,19 @@ fn old_segments_and_checkpoints_are_pruned_and_the_rest_still_replays() {
     let s = Store::open(dir.path(), o).unwrap();
     s.read_with(|st| assert_same_state(st, &model_at(&w, 400), "reopen"));
 }
+
+#[test]
+fn a_data_directory_opens_once_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let e = Store::open(dir.path(), StoreOptions::default()).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Io);
+    assert!(e.message.contains("in use"), "{}", e.message);
+    a.close().unwrap();
+    let b = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    drop(b);
+    Store::open(dir.path(), StoreOptions::default())
+        .unwrap()
+        .close()
+        .unwrap();
+}
