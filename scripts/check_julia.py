@@ -65,6 +65,7 @@ C_SCALARS_COMPAT = {
     "int32_t": {"Int32", "Cint"},
     "int64_t": {"Int64", "Clonglong"},
     "size_t": {"Csize_t"},
+    "double": {"Float64", "Cdouble"},
     "char": {"Cchar", "UInt8", "Int8"},
     "void": {"Cvoid", "Nothing"},
 }

@@ -52,6 +52,7 @@ C_SCALARS = {
     "int32_t": "Int32",
     "int64_t": "Int64",
     "size_t": "Csize_t",
+    "double": "Float64",
     "char": "UInt8",  # only valid behind a pointer (see julia_type)
     "void": "Cvoid",
 }
@@ -63,6 +64,7 @@ CONST_FAMILIES = [
     (re.compile(r"^MMSB_ERR_[A-Z0-9_]+$"), "Int32"),
     (re.compile(r"^MMSB_LOCATION_[A-Z0-9_]+$"), "UInt8"),
     (re.compile(r"^MMSB_DTYPE_[A-Z0-9_]+$"), "UInt8"),
+    (re.compile(r"^MMSB_DURABILITY_[A-Z0-9_]+$"), "UInt8"),
 ]
 
 JULIA_KEYWORDS = {

@@ -214,7 +214,7 @@ epoch alone) and the page's epoch afterwards. On error nothing changed:
 range outside it, [`EpochMismatchError`](@ref) for a stale compare-and-set.
 The delta stays valid and may be applied again or elsewhere.
 """
-function apply_delta!(store::Store, d::Delta)
+function apply_delta!(store::AbstractStore, d::Delta)
     changed = Ref{Bool}(false)
     epoch = Ref{UInt64}(0)
     check(LibMMSB.mmsb_store_apply_delta(store.handle, d.handle, changed, epoch))
@@ -226,7 +226,7 @@ end
 
 Throws the error [`apply_delta!`](@ref) would throw, without applying anything.
 """
-function check_delta(store::Store, d::Delta)
+function check_delta(store::AbstractStore, d::Delta)
     check(LibMMSB.mmsb_store_check_delta(store.handle, d.handle))
     return nothing
 end

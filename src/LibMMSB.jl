@@ -14,6 +14,15 @@ module LibMMSB
 
 using ..MMSB: libmmsb
 
+"""Durability: `commit` returns after the log is synced (group commit)."""
+const MMSB_DURABILITY_IMMEDIATE = UInt8(0)
+
+"""Durability: `commit` returns after the append; synced in the background within `buffered_max_delay_ms`."""
+const MMSB_DURABILITY_BUFFERED = UInt8(1)
+
+"""Durability: no files at all (an in-memory store behind the durable API)."""
+const MMSB_DURABILITY_NONE = UInt8(2)
+
 """Success."""
 const MMSB_OK = Int32(0)
 
@@ -146,8 +155,138 @@ struct MmsbDeltaInfo
     timestamp_ns::UInt64
 end
 
+"""
+    MmsbStoreOptions
+
+How `mmsb_store_open` opens a durable store. Fill it with
+`mmsb_store_options_default`, then change fields.
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbStoreOptions
+    """`MMSB_DURABILITY_*`."""
+    durability::UInt8
+    """Under buffered durability, the longest a commit stays unsynced (ms, at least 1)."""
+    buffered_max_delay_ms::UInt64
+    """A log segment is rolled when it would grow past this many bytes (at least 1)."""
+    segment_bytes::UInt64
+    """Compress log frames."""
+    compression::Bool
+    """Checkpoints kept (at least 1); older checkpoints and the log they cover are deleted."""
+    checkpoints_kept::UInt64
+    """Accept corruption inside the log at open: keep what precedes it, drop
+the rest (reported by `mmsb_recovery_report`). Off: such corruption
+fails the open with `MMSB_ERR_CORRUPTION` / `MMSB_ERR_CHECKSUM_MISMATCH`."""
+    recover_past_corruption::Bool
+end
+
 """A store handle (0 is null)."""
 const MmsbStore = UInt64
+
+"""
+    MmsbDurableStats
+
+Counters of a durable store (`mmsb_store_durable_stats`).
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbDurableStats
+    """LSN of the last commit applied."""
+    lsn::UInt64
+    """Highest LSN known to be on disk."""
+    durable_lsn::UInt64
+    """Commits since open."""
+    commits::UInt64
+    """Log bytes appended since open."""
+    log_bytes::UInt64
+    """Log fsyncs since open."""
+    log_syncs::UInt64
+end
+
+"""A commit-builder handle (0 is null)."""
+const MmsbCommit = UInt64
+
+"""
+    MmsbCheckpointInfo
+
+What `mmsb_checkpoint` wrote.
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbCheckpointInfo
+    """The LSN the checkpoint captures."""
+    lsn::UInt64
+    """That commit's timestamp, ns since the Unix epoch."""
+    timestamp_ns::UInt64
+    """Pages in it."""
+    pages::UInt64
+    """Size of the checkpoint file in bytes."""
+    file_bytes::UInt64
+end
+
+"""A read-only past state handle (0 is null)."""
+const MmsbState = UInt64
+
+"""
+    MmsbLogSummary
+
+What `mmsb_log_summary` reports about the log on disk now.
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbLogSummary
+    """Segment files."""
+    segments::UInt64
+    """Commits (good frames) in the log."""
+    commits::UInt64
+    """Records (operations) in those commits."""
+    records::UInt64
+    """First LSN in the log (0 if empty)."""
+    first_lsn::UInt64
+    """Last LSN in the log (0 if empty)."""
+    last_lsn::UInt64
+    """Bytes of frames as stored."""
+    stored_bytes::UInt64
+    """Bytes of frames after decompression."""
+    raw_bytes::UInt64
+    """Frames stored compressed."""
+    compressed_frames::UInt64
+    """`raw_bytes / stored_bytes` (1.0 for an empty or uncompressed log)."""
+    compression_ratio::Float64
+end
+
+"""
+    MmsbRecoveryReport
+
+What recovery found when the store was opened (`mmsb_recovery_report`).
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbRecoveryReport
+    """The LSN of the recovered state."""
+    lsn::UInt64
+    """That commit's timestamp (0 for the empty state)."""
+    timestamp_ns::UInt64
+    """Commits replayed from the log."""
+    commits_replayed::UInt64
+    """Log bytes replayed."""
+    bytes_replayed::UInt64
+    """Bytes of a torn tail cut from the end of the log (0 if none)."""
+    torn_tail_bytes::UInt64
+    """Bytes dropped after accepted corruption (0 if none)."""
+    corruption_bytes_dropped::UInt64
+    """Whether recovery started from a checkpoint."""
+    has_checkpoint::Bool
+    """That checkpoint's LSN (0 if none)."""
+    checkpoint_lsn::UInt64
+    """Checkpoints that failed to verify and were skipped."""
+    checkpoints_rejected::UInt64
+    """Wall time recovery took, ns."""
+    elapsed_ns::UInt64
+end
+
+"""A page-history handle (0 is null)."""
+const MmsbHistory = UInt64
 
 """
     MmsbPageInfo
@@ -347,6 +486,431 @@ then `b`; writes its handle into `*out_delta`. `a` and `b` stay valid.
 """
 function mmsb_delta_merge(a, b, out_delta)
     ccall((:mmsb_delta_merge, libmmsb), Int32, (MmsbDelta, MmsbDelta, Ptr{MmsbDelta}), a, b, out_delta)
+end
+
+"""
+    mmsb_store_options_default(out_options) -> Int32
+
+C: `int32_t mmsb_store_options_default(MmsbStoreOptions *out_options)`
+
+Writes the default options into `*out_options`: immediate durability,
+10 ms buffered delay (used only under buffered), 64 MiB segments, no
+compression, 2 checkpoints kept, corruption inside the log is an error.
+
+# Safety
+`out_options` is null or valid for writing one `MmsbStoreOptions`.
+"""
+function mmsb_store_options_default(out_options)
+    ccall((:mmsb_store_options_default, libmmsb), Int32, (Ptr{MmsbStoreOptions},), out_options)
+end
+
+"""
+    mmsb_store_open(dir, options, out_store) -> Int32
+
+C: `int32_t mmsb_store_open(const char *dir, const MmsbStoreOptions *options, MmsbStore *out_store)`
+
+Opens (creating if needed) the durable store in directory `dir`
+(NUL-terminated UTF-8) with `*options`, recovers its state (newest
+verifying checkpoint plus the log after it) and writes its handle into
+`*out_store`. Close it with `mmsb_store_close`. A directory that cannot be
+created or read is `MMSB_ERR_IO` (or `MMSB_ERR_NO_SPACE`); damage inside
+the log is `MMSB_ERR_CORRUPTION` / `MMSB_ERR_CHECKSUM_MISMATCH` unless
+`recover_past_corruption` is set. With `MMSB_DURABILITY_NONE` no file is
+touched and the store starts empty.
+
+# Safety
+`dir` is null or NUL-terminated; `options` is null or valid for reading one
+`MmsbStoreOptions`; `out_store` is null or valid for one write.
+"""
+function mmsb_store_open(dir, options, out_store)
+    ccall((:mmsb_store_open, libmmsb), Int32, (Cstring, Ptr{MmsbStoreOptions}, Ptr{MmsbStore}), dir, options, out_store)
+end
+
+"""
+    mmsb_store_lsn(store, out_lsn) -> Int32
+
+C: `int32_t mmsb_store_lsn(MmsbStore store, uint64_t *out_lsn)`
+
+Writes the LSN of the last commit of a durable store, or the LSN a
+read-only state was replayed to, into `*out_lsn` (an in-memory store is an
+`MMSB_ERR_INVALID_HANDLE`: it has no log).
+
+# Safety
+`out_lsn` is null or valid for one write.
+"""
+function mmsb_store_lsn(store, out_lsn)
+    ccall((:mmsb_store_lsn, libmmsb), Int32, (MmsbStore, Ptr{UInt64}), store, out_lsn)
+end
+
+"""
+    mmsb_store_durable_stats(store, out_stats) -> Int32
+
+C: `int32_t mmsb_store_durable_stats(MmsbStore store, MmsbDurableStats *out_stats)`
+
+Writes a durable store's counters into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_store_durable_stats(store, out_stats)
+    ccall((:mmsb_store_durable_stats, libmmsb), Int32, (MmsbStore, Ptr{MmsbDurableStats}), store, out_stats)
+end
+
+"""
+    mmsb_store_sync(store) -> Int32
+
+C: `int32_t mmsb_store_sync(MmsbStore store)`
+
+Makes every commit so far durable, whatever the durability mode.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_store_sync(store)
+    ccall((:mmsb_store_sync, libmmsb), Int32, (MmsbStore,), store)
+end
+
+"""
+    mmsb_commit_begin(store, out_commit) -> Int32
+
+C: `int32_t mmsb_commit_begin(MmsbStore store, MmsbCommit *out_commit)`
+
+Starts a commit on the durable store `store`: writes a new, empty commit
+builder handle into `*out_commit`. Add operations with `mmsb_commit_*`,
+commit them with `mmsb_commit_execute`, free the builder with
+`mmsb_commit_free`. Operations are only validated when executed.
+
+# Safety
+`out_commit` is null or valid for one write.
+"""
+function mmsb_commit_begin(store, out_commit)
+    ccall((:mmsb_commit_begin, libmmsb), Int32, (MmsbStore, Ptr{MmsbCommit}), store, out_commit)
+end
+
+"""
+    mmsb_commit_add_delta(commit, delta) -> Int32
+
+C: `int32_t mmsb_commit_add_delta(MmsbCommit commit, MmsbDelta delta)`
+
+Adds \"apply this delta\" to the commit. The delta is copied: the handle
+stays the caller's, and later changes to it do not affect the commit.
+
+# Safety
+None beyond passing handle values (checked).
+"""
+function mmsb_commit_add_delta(commit, delta)
+    ccall((:mmsb_commit_add_delta, libmmsb), Int32, (MmsbCommit, MmsbDelta), commit, delta)
+end
+
+"""
+    mmsb_commit_create_page(commit, size, location) -> Int32
+
+C: `int32_t mmsb_commit_create_page(MmsbCommit commit, uint64_t size, uint8_t location)`
+
+Adds \"create a zeroed page of `size` bytes at `location`\" to the commit.
+Its id is assigned at execution (`mmsb_commit_created_pages`).
+
+# Safety
+None beyond passing values (checked).
+"""
+function mmsb_commit_create_page(commit, size, location)
+    ccall((:mmsb_commit_create_page, libmmsb), Int32, (MmsbCommit, UInt64, UInt8), commit, size, location)
+end
+
+"""
+    mmsb_commit_delete_page(commit, page) -> Int32
+
+C: `int32_t mmsb_commit_delete_page(MmsbCommit commit, MmsbPageId page)`
+
+Adds \"delete page `page`\" to the commit.
+
+# Safety
+None beyond passing values (checked).
+"""
+function mmsb_commit_delete_page(commit, page)
+    ccall((:mmsb_commit_delete_page, libmmsb), Int32, (MmsbCommit, MmsbPageId), commit, page)
+end
+
+"""
+    mmsb_commit_set_metadata(commit, page, key, value, value_len) -> Int32
+
+C: `int32_t mmsb_commit_set_metadata(MmsbCommit commit, MmsbPageId page, const char *key, const uint8_t *value, uint64_t value_len)`
+
+Adds \"set metadata `key` -> `value`\" to the commit (copied).
+
+# Safety
+`key` is null or NUL-terminated; `value` is null (only with `value_len` 0)
+or valid for reading `value_len` bytes.
+"""
+function mmsb_commit_set_metadata(commit, page, key, value, value_len)
+    ccall((:mmsb_commit_set_metadata, libmmsb), Int32, (MmsbCommit, MmsbPageId, Cstring, Ptr{UInt8}, UInt64), commit, page, key, value, value_len)
+end
+
+"""
+    mmsb_commit_remove_metadata(commit, page, key) -> Int32
+
+C: `int32_t mmsb_commit_remove_metadata(MmsbCommit commit, MmsbPageId page, const char *key)`
+
+Adds \"remove metadata `key`\" to the commit (a no-op if the key is absent).
+
+# Safety
+`key` is null or NUL-terminated.
+"""
+function mmsb_commit_remove_metadata(commit, page, key)
+    ccall((:mmsb_commit_remove_metadata, libmmsb), Int32, (MmsbCommit, MmsbPageId, Cstring), commit, page, key)
+end
+
+"""
+    mmsb_commit_set_view(commit, page, dtype, len) -> Int32
+
+C: `int32_t mmsb_commit_set_view(MmsbCommit commit, MmsbPageId page, uint8_t dtype, uint64_t len)`
+
+Adds \"set the numeric view to `len` elements of `dtype`\" to the commit
+(`MMSB_DTYPE_NONE` clears it).
+
+# Safety
+None beyond passing values (checked).
+"""
+function mmsb_commit_set_view(commit, page, dtype, len)
+    ccall((:mmsb_commit_set_view, libmmsb), Int32, (MmsbCommit, MmsbPageId, UInt8, UInt64), commit, page, dtype, len)
+end
+
+"""
+    mmsb_commit_op_count(commit, out_count) -> Int32
+
+C: `int32_t mmsb_commit_op_count(MmsbCommit commit, uint64_t *out_count)`
+
+Writes the number of operations waiting in the commit into `*out_count`.
+
+# Safety
+`out_count` is null or valid for one write.
+"""
+function mmsb_commit_op_count(commit, out_count)
+    ccall((:mmsb_commit_op_count, libmmsb), Int32, (MmsbCommit, Ptr{UInt64}), commit, out_count)
+end
+
+"""
+    mmsb_commit_execute(commit, out_lsn) -> Int32
+
+C: `int32_t mmsb_commit_execute(MmsbCommit commit, uint64_t *out_lsn)`
+
+Validates and commits the builder's operations as one atomic commit: all
+of them are logged and applied, or (on any error) none, and nothing
+changes. On success writes the commit's LSN into `*out_lsn`, empties the
+builder (it may be reused for another commit) and records the ids of the
+pages it created (`mmsb_commit_created_pages`). On failure the operations
+stay in the builder. An empty commit is `MMSB_ERR_INVALID_ARGUMENT`; a
+closed store is `MMSB_ERR_INVALID_HANDLE`.
+
+# Safety
+`out_lsn` is null or valid for one write.
+"""
+function mmsb_commit_execute(commit, out_lsn)
+    ccall((:mmsb_commit_execute, libmmsb), Int32, (MmsbCommit, Ptr{UInt64}), commit, out_lsn)
+end
+
+"""
+    mmsb_commit_created_pages(commit, buf, cap, out_count) -> Int32
+
+C: `int32_t mmsb_commit_created_pages(MmsbCommit commit, MmsbPageId *buf, uint64_t cap, uint64_t *out_count)`
+
+Copies the ids of the pages created by the builder's last successful
+execution (in operation order) into `buf` (capacity `cap` ids) and their
+number into `*out_count`; the buffer-size rules of `mmsb_page_list` apply.
+
+# Safety
+`buf` is null or valid for `cap` u64 writes; `out_count` is null or valid for one write.
+"""
+function mmsb_commit_created_pages(commit, buf, cap, out_count)
+    ccall((:mmsb_commit_created_pages, libmmsb), Int32, (MmsbCommit, Ptr{MmsbPageId}, UInt64, Ptr{UInt64}), commit, buf, cap, out_count)
+end
+
+"""
+    mmsb_commit_free(commit) -> Int32
+
+C: `int32_t mmsb_commit_free(MmsbCommit commit)`
+
+Frees a commit builder (its pending operations are dropped, never committed).
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_commit_free(commit)
+    ccall((:mmsb_commit_free, libmmsb), Int32, (MmsbCommit,), commit)
+end
+
+"""
+    mmsb_checkpoint(store, out_info) -> Int32
+
+C: `int32_t mmsb_checkpoint(MmsbStore store, MmsbCheckpointInfo *out_info)`
+
+Writes a checkpoint of the current state (consistent, at a commit
+boundary), prunes old checkpoints and the log segments they make
+unnecessary, and describes it in `*out_info`. A store with
+`MMSB_DURABILITY_NONE` is `MMSB_ERR_UNSUPPORTED`.
+
+# Safety
+`out_info` is null or valid for one write.
+"""
+function mmsb_checkpoint(store, out_info)
+    ccall((:mmsb_checkpoint, libmmsb), Int32, (MmsbStore, Ptr{MmsbCheckpointInfo}), store, out_info)
+end
+
+"""
+    mmsb_replay_to_lsn(store, lsn, out_state) -> Int32
+
+C: `int32_t mmsb_replay_to_lsn(MmsbStore store, uint64_t lsn, MmsbState *out_state)`
+
+Rebuilds the state right after commit `lsn` (0 = the empty state) from the
+checkpoints and log on disk and writes a read-only state handle into
+`*out_state`: read it with the page functions (`mmsb_page_read`,
+`mmsb_page_info`, `mmsb_page_list`, `mmsb_page_borrow`, ...), free it with
+`mmsb_state_free`. Writes to it are `MMSB_ERR_READ_ONLY`. An LSN that is not
+retained (pruned with its checkpoint and log segments, or beyond the last
+commit) is `MMSB_ERR_NOT_FOUND`; `MMSB_DURABILITY_NONE` is `MMSB_ERR_UNSUPPORTED`.
+
+# Safety
+`out_state` is null or valid for one write.
+"""
+function mmsb_replay_to_lsn(store, lsn, out_state)
+    ccall((:mmsb_replay_to_lsn, libmmsb), Int32, (MmsbStore, UInt64, Ptr{MmsbState}), store, lsn, out_state)
+end
+
+"""
+    mmsb_replay_to_time(store, timestamp_ns, out_state) -> Int32
+
+C: `int32_t mmsb_replay_to_time(MmsbStore store, uint64_t timestamp_ns, MmsbState *out_state)`
+
+Like `mmsb_replay_to_lsn`, to the state after the last commit whose
+timestamp is at or before `timestamp_ns` (ns since the Unix epoch; before
+the first retained commit: the oldest retained state).
+
+# Safety
+`out_state` is null or valid for one write.
+"""
+function mmsb_replay_to_time(store, timestamp_ns, out_state)
+    ccall((:mmsb_replay_to_time, libmmsb), Int32, (MmsbStore, UInt64, Ptr{MmsbState}), store, timestamp_ns, out_state)
+end
+
+"""
+    mmsb_state_info(state, out_lsn, out_timestamp_ns) -> Int32
+
+C: `int32_t mmsb_state_info(MmsbState state, uint64_t *out_lsn, uint64_t *out_timestamp_ns)`
+
+Writes the LSN and commit timestamp a read-only state was rebuilt at.
+
+# Safety
+`out_lsn` and `out_timestamp_ns` are null or valid for one write each.
+"""
+function mmsb_state_info(state, out_lsn, out_timestamp_ns)
+    ccall((:mmsb_state_info, libmmsb), Int32, (MmsbState, Ptr{UInt64}, Ptr{UInt64}), state, out_lsn, out_timestamp_ns)
+end
+
+"""
+    mmsb_state_free(state) -> Int32
+
+C: `int32_t mmsb_state_free(MmsbState state)`
+
+Frees a read-only state. Borrows taken from it stay readable until released.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_state_free(state)
+    ccall((:mmsb_state_free, libmmsb), Int32, (MmsbState,), state)
+end
+
+"""
+    mmsb_log_summary(store, out_summary) -> Int32
+
+C: `int32_t mmsb_log_summary(MmsbStore store, MmsbLogSummary *out_summary)`
+
+Scans the store's log on disk now and writes its totals into `*out_summary`.
+`MMSB_DURABILITY_NONE` is `MMSB_ERR_UNSUPPORTED`.
+
+# Safety
+`out_summary` is null or valid for one write.
+"""
+function mmsb_log_summary(store, out_summary)
+    ccall((:mmsb_log_summary, libmmsb), Int32, (MmsbStore, Ptr{MmsbLogSummary}), store, out_summary)
+end
+
+"""
+    mmsb_recovery_report(store, out_report) -> Int32
+
+C: `int32_t mmsb_recovery_report(MmsbStore store, MmsbRecoveryReport *out_report)`
+
+Writes what recovery found when the store was opened into `*out_report`.
+
+# Safety
+`out_report` is null or valid for one write.
+"""
+function mmsb_recovery_report(store, out_report)
+    ccall((:mmsb_recovery_report, libmmsb), Int32, (MmsbStore, Ptr{MmsbRecoveryReport}), store, out_report)
+end
+
+"""
+    mmsb_page_history(store, page, from_lsn, to_lsn, out_history) -> Int32
+
+C: `int32_t mmsb_page_history(MmsbStore store, MmsbPageId page, uint64_t from_lsn, uint64_t to_lsn, MmsbHistory *out_history)`
+
+Lists the deltas page `page` received in commits `from_lsn..=to_lsn`
+(inclusive; in LSN order), straight from the log, and writes a history
+handle into `*out_history`: read it with `mmsb_history_count` and
+`mmsb_history_entry`, free it with `mmsb_history_free`. A range that starts
+before the log retained (pruned after a checkpoint) is `MMSB_ERR_NOT_FOUND`;
+`from_lsn > to_lsn` is `MMSB_ERR_INVALID_ARGUMENT`.
+
+# Safety
+`out_history` is null or valid for one write.
+"""
+function mmsb_page_history(store, page, from_lsn, to_lsn, out_history)
+    ccall((:mmsb_page_history, libmmsb), Int32, (MmsbStore, MmsbPageId, UInt64, UInt64, Ptr{MmsbHistory}), store, page, from_lsn, to_lsn, out_history)
+end
+
+"""
+    mmsb_history_count(history_h, out_count) -> Int32
+
+C: `int32_t mmsb_history_count(MmsbHistory history_h, uint64_t *out_count)`
+
+Writes the number of entries of a page history into `*out_count`.
+
+# Safety
+`out_count` is null or valid for one write.
+"""
+function mmsb_history_count(history_h, out_count)
+    ccall((:mmsb_history_count, libmmsb), Int32, (MmsbHistory, Ptr{UInt64}), history_h, out_count)
+end
+
+"""
+    mmsb_history_entry(history_h, index, out_lsn, out_timestamp_ns, out_delta) -> Int32
+
+C: `int32_t mmsb_history_entry(MmsbHistory history_h, uint64_t index, uint64_t *out_lsn, uint64_t *out_timestamp_ns, MmsbDelta *out_delta)`
+
+Writes entry `index` (0-based) of a page history: its commit's LSN and
+timestamp, and a new delta handle holding a copy of the delta (the caller
+frees it with `mmsb_delta_free`). An index past the end is
+`MMSB_ERR_INVALID_ARGUMENT`.
+
+# Safety
+Each out-pointer is null or valid for one write.
+"""
+function mmsb_history_entry(history_h, index, out_lsn, out_timestamp_ns, out_delta)
+    ccall((:mmsb_history_entry, libmmsb), Int32, (MmsbHistory, UInt64, Ptr{UInt64}, Ptr{UInt64}, Ptr{MmsbDelta}), history_h, index, out_lsn, out_timestamp_ns, out_delta)
+end
+
+"""
+    mmsb_history_free(history_h) -> Int32
+
+C: `int32_t mmsb_history_free(MmsbHistory history_h)`
+
+Frees a page history.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_history_free(history_h)
+    ccall((:mmsb_history_free, libmmsb), Int32, (MmsbHistory,), history_h)
 end
 
 """
@@ -627,8 +1191,11 @@ end
 
 C: `int32_t mmsb_store_close(MmsbStore store)`
 
-Closes a store; its handle becomes stale. Outstanding borrows stay readable
-until released. Deltas are independent of stores and stay valid.
+Closes a store, in-memory or durable; its handle becomes stale. Outstanding
+borrows stay readable until released. Deltas are independent of stores and
+stay valid. A durable store syncs its log first; a sync failure is reported
+(the handle is stale either way). Read-only states are freed with
+`mmsb_state_free`, not here.
 
 # Safety
 None beyond passing a handle value (any value is checked).
@@ -656,7 +1223,11 @@ end
 
 C: `int32_t mmsb_store_apply_delta(MmsbStore store, MmsbDelta delta, bool *out_changed, uint64_t *out_epoch)`
 
-Validates and applies a delta to its page. On success writes whether any
+Validates and applies a delta to its page. On a durable store the delta is
+one commit (logged, then applied; durable per the store's mode), and
+`out_changed` / `out_epoch` are read right after it (exact unless another
+thread commits to the same page concurrently). On a read-only state:
+`MMSB_ERR_READ_ONLY`. On success writes whether any
 byte changed into `*out_changed` and the page's new epoch into `*out_epoch`
 (either pointer may be null if not wanted). On error nothing changed. A
 compare-and-set delta whose expected epoch is stale fails with

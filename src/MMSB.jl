@@ -53,6 +53,7 @@ include("Errors.jl")
 include("Store.jl")
 include("Page.jl")
 include("Delta.jl")
+include("TLog.jl")
 
 """
     library_version() -> VersionNumber
@@ -98,12 +99,16 @@ export MMSBError, InvalidArgumentError, NotFoundError, InvalidHandleError, Alloc
     InternalError, EpochMismatchError, UnsupportedError, BufferTooSmallError, NoSpaceError,
     ReadOnlyError, UnknownMMSBError, isretryable, errorcode, with_retry
 # Store.jl
-export Store, open_store, store_stats
+export AbstractStore, Store, open_store, store_stats
 # Page.jl
 export PageId, PageInfo, create_page, delete_page!, page_info, read_page, read_page!,
     list_pages, set_metadata!, get_metadata, remove_metadata!, set_view!, borrow_page
 # Delta.jl
 export Delta, DeltaInfo, mask_words, sparse_delta, set_source!, set_intent!,
     set_expected_epoch!, apply_delta!, check_delta, encode, decode, decode_all, delta_info
+# TLog.jl
+export ReadOnlyState, Commit, commit!, create_page!, apply!, checkpoint!, replay, store_lsn,
+    state_timestamp, durable_stats, sync!, log_summary, recovery_report, page_history,
+    HistoryEntry
 
 end # module MMSB

@@ -89,7 +89,7 @@ Creates a zeroed page of `size` bytes. `location` is `:cpu`, `:gpu` or
 [`UnsupportedError`](@ref). A zero or negative size throws
 [`InvalidArgumentError`](@ref).
 """
-function create_page(store::Store, size::Integer; location::Symbol = :cpu)
+function create_page(store::AbstractStore, size::Integer; location::Symbol = :cpu)
     loc = get(LOCATIONS, location, nothing)
     loc === nothing && throw(InvalidArgumentError(
         "unknown page location :$location; use :cpu, :gpu or :unified"))
@@ -104,7 +104,7 @@ end
 Deletes a page ([`NotFoundError`](@ref) if it does not exist). Borrows of it
 that are in progress stay readable until their block ends.
 """
-function delete_page!(store::Store, page::PageRef)
+function delete_page!(store::AbstractStore, page::PageRef)
     check(LibMMSB.mmsb_page_delete(store.handle, page_value(page)))
     return nothing
 end
@@ -114,7 +114,7 @@ end
 
 The page's size, epoch, location and numeric view.
 """
-function page_info(store::Store, page::PageRef)
+function page_info(store::AbstractStore, page::PageRef)
     r = Ref{LibMMSB.MmsbPageInfo}()
     check(LibMMSB.mmsb_page_info(store.handle, page_value(page), r))
     i = r[]
@@ -128,7 +128,7 @@ end
 Copies `length(buf)` bytes of the page, starting at byte `offset` (0-based),
 into `buf`. A range outside the page throws [`InvalidArgumentError`](@ref).
 """
-function read_page!(buf::Vector{UInt8}, store::Store, page::PageRef, offset::Integer = 0)
+function read_page!(buf::Vector{UInt8}, store::AbstractStore, page::PageRef, offset::Integer = 0)
     check(LibMMSB.mmsb_page_read(store.handle, page_value(page), to_u64(offset, "offset"),
                                  buf, UInt64(length(buf))))
     return buf
@@ -142,11 +142,11 @@ A copy of the whole page, or of `len` bytes from byte `offset` (0-based). The
 copy is yours: later writes to the page do not change it. For a zero-copy
 view, see [`borrow_page`](@ref).
 """
-function read_page(store::Store, page::PageRef)
+function read_page(store::AbstractStore, page::PageRef)
     return read_page(store, page, 0, page_info(store, page).size)
 end
 
-function read_page(store::Store, page::PageRef, offset::Integer, len::Integer)
+function read_page(store::AbstractStore, page::PageRef, offset::Integer, len::Integer)
     buf = Vector{UInt8}(undef, Int(to_u64(len, "length")))
     return read_page!(buf, store, page, offset)
 end
@@ -156,7 +156,7 @@ end
 
 The ids of all pages of the store, ascending.
 """
-function list_pages(store::Store)
+function list_pages(store::AbstractStore)
     while true
         n = Ref{UInt64}(0)
         check(LibMMSB.mmsb_page_list(store.handle, C_NULL, 0, n))
@@ -176,13 +176,13 @@ Sets user metadata `key => value` on a page. `key` is a non-empty string of at
 most 256 bytes without NUL; `value` is bytes (`AbstractVector{UInt8}`) or a
 string (stored as its UTF-8 bytes), possibly empty.
 """
-function set_metadata!(store::Store, page::PageRef, key::AbstractString, value::AbstractVector{UInt8})
+function set_metadata!(store::AbstractStore, page::PageRef, key::AbstractString, value::AbstractVector{UInt8})
     v = Vector{UInt8}(value)
     check(LibMMSB.mmsb_page_set_metadata(store.handle, page_value(page), c_string(key, "metadata key"),
                                          v, UInt64(length(v))))
     return nothing
 end
-set_metadata!(store::Store, page::PageRef, key::AbstractString, value::AbstractString) =
+set_metadata!(store::AbstractStore, page::PageRef, key::AbstractString, value::AbstractString) =
     set_metadata!(store, page, key, Vector{UInt8}(codeunits(String(value))))
 
 """
@@ -192,7 +192,7 @@ set_metadata!(store::Store, page::PageRef, key::AbstractString, value::AbstractS
 The metadata value under `key`. A missing key throws [`NotFoundError`](@ref), or
 returns `default` in the second form. Use `String(get_metadata(...))` for text.
 """
-function get_metadata(store::Store, page::PageRef, key::AbstractString)
+function get_metadata(store::AbstractStore, page::PageRef, key::AbstractString)
     k = c_string(key, "metadata key")
     p = page_value(page)
     while true
@@ -206,7 +206,7 @@ function get_metadata(store::Store, page::PageRef, key::AbstractString)
     end
 end
 
-function get_metadata(store::Store, page::PageRef, key::AbstractString, default)
+function get_metadata(store::AbstractStore, page::PageRef, key::AbstractString, default)
     try
         return get_metadata(store, page, key)
     catch e
@@ -222,7 +222,7 @@ end
 
 Removes the metadata under `key` ([`NotFoundError`](@ref) if absent).
 """
-function remove_metadata!(store::Store, page::PageRef, key::AbstractString)
+function remove_metadata!(store::AbstractStore, page::PageRef, key::AbstractString)
     check(LibMMSB.mmsb_page_remove_metadata(store.handle, page_value(page), c_string(key, "metadata key")))
     return nothing
 end
@@ -236,12 +236,12 @@ Gives the page a numeric view of `len` elements of `T` (`UInt8`, `Int32`,
 `len * sizeof(T)` bytes, or clears the view. The view must fit the page.
 [`borrow_page`](@ref) then yields a `Vector{T}`.
 """
-function set_view!(store::Store, page::PageRef, T::Type, len::Integer)
+function set_view!(store::AbstractStore, page::PageRef, T::Type, len::Integer)
     check(LibMMSB.mmsb_page_set_view(store.handle, page_value(page), dtype_code(T), to_u64(len, "view length")))
     return nothing
 end
 
-function set_view!(store::Store, page::PageRef, ::Nothing)
+function set_view!(store::AbstractStore, page::PageRef, ::Nothing)
     check(LibMMSB.mmsb_page_set_view(store.handle, page_value(page), LibMMSB.MMSB_DTYPE_NONE, 0))
     return nothing
 end
@@ -268,7 +268,7 @@ Rules (the pin is a snapshot):
 * **Never write to the view.** The memory belongs to the library and other
   borrowers may share it.
 """
-function borrow_page(f, store::Store, page::PageRef; eltype::Union{Nothing,Type} = nothing)
+function borrow_page(f, store::AbstractStore, page::PageRef; eltype::Union{Nothing,Type} = nothing)
     ptr = Ref{Ptr{UInt8}}(C_NULL)
     len = Ref{UInt64}(0)
     borrow = Ref{LibMMSB.MmsbBorrow}(0)

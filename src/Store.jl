@@ -1,9 +1,20 @@
 # Store: an open page store, owning one `MmsbStore` handle.
 
 """
+    AbstractStore
+
+Anything whose pages the page functions ([`read_page`](@ref), [`page_info`](@ref),
+[`list_pages`](@ref), [`borrow_page`](@ref), ...) read: a [`Store`](@ref) (in
+memory or durable) or a [`ReadOnlyState`](@ref) (a replayed past state, whose
+writes throw [`ReadOnlyError`](@ref)).
+"""
+abstract type AbstractStore end
+
+"""
     Store
 
-An open MMSB page store (today: in memory). Create one with [`open_store`](@ref);
+An open MMSB page store: in memory (`open_store()`) or durable, on a data
+directory (`open_store(dir; ...)`, see `TLog.jl`). Create one with [`open_store`](@ref);
 release it with `close(store)` or, better, the do-block form
 `open_store() do store ... end`. A finalizer closes a store that is garbage
 collected while open, but do not rely on it for timely release.
@@ -12,7 +23,7 @@ After `close`, every operation on the store throws [`InvalidHandleError`](@ref).
 Borrows taken before the close stay readable until their block ends; deltas are
 independent of stores and stay valid.
 """
-mutable struct Store
+mutable struct Store <: AbstractStore
     handle::UInt64  # a LibMMSB.MmsbStore; 0 once closed
 
     # Takes ownership of a handle the library just returned.

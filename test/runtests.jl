@@ -79,6 +79,9 @@ end
     @testset "Delta" begin
         include("test_Delta.jl")
     end
+    @testset "TLog (durable store)" begin
+        include("test_TLog.jl")
+    end
     @testset "no leaked handles" begin
         # Deltas the tests dropped without `close` are freed by their finalizers.
         for _ in 1:20

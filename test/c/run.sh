@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds libmmsb, compiles test/c/test_capi.c against the header, links it against
-# the shared library (rpath) and, as a second binary, the static library, runs both,
-# then runs the shared one under valgrind memcheck. Fails on any failed check or any
+# Builds libmmsb, compiles test/c/test_capi.c and test/c/test_durable.c against the
+# header, links each against the shared library (rpath) and, as a second binary, the
+# static library, runs them,
+# then runs the shared ones under valgrind memcheck. Fails on any failed check or any
 # valgrind error (including definite/indirect leaks).
 #
 # Usage: test/c/run.sh            (from any directory)
@@ -39,23 +40,28 @@ version="$(sed -n 's/^version = "\([^"]*\)".*/\1/p' "$root/rust/Cargo.toml" | he
 cflags=(-std=c11 -Wall -Wextra -Werror -g -O1 -pthread -I"$include")
 [ -n "$version" ] && cflags+=("-DMMSB_EXPECTED_VERSION=\"$version\"")
 
-step "compile test_capi (shared library, rpath $libdir)"
-"$cc" "${cflags[@]}" -o "$build/test_capi_shared" "$here/test_capi.c" \
-    -L"$libdir" -Wl,-rpath,"$libdir" -lmmsb -lpthread
+tests=(test_capi test_durable)
+for t in "${tests[@]}"; do
+    step "compile $t (shared library, rpath $libdir)"
+    "$cc" "${cflags[@]}" -o "$build/${t}_shared" "$here/$t.c" \
+        -L"$libdir" -Wl,-rpath,"$libdir" -lmmsb -lpthread
 
-step "compile test_capi (static library)"
-# Rust static libraries need the C runtime libraries the Rust std uses.
-"$cc" "${cflags[@]}" -o "$build/test_capi_static" "$here/test_capi.c" \
-    "$libdir/libmmsb.a" -lpthread -ldl -lm -lrt -lgcc_s -lc
-if ldd "$build/test_capi_static" | grep -q libmmsb; then
-    echo "test_capi_static is linked against the shared libmmsb" >&2
-    exit 1
-fi
+    step "compile $t (static library)"
+    # Rust static libraries need the C runtime libraries the Rust std uses.
+    "$cc" "${cflags[@]}" -o "$build/${t}_static" "$here/$t.c" \
+        "$libdir/libmmsb.a" -lpthread -ldl -lm -lrt -lgcc_s -lc
+    if ldd "$build/${t}_static" | grep -q libmmsb; then
+        echo "${t}_static is linked against the shared libmmsb" >&2
+        exit 1
+    fi
+done
 
-step "run test_capi_shared"
-"$build/test_capi_shared"
-step "run test_capi_static"
-"$build/test_capi_static"
+for t in "${tests[@]}"; do
+    step "run ${t}_shared"
+    "$build/${t}_shared"
+    step "run ${t}_static"
+    "$build/${t}_static"
+done
 
 if [ "${MMSB_SKIP_VALGRIND:-0}" = 1 ]; then
     step "valgrind skipped (MMSB_SKIP_VALGRIND=1)"
@@ -70,7 +76,8 @@ if ! command -v valgrind >/dev/null 2>&1; then
     fi
 fi
 
-step "valgrind memcheck test_capi_shared"
+for t in "${tests[@]}"; do
+step "valgrind memcheck ${t}_shared"
 # No suppressions are needed today (the registry and thread-local error strings are
 # "still reachable", which is not an error). If one ever is, put it in
 # test/c/valgrind.supp with a comment saying why; it is picked up automatically.
@@ -79,14 +86,15 @@ supp=()
 valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
     --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
     --track-origins=yes --num-callers=30 "${supp[@]}" \
-    --log-file="$build/valgrind.log" "$build/test_capi_shared" >"$build/valgrind.out" 2>&1 || {
+    --log-file="$build/valgrind_$t.log" "$build/${t}_shared" >"$build/valgrind_$t.out" 2>&1 || {
     rc=$?
-    cat "$build/valgrind.out"
-    cat "$build/valgrind.log"
-    echo "valgrind failed (exit $rc); log in $build/valgrind.log" >&2
+    cat "$build/valgrind_$t.out"
+    cat "$build/valgrind_$t.log"
+    echo "valgrind failed on $t (exit $rc); log in $build/valgrind_$t.log" >&2
     exit 1
 }
-tail -n 1 "$build/valgrind.out"
-grep -E 'ERROR SUMMARY|definitely lost|indirectly lost' "$build/valgrind.log" || true
+tail -n 1 "$build/valgrind_$t.out"
+grep -E 'ERROR SUMMARY|definitely lost|indirectly lost' "$build/valgrind_$t.log" || true
+done
 echo
 echo "test/c: all passed (shared, static, valgrind)"

@@ -8,6 +8,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+// Durability: `commit` returns after the log is synced (group commit).
+#define MMSB_DURABILITY_IMMEDIATE 0
+
+// Durability: `commit` returns after the append; synced in the background within `buffered_max_delay_ms`.
+#define MMSB_DURABILITY_BUFFERED 1
+
+// Durability: no files at all (an in-memory store behind the durable API).
+#define MMSB_DURABILITY_NONE 2
+
 // Success.
 #define MMSB_OK 0
 
@@ -134,8 +143,108 @@ typedef struct {
   uint64_t timestamp_ns;
 } MmsbDeltaInfo;
 
+// How `mmsb_store_open` opens a durable store. Fill it with
+// `mmsb_store_options_default`, then change fields.
+typedef struct {
+  // `MMSB_DURABILITY_*`.
+  uint8_t durability;
+  // Under buffered durability, the longest a commit stays unsynced (ms, at least 1).
+  uint64_t buffered_max_delay_ms;
+  // A log segment is rolled when it would grow past this many bytes (at least 1).
+  uint64_t segment_bytes;
+  // Compress log frames.
+  bool compression;
+  // Checkpoints kept (at least 1); older checkpoints and the log they cover are deleted.
+  uint64_t checkpoints_kept;
+  // Accept corruption inside the log at open: keep what precedes it, drop
+  // the rest (reported by `mmsb_recovery_report`). Off: such corruption
+  // fails the open with `MMSB_ERR_CORRUPTION` / `MMSB_ERR_CHECKSUM_MISMATCH`.
+  bool recover_past_corruption;
+} MmsbStoreOptions;
+
 // A store handle (0 is null).
 typedef uint64_t MmsbStore;
+
+// Counters of a durable store (`mmsb_store_durable_stats`).
+typedef struct {
+  // LSN of the last commit applied.
+  uint64_t lsn;
+  // Highest LSN known to be on disk.
+  uint64_t durable_lsn;
+  // Commits since open.
+  uint64_t commits;
+  // Log bytes appended since open.
+  uint64_t log_bytes;
+  // Log fsyncs since open.
+  uint64_t log_syncs;
+} MmsbDurableStats;
+
+// A commit-builder handle (0 is null).
+typedef uint64_t MmsbCommit;
+
+// What `mmsb_checkpoint` wrote.
+typedef struct {
+  // The LSN the checkpoint captures.
+  uint64_t lsn;
+  // That commit's timestamp, ns since the Unix epoch.
+  uint64_t timestamp_ns;
+  // Pages in it.
+  uint64_t pages;
+  // Size of the checkpoint file in bytes.
+  uint64_t file_bytes;
+} MmsbCheckpointInfo;
+
+// A read-only past state handle (0 is null).
+typedef uint64_t MmsbState;
+
+// What `mmsb_log_summary` reports about the log on disk now.
+typedef struct {
+  // Segment files.
+  uint64_t segments;
+  // Commits (good frames) in the log.
+  uint64_t commits;
+  // Records (operations) in those commits.
+  uint64_t records;
+  // First LSN in the log (0 if empty).
+  uint64_t first_lsn;
+  // Last LSN in the log (0 if empty).
+  uint64_t last_lsn;
+  // Bytes of frames as stored.
+  uint64_t stored_bytes;
+  // Bytes of frames after decompression.
+  uint64_t raw_bytes;
+  // Frames stored compressed.
+  uint64_t compressed_frames;
+  // `raw_bytes / stored_bytes` (1.0 for an empty or uncompressed log).
+  double compression_ratio;
+} MmsbLogSummary;
+
+// What recovery found when the store was opened (`mmsb_recovery_report`).
+typedef struct {
+  // The LSN of the recovered state.
+  uint64_t lsn;
+  // That commit's timestamp (0 for the empty state).
+  uint64_t timestamp_ns;
+  // Commits replayed from the log.
+  uint64_t commits_replayed;
+  // Log bytes replayed.
+  uint64_t bytes_replayed;
+  // Bytes of a torn tail cut from the end of the log (0 if none).
+  uint64_t torn_tail_bytes;
+  // Bytes dropped after accepted corruption (0 if none).
+  uint64_t corruption_bytes_dropped;
+  // Whether recovery started from a checkpoint.
+  bool has_checkpoint;
+  // That checkpoint's LSN (0 if none).
+  uint64_t checkpoint_lsn;
+  // Checkpoints that failed to verify and were skipped.
+  uint64_t checkpoints_rejected;
+  // Wall time recovery took, ns.
+  uint64_t elapsed_ns;
+} MmsbRecoveryReport;
+
+// A page-history handle (0 is null).
+typedef uint64_t MmsbHistory;
 
 // What `mmsb_page_info` reports.
 typedef struct {
@@ -273,6 +382,256 @@ int32_t mmsb_delta_decode(const uint8_t *buf,
 int32_t mmsb_delta_merge(MmsbDelta a,
                          MmsbDelta b,
                          MmsbDelta *out_delta);
+
+// Writes the default options into `*out_options`: immediate durability,
+// 10 ms buffered delay (used only under buffered), 64 MiB segments, no
+// compression, 2 checkpoints kept, corruption inside the log is an error.
+//
+// # Safety
+// `out_options` is null or valid for writing one `MmsbStoreOptions`.
+int32_t mmsb_store_options_default(MmsbStoreOptions *out_options);
+
+// Opens (creating if needed) the durable store in directory `dir`
+// (NUL-terminated UTF-8) with `*options`, recovers its state (newest
+// verifying checkpoint plus the log after it) and writes its handle into
+// `*out_store`. Close it with `mmsb_store_close`. A directory that cannot be
+// created or read is `MMSB_ERR_IO` (or `MMSB_ERR_NO_SPACE`); damage inside
+// the log is `MMSB_ERR_CORRUPTION` / `MMSB_ERR_CHECKSUM_MISMATCH` unless
+// `recover_past_corruption` is set. With `MMSB_DURABILITY_NONE` no file is
+// touched and the store starts empty.
+//
+// # Safety
+// `dir` is null or NUL-terminated; `options` is null or valid for reading one
+// `MmsbStoreOptions`; `out_store` is null or valid for one write.
+int32_t mmsb_store_open(const char *dir,
+                        const MmsbStoreOptions *options,
+                        MmsbStore *out_store);
+
+// Writes the LSN of the last commit of a durable store, or the LSN a
+// read-only state was replayed to, into `*out_lsn` (an in-memory store is an
+// `MMSB_ERR_INVALID_HANDLE`: it has no log).
+//
+// # Safety
+// `out_lsn` is null or valid for one write.
+int32_t mmsb_store_lsn(MmsbStore store,
+                       uint64_t *out_lsn);
+
+// Writes a durable store's counters into `*out_stats`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_store_durable_stats(MmsbStore store,
+                                 MmsbDurableStats *out_stats);
+
+// Makes every commit so far durable, whatever the durability mode.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_store_sync(MmsbStore store);
+
+// Starts a commit on the durable store `store`: writes a new, empty commit
+// builder handle into `*out_commit`. Add operations with `mmsb_commit_*`,
+// commit them with `mmsb_commit_execute`, free the builder with
+// `mmsb_commit_free`. Operations are only validated when executed.
+//
+// # Safety
+// `out_commit` is null or valid for one write.
+int32_t mmsb_commit_begin(MmsbStore store,
+                          MmsbCommit *out_commit);
+
+// Adds "apply this delta" to the commit. The delta is copied: the handle
+// stays the caller's, and later changes to it do not affect the commit.
+//
+// # Safety
+// None beyond passing handle values (checked).
+int32_t mmsb_commit_add_delta(MmsbCommit commit,
+                              MmsbDelta delta);
+
+// Adds "create a zeroed page of `size` bytes at `location`" to the commit.
+// Its id is assigned at execution (`mmsb_commit_created_pages`).
+//
+// # Safety
+// None beyond passing values (checked).
+int32_t mmsb_commit_create_page(MmsbCommit commit,
+                                uint64_t size,
+                                uint8_t location);
+
+// Adds "delete page `page`" to the commit.
+//
+// # Safety
+// None beyond passing values (checked).
+int32_t mmsb_commit_delete_page(MmsbCommit commit,
+                                MmsbPageId page);
+
+// Adds "set metadata `key` -> `value`" to the commit (copied).
+//
+// # Safety
+// `key` is null or NUL-terminated; `value` is null (only with `value_len` 0)
+// or valid for reading `value_len` bytes.
+int32_t mmsb_commit_set_metadata(MmsbCommit commit,
+                                 MmsbPageId page,
+                                 const char *key,
+                                 const uint8_t *value,
+                                 uint64_t value_len);
+
+// Adds "remove metadata `key`" to the commit (a no-op if the key is absent).
+//
+// # Safety
+// `key` is null or NUL-terminated.
+int32_t mmsb_commit_remove_metadata(MmsbCommit commit,
+                                    MmsbPageId page,
+                                    const char *key);
+
+// Adds "set the numeric view to `len` elements of `dtype`" to the commit
+// (`MMSB_DTYPE_NONE` clears it).
+//
+// # Safety
+// None beyond passing values (checked).
+int32_t mmsb_commit_set_view(MmsbCommit commit,
+                             MmsbPageId page,
+                             uint8_t dtype,
+                             uint64_t len);
+
+// Writes the number of operations waiting in the commit into `*out_count`.
+//
+// # Safety
+// `out_count` is null or valid for one write.
+int32_t mmsb_commit_op_count(MmsbCommit commit,
+                             uint64_t *out_count);
+
+// Validates and commits the builder's operations as one atomic commit: all
+// of them are logged and applied, or (on any error) none, and nothing
+// changes. On success writes the commit's LSN into `*out_lsn`, empties the
+// builder (it may be reused for another commit) and records the ids of the
+// pages it created (`mmsb_commit_created_pages`). On failure the operations
+// stay in the builder. An empty commit is `MMSB_ERR_INVALID_ARGUMENT`; a
+// closed store is `MMSB_ERR_INVALID_HANDLE`.
+//
+// # Safety
+// `out_lsn` is null or valid for one write.
+int32_t mmsb_commit_execute(MmsbCommit commit,
+                            uint64_t *out_lsn);
+
+// Copies the ids of the pages created by the builder's last successful
+// execution (in operation order) into `buf` (capacity `cap` ids) and their
+// number into `*out_count`; the buffer-size rules of `mmsb_page_list` apply.
+//
+// # Safety
+// `buf` is null or valid for `cap` u64 writes; `out_count` is null or valid for one write.
+int32_t mmsb_commit_created_pages(MmsbCommit commit,
+                                  MmsbPageId *buf,
+                                  uint64_t cap,
+                                  uint64_t *out_count);
+
+// Frees a commit builder (its pending operations are dropped, never committed).
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_commit_free(MmsbCommit commit);
+
+// Writes a checkpoint of the current state (consistent, at a commit
+// boundary), prunes old checkpoints and the log segments they make
+// unnecessary, and describes it in `*out_info`. A store with
+// `MMSB_DURABILITY_NONE` is `MMSB_ERR_UNSUPPORTED`.
+//
+// # Safety
+// `out_info` is null or valid for one write.
+int32_t mmsb_checkpoint(MmsbStore store,
+                        MmsbCheckpointInfo *out_info);
+
+// Rebuilds the state right after commit `lsn` (0 = the empty state) from the
+// checkpoints and log on disk and writes a read-only state handle into
+// `*out_state`: read it with the page functions (`mmsb_page_read`,
+// `mmsb_page_info`, `mmsb_page_list`, `mmsb_page_borrow`, ...), free it with
+// `mmsb_state_free`. Writes to it are `MMSB_ERR_READ_ONLY`. An LSN that is not
+// retained (pruned with its checkpoint and log segments, or beyond the last
+// commit) is `MMSB_ERR_NOT_FOUND`; `MMSB_DURABILITY_NONE` is `MMSB_ERR_UNSUPPORTED`.
+//
+// # Safety
+// `out_state` is null or valid for one write.
+int32_t mmsb_replay_to_lsn(MmsbStore store,
+                           uint64_t lsn,
+                           MmsbState *out_state);
+
+// Like `mmsb_replay_to_lsn`, to the state after the last commit whose
+// timestamp is at or before `timestamp_ns` (ns since the Unix epoch; before
+// the first retained commit: the oldest retained state).
+//
+// # Safety
+// `out_state` is null or valid for one write.
+int32_t mmsb_replay_to_time(MmsbStore store,
+                            uint64_t timestamp_ns,
+                            MmsbState *out_state);
+
+// Writes the LSN and commit timestamp a read-only state was rebuilt at.
+//
+// # Safety
+// `out_lsn` and `out_timestamp_ns` are null or valid for one write each.
+int32_t mmsb_state_info(MmsbState state,
+                        uint64_t *out_lsn,
+                        uint64_t *out_timestamp_ns);
+
+// Frees a read-only state. Borrows taken from it stay readable until released.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_state_free(MmsbState state);
+
+// Scans the store's log on disk now and writes its totals into `*out_summary`.
+// `MMSB_DURABILITY_NONE` is `MMSB_ERR_UNSUPPORTED`.
+//
+// # Safety
+// `out_summary` is null or valid for one write.
+int32_t mmsb_log_summary(MmsbStore store,
+                         MmsbLogSummary *out_summary);
+
+// Writes what recovery found when the store was opened into `*out_report`.
+//
+// # Safety
+// `out_report` is null or valid for one write.
+int32_t mmsb_recovery_report(MmsbStore store,
+                             MmsbRecoveryReport *out_report);
+
+// Lists the deltas page `page` received in commits `from_lsn..=to_lsn`
+// (inclusive; in LSN order), straight from the log, and writes a history
+// handle into `*out_history`: read it with `mmsb_history_count` and
+// `mmsb_history_entry`, free it with `mmsb_history_free`. A range that starts
+// before the log retained (pruned after a checkpoint) is `MMSB_ERR_NOT_FOUND`;
+// `from_lsn > to_lsn` is `MMSB_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `out_history` is null or valid for one write.
+int32_t mmsb_page_history(MmsbStore store,
+                          MmsbPageId page,
+                          uint64_t from_lsn,
+                          uint64_t to_lsn,
+                          MmsbHistory *out_history);
+
+// Writes the number of entries of a page history into `*out_count`.
+//
+// # Safety
+// `out_count` is null or valid for one write.
+int32_t mmsb_history_count(MmsbHistory history_h,
+                           uint64_t *out_count);
+
+// Writes entry `index` (0-based) of a page history: its commit's LSN and
+// timestamp, and a new delta handle holding a copy of the delta (the caller
+// frees it with `mmsb_delta_free`). An index past the end is
+// `MMSB_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// Each out-pointer is null or valid for one write.
+int32_t mmsb_history_entry(MmsbHistory history_h,
+                           uint64_t index,
+                           uint64_t *out_lsn,
+                           uint64_t *out_timestamp_ns,
+                           MmsbDelta *out_delta);
+
+// Frees a page history.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_history_free(MmsbHistory history_h);
 
 // Writes a pointer to this thread's last error message ("Code: what went wrong")
 // into `*out_message`. The string is owned by the library and stays valid until
@@ -440,8 +799,11 @@ int32_t mmsb_borrow_info(MmsbBorrow borrow,
 // `out_store` is null or valid for writing one handle.
 int32_t mmsb_store_open_memory(MmsbStore *out_store);
 
-// Closes a store; its handle becomes stale. Outstanding borrows stay readable
-// until released. Deltas are independent of stores and stay valid.
+// Closes a store, in-memory or durable; its handle becomes stale. Outstanding
+// borrows stay readable until released. Deltas are independent of stores and
+// stay valid. A durable store syncs its log first; a sync failure is reported
+// (the handle is stale either way). Read-only states are freed with
+// `mmsb_state_free`, not here.
 //
 // # Safety
 // None beyond passing a handle value (any value is checked).
@@ -454,7 +816,11 @@ int32_t mmsb_store_close(MmsbStore store);
 int32_t mmsb_store_stats(MmsbStore store,
                          MmsbStoreStats *out_stats);
 
-// Validates and applies a delta to its page. On success writes whether any
+// Validates and applies a delta to its page. On a durable store the delta is
+// one commit (logged, then applied; durable per the store's mode), and
+// `out_changed` / `out_epoch` are read right after it (exact unless another
+// thread commits to the same page concurrently). On a read-only state:
+// `MMSB_ERR_READ_ONLY`. On success writes whether any
 // byte changed into `*out_changed` and the page's new epoch into `*out_epoch`
 // (either pointer may be null if not wanted). On error nothing changed. A
 // compare-and-set delta whose expected epoch is stale fails with

@@ -13,7 +13,8 @@
 //! others, and freeing a handle while another thread uses it is safe (the
 //! object lives until that call returns).
 
-use mmsb_core::{Delta, Error, ErrorCode, PageSnapshot, PageStore, Result};
+use crate::durable_api::{CommitBuilder, History};
+use mmsb_core::{Delta, Error, ErrorCode, PageSnapshot, PageStore, ReadOnlyState, Result, Store};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// What a handle refers to.
@@ -22,6 +23,14 @@ pub(crate) enum Object {
     Store(Arc<Mutex<PageStore>>),
     Delta(Arc<Mutex<Delta>>),
     Borrow(Arc<PageSnapshot>),
+    /// A durable store (data directory, log, checkpoints).
+    Durable(Arc<Store>),
+    /// A read-only past state of a durable store.
+    State(Arc<ReadOnlyState>),
+    /// A commit being built.
+    Commit(Arc<Mutex<CommitBuilder>>),
+    /// A page history (list of logged deltas).
+    History(Arc<History>),
 }
 
 impl Object {
@@ -30,6 +39,10 @@ impl Object {
             Object::Store(_) => TAG_STORE,
             Object::Delta(_) => TAG_DELTA,
             Object::Borrow(_) => TAG_BORROW,
+            Object::Durable(_) => TAG_DURABLE,
+            Object::State(_) => TAG_STATE,
+            Object::Commit(_) => TAG_COMMIT,
+            Object::History(_) => TAG_HISTORY,
         }
     }
 }
@@ -37,12 +50,20 @@ impl Object {
 pub(crate) const TAG_STORE: u64 = 0x51;
 pub(crate) const TAG_DELTA: u64 = 0xD1;
 pub(crate) const TAG_BORROW: u64 = 0xB0;
+pub(crate) const TAG_DURABLE: u64 = 0x5D;
+pub(crate) const TAG_STATE: u64 = 0x5E;
+pub(crate) const TAG_COMMIT: u64 = 0xC0;
+pub(crate) const TAG_HISTORY: u64 = 0x4E;
 
 fn tag_name(tag: u64) -> &'static str {
     match tag {
         TAG_STORE => "store",
         TAG_DELTA => "delta",
         TAG_BORROW => "borrow",
+        TAG_DURABLE => "durable store",
+        TAG_STATE => "read-only state",
+        TAG_COMMIT => "commit",
+        TAG_HISTORY => "page history",
         _ => "unknown",
     }
 }
@@ -98,7 +119,11 @@ pub(crate) fn insert(object: Object) -> u64 {
 }
 
 fn locate(r: &Registry, handle: u64, want_tag: u64) -> Result<usize> {
-    let kind = tag_name(want_tag);
+    locate_any(r, handle, &[want_tag], tag_name(want_tag))
+}
+
+/// Like `locate`, accepting any of `tags`; `kind` names them in messages.
+fn locate_any(r: &Registry, handle: u64, tags: &[u64], kind: &str) -> Result<usize> {
     if handle == 0 {
         return Err(Error::new(
             ErrorCode::InvalidHandle,
@@ -106,7 +131,7 @@ fn locate(r: &Registry, handle: u64, want_tag: u64) -> Result<usize> {
         ));
     }
     let tag = handle >> 56;
-    if tag != want_tag {
+    if !tags.contains(&tag) {
         return Err(Error::new(
             ErrorCode::InvalidHandle,
             format!(
@@ -143,6 +168,29 @@ pub(crate) fn get(handle: u64, want_tag: u64) -> Result<Object> {
         .ok_or_else(|| Error::new(ErrorCode::Internal, "located an empty slot"))
 }
 
+/// The object behind a handle of any of the given kinds (`kind` names them in messages).
+pub(crate) fn get_any(handle: u64, tags: &[u64], kind: &str) -> Result<Object> {
+    let r = registry();
+    let i = locate_any(&r, handle, tags, kind)?;
+    r.slots[i]
+        .object
+        .clone()
+        .ok_or_else(|| Error::new(ErrorCode::Internal, "located an empty slot"))
+}
+
+/// Frees a handle of any of the given kinds; later uses of it are stale.
+pub(crate) fn remove_any(handle: u64, tags: &[u64], kind: &str) -> Result<Object> {
+    let mut r = registry();
+    let i = locate_any(&r, handle, tags, kind)?;
+    let obj = r.slots[i]
+        .object
+        .take()
+        .ok_or_else(|| Error::new(ErrorCode::Internal, "located an empty slot"))?;
+    r.free.push(i);
+    r.live -= 1;
+    Ok(obj)
+}
+
 /// Frees a handle; later uses of it are stale.
 pub(crate) fn remove(handle: u64, want_tag: u64) -> Result<Object> {
     let mut r = registry();
@@ -162,10 +210,75 @@ pub(crate) fn live_count() -> usize {
 }
 
 /// The store behind a handle.
+#[cfg(test)]
 pub(crate) fn store(handle: u64) -> Result<Arc<Mutex<PageStore>>> {
     match get(handle, TAG_STORE)? {
         Object::Store(s) => Ok(s),
         _ => Err(Error::new(ErrorCode::Internal, "store tag on a non-store")),
+    }
+}
+
+/// Anything whose pages can be read: an in-memory store, a durable store or a
+/// read-only past state.
+pub(crate) enum Reader {
+    Memory(Arc<Mutex<PageStore>>),
+    Durable(Arc<Store>),
+    State(Arc<ReadOnlyState>),
+}
+
+impl Reader {
+    /// Runs `f` on the pages (under the store's lock: keep it short).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&PageStore) -> Result<R>) -> Result<R> {
+        match self {
+            Reader::Memory(s) => f(&*lock(s)?),
+            Reader::Durable(s) => s.read_with(f),
+            Reader::State(s) => f(s.pages()),
+        }
+    }
+}
+
+const READ_TAGS: [u64; 3] = [TAG_STORE, TAG_DURABLE, TAG_STATE];
+
+/// The pages behind a store, durable store or read-only state handle.
+pub(crate) fn reader(handle: u64) -> Result<Reader> {
+    match get_any(handle, &READ_TAGS, "store")? {
+        Object::Store(s) => Ok(Reader::Memory(s)),
+        Object::Durable(s) => Ok(Reader::Durable(s)),
+        Object::State(s) => Ok(Reader::State(s)),
+        _ => Err(Error::new(ErrorCode::Internal, "store tag on a non-store")),
+    }
+}
+
+/// A store that can be written: in memory, or durable (each write a one-op commit).
+pub(crate) enum Writer {
+    Memory(Arc<Mutex<PageStore>>),
+    Durable(Arc<Store>),
+}
+
+/// The writable store behind a handle; a read-only state is `ReadOnly`.
+pub(crate) fn writer(handle: u64) -> Result<Writer> {
+    match get_any(handle, &READ_TAGS, "store")? {
+        Object::Store(s) => Ok(Writer::Memory(s)),
+        Object::Durable(s) => Ok(Writer::Durable(s)),
+        Object::State(s) => Err(Error::new(
+            ErrorCode::ReadOnly,
+            format!(
+                "handle {handle:#x} is a read-only state (replayed to LSN {}); write to the live store",
+                s.lsn()
+            ),
+        )),
+        _ => Err(Error::new(ErrorCode::Internal, "store tag on a non-store")),
+    }
+}
+
+/// The durable store behind a handle.
+pub(crate) fn durable(handle: u64) -> Result<Arc<Store>> {
+    match get(handle, TAG_DURABLE)? {
+        Object::Durable(s) => Ok(s),
+        _ => Err(Error::new(
+            ErrorCode::Internal,
+            "durable tag on a non-durable",
+        )),
     }
 }
 

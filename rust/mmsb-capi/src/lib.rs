@@ -19,6 +19,7 @@
 //! Memory ownership (when to copy, when a borrow ends) is in `docs/api.md`.
 
 pub mod delta_api;
+pub mod durable_api;
 pub mod error_api;
 mod ffi_util;
 pub mod handle;
@@ -27,6 +28,7 @@ pub mod status;
 pub mod store_api;
 
 pub use delta_api::*;
+pub use durable_api::*;
 pub use error_api::*;
 pub use page_api::*;
 pub use status::*;

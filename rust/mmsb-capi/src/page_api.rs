@@ -6,10 +6,11 @@
 //! written (writers copy first), deleted, or its store closed. Copy instead of
 //! borrowing when you keep bytes past the next write you care about.
 
+use crate::durable_api::commit_one;
 use crate::ffi_util::{c_str, call, copy_out, need_out, out, slice, slice_mut};
-use crate::handle::{self, lock, Object, TAG_BORROW};
+use crate::handle::{self, lock, Object, Writer, TAG_BORROW};
 use crate::store_api::MmsbStore;
-use mmsb_core::{DType, Error, NumericView, PageId, PageLocation};
+use mmsb_core::{DType, Error, NumericView, Op, PageId, PageLocation};
 use std::ffi::c_char;
 use std::sync::Arc;
 
@@ -50,8 +51,21 @@ pub unsafe extern "C" fn mmsb_page_create(
     call(|| {
         need_out(out_page, "out_page")?;
         let loc = PageLocation::from_u8(location)?;
-        let s = handle::store(store)?;
-        let id = lock(&s)?.create_page(size, loc)?;
+        let id = match handle::writer(store)? {
+            Writer::Memory(s) => lock(&s)?.create_page(size, loc)?,
+            Writer::Durable(s) => {
+                let r = commit_one(
+                    &s,
+                    Op::CreatePage {
+                        size,
+                        location: loc,
+                    },
+                )?;
+                *r.created
+                    .first()
+                    .ok_or_else(|| Error::new(mmsb_core::ErrorCode::Internal, "no page created"))?
+            }
+        };
         // SAFETY: caller contract above; checked non-null.
         unsafe { out(out_page, id.0, "out_page") }
     })
@@ -63,10 +77,12 @@ pub unsafe extern "C" fn mmsb_page_create(
 /// None beyond passing values (checked).
 #[no_mangle]
 pub unsafe extern "C" fn mmsb_page_delete(store: MmsbStore, page: MmsbPageId) -> i32 {
-    call(|| {
-        let s = handle::store(store)?;
-        let r = lock(&s)?.delete_page(PageId(page));
-        r
+    call(|| match handle::writer(store)? {
+        Writer::Memory(s) => {
+            let r = lock(&s)?.delete_page(PageId(page));
+            r
+        }
+        Writer::Durable(s) => commit_one(&s, Op::DeletePage(PageId(page))).map(|_| ()),
     })
 }
 
@@ -82,17 +98,17 @@ pub unsafe extern "C" fn mmsb_page_info(
 ) -> i32 {
     call(|| {
         need_out(out_info, "out_info")?;
-        let s = handle::store(store)?;
-        let g = lock(&s)?;
-        let p = g.page(PageId(page))?;
-        let v = p.view();
-        let info = MmsbPageInfo {
-            size: p.size(),
-            epoch: p.epoch(),
-            location: p.location() as u8,
-            dtype: v.map_or(0, |v| v.dtype as u8),
-            view_len: v.map_or(0, |v| v.len),
-        };
+        let info = handle::reader(store)?.with(|g| {
+            let p = g.page(PageId(page))?;
+            let v = p.view();
+            Ok(MmsbPageInfo {
+                size: p.size(),
+                epoch: p.epoch(),
+                location: p.location() as u8,
+                dtype: v.map_or(0, |v| v.dtype as u8),
+                view_len: v.map_or(0, |v| v.len),
+            })
+        })?;
         // SAFETY: caller contract above; checked non-null.
         unsafe { out(out_info, info, "out_info") }
     })
@@ -113,9 +129,7 @@ pub unsafe extern "C" fn mmsb_page_read(
     call(|| {
         // SAFETY: caller contract above.
         let dst = unsafe { slice_mut(buf, len, "buf")? };
-        let s = handle::store(store)?;
-        let r = lock(&s)?.read_into(PageId(page), offset, dst);
-        r
+        handle::reader(store)?.with(|g| g.read_into(PageId(page), offset, dst))
     })
 }
 
@@ -137,8 +151,7 @@ pub unsafe extern "C" fn mmsb_page_borrow(
         need_out(out_ptr, "out_ptr")?;
         need_out(out_len, "out_len")?;
         need_out(out_borrow, "out_borrow")?;
-        let s = handle::store(store)?;
-        let snap = Arc::new(lock(&s)?.snapshot(PageId(page))?);
+        let snap = Arc::new(handle::reader(store)?.with(|g| g.snapshot(PageId(page)))?);
         let ptr = snap.bytes().as_ptr();
         let len = snap.bytes().len() as u64;
         let h = handle::insert(Object::Borrow(snap));
@@ -181,9 +194,20 @@ pub unsafe extern "C" fn mmsb_page_set_view(
                 len,
             })
         };
-        let s = handle::store(store)?;
-        let r = lock(&s)?.set_view(PageId(page), view);
-        r
+        match handle::writer(store)? {
+            Writer::Memory(s) => {
+                let r = lock(&s)?.set_view(PageId(page), view);
+                r
+            }
+            Writer::Durable(s) => commit_one(
+                &s,
+                Op::SetView {
+                    page: PageId(page),
+                    view,
+                },
+            )
+            .map(|_| ()),
+        }
     })
 }
 
@@ -204,9 +228,21 @@ pub unsafe extern "C" fn mmsb_page_set_metadata(
     call(|| {
         // SAFETY: caller contract above.
         let (k, v) = unsafe { (c_str(key, "key")?, slice(value, value_len, "value")?) };
-        let s = handle::store(store)?;
-        let r = lock(&s)?.set_metadata(PageId(page), k, v);
-        r
+        match handle::writer(store)? {
+            Writer::Memory(s) => {
+                let r = lock(&s)?.set_metadata(PageId(page), k, v);
+                r
+            }
+            Writer::Durable(s) => commit_one(
+                &s,
+                Op::SetMetadata {
+                    page: PageId(page),
+                    key: k.to_owned(),
+                    value: v.to_vec(),
+                },
+            )
+            .map(|_| ()),
+        }
     })
 }
 
@@ -230,14 +266,14 @@ pub unsafe extern "C" fn mmsb_page_get_metadata(
     call(|| {
         // SAFETY: caller contract above.
         let k = unsafe { c_str(key, "key")? };
-        let s = handle::store(store)?;
-        let g = lock(&s)?;
-        let p = g.page(PageId(page))?;
-        let v = p
-            .metadata(k)
-            .ok_or_else(|| Error::not_found(format!("page#{page} has no metadata key {k:?}")))?;
+        let v = handle::reader(store)?.with(|g| {
+            let p = g.page(PageId(page))?;
+            p.metadata(k)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| Error::not_found(format!("page#{page} has no metadata key {k:?}")))
+        })?;
         // SAFETY: caller contract above.
-        unsafe { copy_out(v, buf, cap, out_len) }
+        unsafe { copy_out(&v, buf, cap, out_len) }
     })
 }
 
@@ -254,9 +290,31 @@ pub unsafe extern "C" fn mmsb_page_remove_metadata(
     call(|| {
         // SAFETY: caller contract above.
         let k = unsafe { c_str(key, "key")? };
-        let s = handle::store(store)?;
-        let r = lock(&s)?.remove_metadata(PageId(page), k);
-        r
+        match handle::writer(store)? {
+            Writer::Memory(s) => {
+                let r = lock(&s)?.remove_metadata(PageId(page), k);
+                r
+            }
+            Writer::Durable(s) => {
+                // The commit op is a no-op for a missing key; report it as the in-memory store does.
+                s.read_with(|g| {
+                    g.page(PageId(page))?
+                        .metadata(k)
+                        .map(|_| ())
+                        .ok_or_else(|| {
+                            Error::not_found(format!("page#{page} has no metadata key {k:?}"))
+                        })
+                })?;
+                commit_one(
+                    &s,
+                    Op::RemoveMetadata {
+                        page: PageId(page),
+                        key: k.to_owned(),
+                    },
+                )
+                .map(|_| ())
+            }
+        }
     })
 }
 
@@ -275,8 +333,7 @@ pub unsafe extern "C" fn mmsb_page_list(
 ) -> i32 {
     call(|| {
         need_out(out_count, "out_count")?;
-        let s = handle::store(store)?;
-        let ids = lock(&s)?.page_ids();
+        let ids = handle::reader(store)?.with(|g| Ok(g.page_ids()))?;
         let n = ids.len() as u64;
         // SAFETY: caller contract above; checked non-null.
         unsafe { out(out_count, n, "out_count")? };

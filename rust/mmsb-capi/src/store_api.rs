@@ -1,8 +1,9 @@
 //! Stores: open, close, statistics, applying deltas.
 
+use crate::durable_api::commit_one;
 use crate::ffi_util::{call, out};
-use crate::handle::{self, lock, Object, TAG_STORE};
-use mmsb_core::PageStore;
+use crate::handle::{self, lock, Object, Writer, TAG_DURABLE, TAG_STORE};
+use mmsb_core::{commit, Op, PageStore};
 use std::sync::{Arc, Mutex};
 
 /// A store handle (0 is null).
@@ -41,14 +42,27 @@ pub unsafe extern "C" fn mmsb_store_open_memory(out_store: *mut MmsbStore) -> i3
     })
 }
 
-/// Closes a store; its handle becomes stale. Outstanding borrows stay readable
-/// until released. Deltas are independent of stores and stay valid.
+/// Closes a store, in-memory or durable; its handle becomes stale. Outstanding
+/// borrows stay readable until released. Deltas are independent of stores and
+/// stay valid. A durable store syncs its log first; a sync failure is reported
+/// (the handle is stale either way). Read-only states are freed with
+/// `mmsb_state_free`, not here.
 ///
 /// # Safety
 /// None beyond passing a handle value (any value is checked).
 #[no_mangle]
 pub unsafe extern "C" fn mmsb_store_close(store: MmsbStore) -> i32 {
-    call(|| handle::remove(store, TAG_STORE).map(|_| ()))
+    call(
+        || match handle::remove_any(store, &[TAG_STORE, TAG_DURABLE], "store")? {
+            Object::Durable(s) => match std::sync::Arc::try_unwrap(s) {
+                Ok(s) => s.close(),
+                // Another thread is inside a call on it: the store closes (and
+                // syncs) when that call returns and drops the last reference.
+                Err(_) => Ok(()),
+            },
+            _ => Ok(()),
+        },
+    )
 }
 
 /// Writes the store's counters into `*out_stats`.
@@ -58,8 +72,7 @@ pub unsafe extern "C" fn mmsb_store_close(store: MmsbStore) -> i32 {
 #[no_mangle]
 pub unsafe extern "C" fn mmsb_store_stats(store: MmsbStore, out_stats: *mut MmsbStoreStats) -> i32 {
     call(|| {
-        let s = handle::store(store)?;
-        let st = lock(&s)?.stats();
+        let st = handle::reader(store)?.with(|g| Ok(g.stats()))?;
         let v = MmsbStoreStats {
             pages: st.pages,
             page_bytes: st.page_bytes,
@@ -73,7 +86,11 @@ pub unsafe extern "C" fn mmsb_store_stats(store: MmsbStore, out_stats: *mut Mmsb
     })
 }
 
-/// Validates and applies a delta to its page. On success writes whether any
+/// Validates and applies a delta to its page. On a durable store the delta is
+/// one commit (logged, then applied; durable per the store's mode), and
+/// `out_changed` / `out_epoch` are read right after it (exact unless another
+/// thread commits to the same page concurrently). On a read-only state:
+/// `MMSB_ERR_READ_ONLY`. On success writes whether any
 /// byte changed into `*out_changed` and the page's new epoch into `*out_epoch`
 /// (either pointer may be null if not wanted). On error nothing changed. A
 /// compare-and-set delta whose expected epoch is stale fails with
@@ -89,17 +106,31 @@ pub unsafe extern "C" fn mmsb_store_apply_delta(
     out_epoch: *mut u64,
 ) -> i32 {
     call(|| {
-        let s = handle::store(store)?;
+        let w = handle::writer(store)?;
         let d = handle::delta(delta)?;
         let d = lock(&d)?.clone();
-        let outcome = lock(&s)?.apply_delta(&d)?;
+        let (changed, epoch) = match w {
+            Writer::Memory(s) => {
+                let outcome = lock(&s)?.apply_delta(&d)?;
+                (outcome.changed, outcome.epoch)
+            }
+            Writer::Durable(s) => {
+                let page = d.page;
+                let epoch_of =
+                    |s: &PageStore| -> mmsb_core::Result<u64> { Ok(s.page(page)?.epoch()) };
+                let before = s.read_with(epoch_of)?;
+                commit_one(&s, Op::Delta(d))?;
+                let after = s.read_with(epoch_of)?;
+                (after != before, after)
+            }
+        };
         if !out_changed.is_null() {
             // SAFETY: non-null; caller contract above.
-            unsafe { out(out_changed, outcome.changed, "out_changed")? };
+            unsafe { out(out_changed, changed, "out_changed")? };
         }
         if !out_epoch.is_null() {
             // SAFETY: non-null; caller contract above.
-            unsafe { out(out_epoch, outcome.epoch, "out_epoch")? };
+            unsafe { out(out_epoch, epoch, "out_epoch")? };
         }
         Ok(())
     })
@@ -116,11 +147,18 @@ pub unsafe extern "C" fn mmsb_store_check_delta(
     delta: crate::delta_api::MmsbDelta,
 ) -> i32 {
     call(|| {
-        let s = handle::store(store)?;
+        let w = handle::writer(store)?;
         let d = handle::delta(delta)?;
         let d = lock(&d)?.clone();
-        let g = lock(&s)?;
-        let r = g.check_delta(&d).map(|_| ());
-        r
+        match w {
+            Writer::Memory(s) => {
+                let g = lock(&s)?;
+                let r = g.check_delta(&d).map(|_| ());
+                r
+            }
+            Writer::Durable(s) => {
+                s.read_with(|g| commit::prepare(g, vec![Op::Delta(d)]).map(|_| ()))
+            }
+        }
     })
 }
