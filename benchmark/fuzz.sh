@@ -36,12 +36,14 @@ for t in "${targets[@]}"; do
         set -e
     else
         # The coverage flags libFuzzer needs to make progress; no sanitizer (stable).
+        # An explicit --target keeps RUSTFLAGS off build scripts and proc macros.
+        host=$(rustc -vV | sed -n 's/^host: //p')
         RUSTFLAGS="${RUSTFLAGS:-} -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks" \
-            cargo build --release --locked --bin "$t" --target-dir target/stable-fuzz
+            cargo build --release --locked --bin "$t" --target "$host" --target-dir target/stable-fuzz
         set +e
-        "target/stable-fuzz/release/$t" "corpus/$t" -max_total_time="$secs" \
+        "target/stable-fuzz/$host/release/$t" "corpus/$t" -max_total_time="$secs" \
             -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"$log" 2>&1
         rc=$?
         set -e

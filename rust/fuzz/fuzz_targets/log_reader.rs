@@ -37,7 +37,11 @@ fn crc32c(b: &[u8]) -> u32 {
     for &x in b {
         c ^= u32::from(x);
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0x82F6_3B78 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82F6_3B78
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -88,7 +92,10 @@ fuzz_target!(|data: &[u8]| {
         // The second segment starts where a clean first one would end: unknown, so LSN 2.
         fs.put(&tlog_segment::path(&log, 2), segment(2, 2, b, header, fix));
     } else {
-        fs.put(&tlog_segment::path(&log, 1), segment(1, 1, rest, header, fix));
+        fs.put(
+            &tlog_segment::path(&log, 1),
+            segment(1, 1, rest, header, fix),
+        );
     }
     let opts = StoreOptions {
         durability: Durability::Immediate,
