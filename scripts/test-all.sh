@@ -23,6 +23,12 @@ step "cargo test (workspace)"
 step "release build (library, CLI)"
 (cd rust && cargo build --release --locked -p mmsb-capi -p mmsb-cli)
 
+step "fuzz targets build (stable; run them with benchmark/fuzz.sh)"
+cargo build --manifest-path rust/fuzz/Cargo.toml --locked --bins
+
+step "log benchmark smoke run (bench log --quick)"
+rust/target/release/mmsb bench log --quick --out "$(mktemp -d)"
+
 step "C ABI test under valgrind"
 MMSB_LIB_DIR="$root/rust/target/release" bash test/c/run.sh
 

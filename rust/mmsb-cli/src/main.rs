@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod bench_delta;
+mod bench_log;
 mod cmd_checkpoint;
 mod cmd_log;
 mod cmd_recover;
@@ -57,6 +58,9 @@ enum Command {
 enum BenchGroup {
     /// Delta apply kernels (scalar, AVX2, AVX-512) against memcpy.
     Delta(bench_delta::BenchDeltaArgs),
+    /// The durable log: commits/s against SQLite, append bandwidth against
+    /// write(2), recovery replay and checkpoint speed.
+    Log(bench_log::BenchLogArgs),
 }
 
 /// Where result files go unless told otherwise: `benchmark/results` under the
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Bench { group } => match group {
             BenchGroup::Delta(a) => bench_delta::run(a),
+            BenchGroup::Log(a) => bench_log::run(a),
         },
         Command::Log { cmd } => cmd_log::run(cmd),
         Command::Checkpoint { cmd } => cmd_checkpoint::run(cmd),

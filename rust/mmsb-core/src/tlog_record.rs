@@ -127,6 +127,18 @@ impl Record {
         }
     }
 
+    /// The size of the record's encoding, in bytes.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Record::CreatePage { .. } => 18,
+            Record::DeletePage { .. } => 9,
+            Record::SetMetadata { key, value, .. } => 1 + 8 + 2 + key.len() + 4 + value.len(),
+            Record::RemoveMetadata { key, .. } => 1 + 8 + 2 + key.len(),
+            Record::SetView { .. } => 18,
+            Record::Delta(d) => 1 + delta_codec::encoded_len(d),
+        }
+    }
+
     /// Appends the encoding of the record to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<()> {
         match self {
@@ -234,7 +246,7 @@ fn put_key(out: &mut Vec<u8>, key: &str) -> Result<()> {
 
 /// Encodes a list of records, one after another.
 pub fn encode_all(records: &[Record]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(records.iter().map(Record::encoded_len).sum());
     for r in records {
         r.encode_into(&mut out)?;
     }

@@ -1,0 +1,629 @@
+//! `mmsb bench log`: the durable store's log against SQLite and plain file I/O.
+//!
+//! Every case measures MMSB and its yardstick in the same run, on the same
+//! disk (temporary directories under `--dir`, default the system temp dir),
+//! with the same payloads, alternating the two `--reps` times and keeping the
+//! best of each (interference on a shared machine only ever slows a run down).
+//!
+//! The payloads: a pool of deltas, each a random blob of 64 B to 4 KiB at a
+//! random offset of one of 64 pages of 64 KiB. MMSB commits `N` of them as one
+//! [`Store::commit`]; SQLite runs one transaction of `N` `INSERT OR REPLACE`
+//! into `deltas(page, offset, bytes)`.
+//!
+//! Cases:
+//!
+//! * `immediate/b<N>/t<T>`: commits/s under immediate durability (`fsync`
+//!   before a commit returns, concurrent commits share one: group commit), `N`
+//!   deltas per commit, `T` committer threads, for a fixed time. Yardstick:
+//!   SQLite in WAL mode, `synchronous=FULL`, one connection shared by the `T`
+//!   threads behind a mutex (SQLite admits one writer at a time). Target 2x.
+//! * `append_nofsync/b<N>`: MB/s of log appended under
+//!   [`Durability::Buffered`] with a one-hour sync delay (so no `fsync` while
+//!   measured; the segment limit is raised so no roll syncs either), one
+//!   thread, a fixed number of bytes. Yardstick: `write(2)` (`File::write_all`)
+//!   of the same bytes in the same chunks (one per commit frame). Target 0.7x.
+//! * `recovery_replay`: GB/s of log replayed by [`Store::open`] with no
+//!   checkpoint (a log of `--replay-mib` written first, page cache warm). The
+//!   target is absolute, 1 GB/s, so the yardstick is that constant; the
+//!   printed line also shows `read(2)` of the same files for context.
+//! * `checkpoint_write`, `checkpoint_verify`: GB/s of a checkpoint of
+//!   `--checkpoint-mib` of pages written (temp file, fsync, rename, dir fsync),
+//!   and loaded and verified (SHA-256, per-page CRC32C, pages rebuilt). No
+//!   target. Yardsticks: `write(2)` + `fsync` of the same bytes, and `read(2)`
+//!   of the same file.
+
+use clap::Args;
+use mmsb_core::checkpoint;
+use mmsb_core::tlog_frame;
+use mmsb_core::tlog_record::Record;
+use mmsb_core::vfs::RealVfs;
+use mmsb_core::{Delta, Durability, Op, PageId, PageLocation, PageStore, Store, StoreOptions};
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use rusqlite::{params, Connection};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Arguments of `mmsb bench log`.
+#[derive(Args)]
+pub struct BenchLogArgs {
+    /// Directory under which the temporary data directories are made (the disk measured).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Seconds per measurement of the commit cases.
+    #[arg(long, default_value_t = 1.0)]
+    pub seconds: f64,
+    /// Alternating repetitions per case (the best of each side is reported).
+    #[arg(long, default_value_t = 2)]
+    pub reps: usize,
+    /// MiB appended per measurement of the no-fsync append cases.
+    #[arg(long, default_value_t = 128)]
+    pub append_mib: u64,
+    /// MiB of log written for the replay case.
+    #[arg(long, default_value_t = 256)]
+    pub replay_mib: u64,
+    /// MiB of pages in the checkpoint cases.
+    #[arg(long, default_value_t = 128)]
+    pub checkpoint_mib: u64,
+    /// Directory for log.json (default: benchmark/results of the repository).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A CI-sized smoke run (numbers not meaningful).
+    #[arg(long)]
+    pub quick: bool,
+    /// Run only the cases whose name contains this (e.g. `immediate/b16`, `append`).
+    #[arg(long)]
+    pub only: Option<String>,
+}
+
+const PAGES: u64 = 64;
+const PAGE_SIZE: u64 = 64 << 10;
+const POOL: usize = 4096;
+
+/// The shared payloads: (page index 0..PAGES, offset, bytes).
+struct Pool {
+    items: Vec<(u64, u64, Vec<u8>)>,
+}
+
+impl Pool {
+    fn new(seed: u64) -> Pool {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let items = (0..POOL)
+            .map(|_| {
+                let len = rng.gen_range(64..=4096u64);
+                let page = rng.gen_range(0..PAGES);
+                let off = rng.gen_range(0..=PAGE_SIZE - len);
+                let mut b = vec![0u8; len as usize];
+                rng.fill_bytes(&mut b);
+                (page, off, b)
+            })
+            .collect();
+        Pool { items }
+    }
+
+    fn item(&self, i: usize) -> &(u64, u64, Vec<u8>) {
+        &self.items[i % POOL]
+    }
+
+    /// The ops of commit number `c` of `n` deltas, for pages `ids`.
+    fn ops(&self, ids: &[PageId], start: usize, n: usize) -> Vec<Op> {
+        (start..start + n)
+            .map(|i| {
+                let (p, off, b) = self.item(i);
+                Op::Delta(Delta::dense(ids[*p as usize], *off, b.clone()))
+            })
+            .collect()
+    }
+}
+
+/// A fresh, empty directory under `base`, removed on drop.
+struct TempDir(PathBuf);
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl TempDir {
+    fn new(base: &Path, tag: &str) -> Result<TempDir, String> {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let p = base.join(format!("mmsb-bench-log-{}-{n}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+        Ok(TempDir(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn es(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn open_store(dir: &Path, durability: Durability, segment_bytes: u64) -> Result<Store, String> {
+    let opts = StoreOptions {
+        durability,
+        segment_bytes,
+        ..StoreOptions::default()
+    };
+    Store::open(dir, opts).map_err(es)
+}
+
+/// Creates the benchmark's pages in one commit.
+fn create_pages(s: &Store) -> Result<Vec<PageId>, String> {
+    let ops = (0..PAGES)
+        .map(|_| Op::CreatePage {
+            size: PAGE_SIZE,
+            location: PageLocation::Cpu,
+        })
+        .collect();
+    Ok(s.commit(ops).map_err(es)?.created)
+}
+
+/// MMSB commits/s: `threads` committers of `n` deltas each, immediate durability, `secs`.
+fn mmsb_commits(
+    base: &Path,
+    pool: &Pool,
+    n: usize,
+    threads: usize,
+    secs: f64,
+) -> Result<f64, String> {
+    let td = TempDir::new(base, "mmsb")?;
+    let store = open_store(&td.0, Durability::Immediate, 64 << 20)?;
+    let ids = create_pages(&store)?;
+    let commits = AtomicU64::new(0);
+    let failure: Mutex<Option<String>> = Mutex::new(None);
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs_f64(secs);
+    std::thread::scope(|sc| {
+        for t in 0..threads {
+            let (store, ids, commits, failure) = (&store, &ids, &commits, &failure);
+            sc.spawn(move || {
+                let mut i = t * 997;
+                while Instant::now() < deadline {
+                    if let Err(e) = store.commit(pool.ops(ids, i, n)) {
+                        *failure.lock().unwrap() = Some(e.to_string());
+                        return;
+                    }
+                    i += n;
+                    commits.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let el = t0.elapsed().as_secs_f64();
+    if let Some(e) = failure.into_inner().unwrap() {
+        return Err(e);
+    }
+    store.close().map_err(es)?;
+    Ok(commits.into_inner() as f64 / el)
+}
+
+fn sqlite_open(path: &Path) -> Result<Connection, String> {
+    let c = Connection::open(path).map_err(es)?;
+    let mode: String = c
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(es)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!("SQLite refused WAL mode (got {mode})"));
+    }
+    c.execute_batch(
+        "PRAGMA synchronous=FULL;
+         CREATE TABLE IF NOT EXISTS deltas(page INTEGER, offset INTEGER, bytes BLOB,
+                                           PRIMARY KEY(page, offset));",
+    )
+    .map_err(es)?;
+    Ok(c)
+}
+
+/// SQLite commits/s: `threads` committers of `n` rows each, WAL + synchronous=FULL, `secs`.
+fn sqlite_commits(
+    base: &Path,
+    pool: &Pool,
+    n: usize,
+    threads: usize,
+    secs: f64,
+) -> Result<f64, String> {
+    let td = TempDir::new(base, "sqlite")?;
+    let conn = Mutex::new(sqlite_open(&td.0.join("bench.db"))?);
+    let commits = AtomicU64::new(0);
+    let failure: Mutex<Option<String>> = Mutex::new(None);
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs_f64(secs);
+    std::thread::scope(|sc| {
+        for t in 0..threads {
+            let (conn, commits, failure) = (&conn, &commits, &failure);
+            sc.spawn(move || {
+                let mut i = t * 997;
+                while Instant::now() < deadline {
+                    let r = (|| -> rusqlite::Result<()> {
+                        let mut c = conn.lock().unwrap();
+                        let tx = c.transaction()?;
+                        {
+                            let mut st = tx.prepare_cached(
+                                "INSERT OR REPLACE INTO deltas(page, offset, bytes) VALUES (?1, ?2, ?3)",
+                            )?;
+                            for k in i..i + n {
+                                let (p, off, b) = pool.item(k);
+                                st.execute(params![*p as i64, *off as i64, b])?;
+                            }
+                        }
+                        tx.commit()
+                    })();
+                    if let Err(e) = r {
+                        *failure.lock().unwrap() = Some(e.to_string());
+                        return;
+                    }
+                    i += n;
+                    commits.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let el = t0.elapsed().as_secs_f64();
+    if let Some(e) = failure.into_inner().unwrap() {
+        return Err(e);
+    }
+    Ok(commits.into_inner() as f64 / el)
+}
+
+/// The sizes of the frames MMSB writes for `commits` commits of `n` deltas from the pool.
+fn frame_sizes(pool: &Pool, n: usize, commits: usize) -> Result<Vec<usize>, String> {
+    let ids: Vec<PageId> = (1..=PAGES).map(PageId).collect();
+    (0..commits)
+        .map(|c| {
+            let records: Vec<Record> = pool
+                .ops(&ids, c * n, n)
+                .into_iter()
+                .map(|op| match op {
+                    Op::Delta(d) => Record::Delta(d),
+                    _ => unreachable!("the pool makes deltas only"),
+                })
+                .collect();
+            tlog_frame::encode(c as u64 + 2, 0, &records, false)
+                .map(|f| f.len())
+                .map_err(es)
+        })
+        .collect()
+}
+
+/// Seconds MMSB takes to commit `commits` commits of `n` deltas, buffered, no fsync while timed.
+fn mmsb_append(base: &Path, pool: &Pool, n: usize, commits: usize) -> Result<(f64, u64), String> {
+    let td = TempDir::new(base, "mmsb-append")?;
+    let store = open_store(
+        &td.0,
+        Durability::Buffered {
+            max_delay: Duration::from_secs(3600),
+        },
+        1 << 40,
+    )?;
+    let ids = create_pages(&store)?;
+    let before = store.stats();
+    let t0 = Instant::now();
+    for c in 0..commits {
+        store.commit(pool.ops(&ids, c * n, n)).map_err(es)?;
+    }
+    let el = t0.elapsed().as_secs_f64();
+    let after = store.stats();
+    if after.log_syncs != before.log_syncs {
+        return Err("the log was synced during the no-fsync append measurement".into());
+    }
+    store.close().map_err(es)?; // syncs, untimed, so the next case starts clean
+    Ok((el, after.log_bytes - before.log_bytes))
+}
+
+/// Seconds `write(2)` takes for the same chunks (then fsync, untimed).
+fn file_append(base: &Path, chunks: &[usize], data: &[u8]) -> Result<f64, String> {
+    let td = TempDir::new(base, "write")?;
+    let path = td.0.join("plain.log");
+    let mut f = std::fs::File::create(&path).map_err(es)?;
+    let t0 = Instant::now();
+    let mut pos = 0;
+    for &c in chunks {
+        if pos + c > data.len() {
+            pos = 0;
+        }
+        f.write_all(&data[pos..pos + c]).map_err(es)?;
+        pos += c;
+    }
+    let el = t0.elapsed().as_secs_f64();
+    f.sync_data().map_err(es)?;
+    Ok(el)
+}
+
+/// Writes `bytes` with write(2) in 1 MiB chunks and fsyncs; seconds.
+fn write_fsync(path: &Path, bytes: u64, data: &[u8]) -> Result<f64, String> {
+    let t0 = Instant::now();
+    let mut f = std::fs::File::create(path).map_err(es)?;
+    let mut left = bytes as usize;
+    while left > 0 {
+        let c = left.min(data.len());
+        f.write_all(&data[..c]).map_err(es)?;
+        left -= c;
+    }
+    f.sync_data().map_err(es)?;
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// Log bytes of every segment in a data directory, and seconds to read them all.
+fn read_log(dir: &Path) -> Result<(u64, f64), String> {
+    let log = dir.join("log");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&log)
+        .map_err(es)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    names.sort();
+    let t0 = Instant::now();
+    let mut total = 0u64;
+    for p in &names {
+        total += std::fs::read(p).map_err(es)?.len() as u64;
+    }
+    Ok((total, t0.elapsed().as_secs_f64()))
+}
+
+struct Report {
+    results: Vec<Value>,
+}
+
+impl Report {
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        name: &str,
+        value: f64,
+        unit: &str,
+        yardstick: &str,
+        yardstick_value: f64,
+        ratio: f64,
+        target: Option<f64>,
+        extra: &str,
+    ) {
+        let t = target.map_or("-".to_owned(), |t| t.to_string());
+        println!(
+            "log/{name:<24} {value:10.3} {unit:<9} {yardstick}: {yardstick_value:10.3}  {extra}ratio={ratio:.3} target={t}"
+        );
+        self.results.push(json!({
+            "name": name,
+            "value": round3(value),
+            "unit": unit,
+            "yardstick": yardstick,
+            "yardstick_value": round3(yardstick_value),
+            "ratio": round3(ratio),
+            "target": target,
+        }));
+    }
+}
+
+fn best(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn most(v: &[f64]) -> f64 {
+    v.iter().copied().fold(0.0, f64::max)
+}
+
+/// Runs the benchmark.
+pub fn run(args: BenchLogArgs) -> Result<(), String> {
+    let (secs, reps, append_mib, replay_mib, ckpt_mib) = if args.quick {
+        (0.2, 1, 8, 16, 8)
+    } else {
+        (
+            args.seconds,
+            args.reps,
+            args.append_mib,
+            args.replay_mib,
+            args.checkpoint_mib,
+        )
+    };
+    if secs <= 0.0 || reps == 0 || append_mib == 0 || replay_mib == 0 || ckpt_mib == 0 {
+        return Err("--seconds, --reps and the sizes must be positive".into());
+    }
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&base).map_err(|e| format!("creating {}: {e}", base.display()))?;
+    let pool = Pool::new(0x4d4d_5342);
+    println!(
+        "mmsb bench log: dir {}, {secs} s per commit measurement, best of {reps} alternating reps; cpu {}",
+        base.display(),
+        crate::machine::cpu_name()
+    );
+    let mut rep = Report {
+        results: Vec::new(),
+    };
+    let only = args.only.clone().unwrap_or_default();
+    let want = |name: &str| name.contains(only.as_str());
+
+    // 1. Immediate durability against SQLite WAL synchronous=FULL.
+    for n in [1usize, 16, 256] {
+        for t in [1usize, 2, 4, 8] {
+            if !want(&format!("immediate/b{n}/t{t}")) {
+                continue;
+            }
+            let (mut m, mut s) = (Vec::new(), Vec::new());
+            for _ in 0..reps {
+                m.push(mmsb_commits(&base, &pool, n, t, secs)?);
+                s.push(sqlite_commits(&base, &pool, n, t, secs)?);
+            }
+            let (mv, sv) = (most(&m), most(&s));
+            rep.add(
+                &format!("immediate/b{n}/t{t}"),
+                mv,
+                "commits/s",
+                "SQLite WAL synchronous=FULL commits/s",
+                sv,
+                mv / sv,
+                Some(2.0),
+                "",
+            );
+        }
+    }
+
+    // 2. Append without fsync against write(2) of the same chunks.
+    let mut data = vec![0u8; 64 << 20];
+    StdRng::seed_from_u64(7).fill_bytes(&mut data);
+    for n in [1usize, 16, 256] {
+        if !want(&format!("append_nofsync/b{n}")) {
+            continue;
+        }
+        let per_commit = frame_sizes(&pool, n, 64)?.iter().sum::<usize>() / 64;
+        let commits = ((append_mib << 20) as usize / per_commit).max(1);
+        let chunks = frame_sizes(&pool, n, commits)?;
+        let bytes: usize = chunks.iter().sum();
+        let (mut m, mut w) = (Vec::new(), Vec::new());
+        for _ in 0..reps.max(2) {
+            let (el, logged) = mmsb_append(&base, &pool, n, commits)?;
+            if logged != bytes as u64 {
+                return Err(format!(
+                    "MMSB logged {logged} bytes, the yardstick writes {bytes}: the chunking differs"
+                ));
+            }
+            m.push(el);
+            w.push(file_append(&base, &chunks, &data)?);
+        }
+        let mb = bytes as f64 / 1e6;
+        let (mv, wv) = (mb / best(&m), mb / best(&w));
+        rep.add(
+            &format!("append_nofsync/b{n}"),
+            mv,
+            "MB/s",
+            "write(2) of the same chunks MB/s",
+            wv,
+            mv / wv,
+            Some(0.7),
+            &format!("({commits} commits, {:.1} MiB) ", bytes as f64 / 1048576.0),
+        );
+    }
+
+    // 3. Recovery replay of a log with no checkpoint.
+    if want("recovery_replay") {
+        let td = TempDir::new(&base, "replay")?;
+        let n = 16;
+        let store = open_store(
+            &td.0,
+            Durability::Buffered {
+                max_delay: Duration::from_secs(3600),
+            },
+            64 << 20,
+        )?;
+        let ids = create_pages(&store)?;
+        let mut c = 0;
+        while store.stats().log_bytes < replay_mib << 20 {
+            store.commit(pool.ops(&ids, c * n, n)).map_err(es)?;
+            c += 1;
+        }
+        store.close().map_err(es)?;
+        let (mut o, mut r, mut bytes) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..reps.max(2) {
+            let t0 = Instant::now();
+            let s = open_store(&td.0, Durability::Immediate, 64 << 20)?;
+            o.push(t0.elapsed().as_secs_f64());
+            bytes = s.recovery_report().bytes_replayed;
+            if s.recovery_report().commits_replayed != c as u64 + 1 {
+                return Err("recovery replayed a different number of commits".into());
+            }
+            s.close().map_err(es)?;
+            r.push(read_log(&td.0)?.1);
+        }
+        let gb = bytes as f64 / 1e9;
+        let v = gb / best(&o);
+        rep.add(
+            "recovery_replay",
+            v,
+            "GB/s",
+            "absolute target GB/s",
+            1.0,
+            v,
+            Some(1.0),
+            &format!(
+                "({:.0} MiB, {c} commits; read(2) of the log {:.2} GB/s) ",
+                bytes as f64 / 1048576.0,
+                gb / best(&r)
+            ),
+        );
+    }
+
+    // 4. Checkpoint write and verify.
+    if want("checkpoint_write") || want("checkpoint_verify") {
+        let mut st = PageStore::new();
+        let npages = (ckpt_mib << 20) / PAGE_SIZE;
+        let mut pages = Vec::new();
+        for i in 0..npages {
+            let id = st.create_page(PAGE_SIZE, PageLocation::Cpu).map_err(es)?;
+            let off = (i as usize * 4096) % (data.len() - PAGE_SIZE as usize);
+            st.apply_delta(&Delta::dense(
+                id,
+                0,
+                data[off..off + PAGE_SIZE as usize].to_vec(),
+            ))
+            .map_err(es)?;
+            pages.push(st.page(id).map_err(es)?.clone());
+        }
+        let (mut w, mut wy, mut v, mut vy, mut fbytes) = (vec![], vec![], vec![], vec![], 0);
+        for _ in 0..reps.max(2) {
+            let td = TempDir::new(&base, "ckpt")?;
+            let t0 = Instant::now();
+            let info =
+                checkpoint::write(&RealVfs, &td.0, 1, 1, st.next_page_id(), &pages).map_err(es)?;
+            w.push(t0.elapsed().as_secs_f64());
+            fbytes = info.file_bytes;
+            let t0 = Instant::now();
+            let loaded = checkpoint::load(&RealVfs, &info.path).map_err(es)?;
+            v.push(t0.elapsed().as_secs_f64());
+            if loaded.state.page_ids().len() != pages.len() {
+                return Err("the checkpoint lost pages".into());
+            }
+            drop(loaded);
+            let t0 = Instant::now();
+            let n = std::fs::read(&info.path).map_err(es)?.len();
+            vy.push(t0.elapsed().as_secs_f64());
+            if n as u64 != fbytes {
+                return Err("checkpoint size differs from its report".into());
+            }
+            wy.push(write_fsync(&td.0.join("plain"), fbytes, &data[..1 << 20])?);
+        }
+        let gb = fbytes as f64 / 1e9;
+        let extra = format!("({:.0} MiB) ", fbytes as f64 / 1048576.0);
+        rep.add(
+            "checkpoint_write",
+            gb / best(&w),
+            "GB/s",
+            "write(2)+fsync of the same bytes GB/s",
+            gb / best(&wy),
+            best(&wy) / best(&w),
+            None,
+            &extra,
+        );
+        rep.add(
+            "checkpoint_verify",
+            gb / best(&v),
+            "GB/s",
+            "read(2) of the same file GB/s",
+            gb / best(&vy),
+            best(&vy) / best(&v),
+            None,
+            &extra,
+        );
+    }
+
+    let doc = json!({
+        "group": "log",
+        "date": crate::machine::today(),
+        "machine": crate::machine::machine_json(),
+        "results": rep.results,
+    });
+    let dir = args.out.unwrap_or_else(crate::default_results_dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let path = dir.join("log.json");
+    let text = serde_json::to_string_pretty(&doc).map_err(es)?;
+    std::fs::write(&path, text + "\n").map_err(|e| format!("writing {}: {e}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
