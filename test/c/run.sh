@@ -83,7 +83,7 @@ step "valgrind memcheck ${t}_shared"
 # test/c/valgrind.supp with a comment saying why; it is picked up automatically.
 supp=()
 [ -f "$here/valgrind.supp" ] && supp=(--suppressions="$here/valgrind.supp")
-valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
+valgrind --tool=memcheck --fair-sched=yes --error-exitcode=99 --leak-check=full \
     --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
     --track-origins=yes --num-callers=30 "${supp[@]}" \
     --log-file="$build/valgrind_$t.log" "$build/${t}_shared" >"$build/valgrind_$t.out" 2>&1 || {
