@@ -12,7 +12,7 @@
 //! functions; every write to it is `MMSB_ERR_READ_ONLY`.
 
 use crate::delta_api::MmsbDelta;
-use crate::ffi_util::{c_str, call, need_out, out, slice, slice_mut};
+use crate::ffi_util::{c_str, call, copy_ids, need_out, out, slice};
 use crate::handle::{self, lock, Object, TAG_COMMIT, TAG_HISTORY, TAG_STATE};
 use crate::page_api::MmsbPageId;
 use crate::store_api::MmsbStore;
@@ -543,29 +543,6 @@ pub unsafe extern "C" fn mmsb_commit_created_pages(
 #[no_mangle]
 pub unsafe extern "C" fn mmsb_commit_free(commit: MmsbCommit) -> i32 {
     call(|| handle::remove(commit, TAG_COMMIT).map(|_| ()))
-}
-
-/// # Safety
-/// `buf` is null or valid for `cap` u64 writes; `out_count` is valid for one write.
-unsafe fn copy_ids(ids: &[PageId], buf: *mut u64, cap: u64, out_count: *mut u64) -> Result<()> {
-    let n = ids.len() as u64;
-    // SAFETY: forwarded from this function's contract.
-    unsafe { out(out_count, n, "out_count")? };
-    if buf.is_null() && cap == 0 {
-        return Ok(());
-    }
-    if n > cap {
-        return Err(Error::new(
-            ErrorCode::BufferTooSmall,
-            format!("buffer of {cap} ids is too small; {n} needed"),
-        ));
-    }
-    // SAFETY: forwarded from this function's contract; n <= cap.
-    let dst = unsafe { slice_mut(buf, n, "buf")? };
-    for (d, id) in dst.iter_mut().zip(ids) {
-        *d = id.0;
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------- checkpoints, replay

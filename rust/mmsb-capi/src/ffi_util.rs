@@ -6,7 +6,7 @@
 //! turn null pointers, impossible lengths and bad UTF-8 into
 //! `InvalidArgument` errors before any memory is touched.
 
-use mmsb_core::{Error, ErrorCode, Result};
+use mmsb_core::{Error, ErrorCode, PageId, Result};
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -168,5 +168,33 @@ pub(crate) unsafe fn copy_out(
     // SAFETY: forwarded from this function's contract; len <= cap (checked).
     let dst = unsafe { slice_mut(buf, bytes.len() as u64, "buf")? };
     dst.copy_from_slice(bytes);
+    Ok(())
+}
+
+/// # Safety
+/// `buf` is null or valid for `cap` u64 writes; `out_count` is valid for one write.
+pub(crate) unsafe fn copy_ids(
+    ids: &[PageId],
+    buf: *mut u64,
+    cap: u64,
+    out_count: *mut u64,
+) -> Result<()> {
+    let n = ids.len() as u64;
+    // SAFETY: forwarded from this function's contract.
+    unsafe { out(out_count, n, "out_count")? };
+    if buf.is_null() && cap == 0 {
+        return Ok(());
+    }
+    if n > cap {
+        return Err(Error::new(
+            ErrorCode::BufferTooSmall,
+            format!("buffer of {cap} ids is too small; {n} needed"),
+        ));
+    }
+    // SAFETY: forwarded from this function's contract; n <= cap.
+    let dst = unsafe { slice_mut(buf, n, "buf")? };
+    for (d, id) in dst.iter_mut().zip(ids) {
+        *d = id.0;
+    }
     Ok(())
 }

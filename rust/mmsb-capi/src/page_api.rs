@@ -7,7 +7,7 @@
 //! borrowing when you keep bytes past the next write you care about.
 
 use crate::durable_api::commit_one;
-use crate::ffi_util::{c_str, call, copy_out, need_out, out, slice, slice_mut};
+use crate::ffi_util::{c_str, call, copy_ids, copy_out, need_out, out, slice, slice_mut};
 use crate::handle::{self, lock, Object, Writer, TAG_BORROW};
 use crate::store_api::MmsbStore;
 use mmsb_core::{DType, Error, NumericView, Op, PageId, PageLocation};
@@ -334,24 +334,8 @@ pub unsafe extern "C" fn mmsb_page_list(
     call(|| {
         need_out(out_count, "out_count")?;
         let ids = handle::reader(store)?.with(|g| Ok(g.page_ids()))?;
-        let n = ids.len() as u64;
-        // SAFETY: caller contract above; checked non-null.
-        unsafe { out(out_count, n, "out_count")? };
-        if buf.is_null() && cap == 0 {
-            return Ok(());
-        }
-        if n > cap {
-            return Err(Error::new(
-                mmsb_core::ErrorCode::BufferTooSmall,
-                format!("buffer of {cap} ids is too small; {n} needed"),
-            ));
-        }
-        // SAFETY: caller contract above; n <= cap.
-        let dst = unsafe { slice_mut(buf, n, "buf")? };
-        for (d, id) in dst.iter_mut().zip(ids) {
-            *d = id.0;
-        }
-        Ok(())
+        // SAFETY: caller contract above.
+        unsafe { copy_ids(&ids, buf, cap, out_count) }
     })
 }
 
