@@ -34,6 +34,15 @@
 //! Whether the failed commit itself survives is decided by what reached the
 //! disk: it may or may not be present after reopening, entirely or not at all.
 //!
+//! **Transactions.** [`Store::commit_guarded`] is the seam optimistic
+//! transactions (see [`transaction`](crate::transaction)) commit through: it
+//! takes, besides the ops, the (page, epoch) pairs the transaction read or
+//! wrote, and checks them under the commit lock before anything is logged; a
+//! page whose epoch moved fails the commit with
+//! [`ErrorCode::TransactionConflict`], which leaves no trace. Snapshots
+//! ([`snapshot`](crate::snapshot)) are taken under the same lock, so they sit
+//! at a commit boundary.
+//!
 //! **Checkpoints and retention.** [`Store::checkpoint`] snapshots the state at
 //! a commit boundary, keeps the newest [`StoreOptions::checkpoints_kept`], and
 //! deletes the log segments wholly covered by the oldest kept one.
@@ -50,6 +59,7 @@ use crate::replay::{self, HistoryEntry, ReadOnlyState};
 use crate::tlog_reader::LogEnd;
 use crate::tlog_segment;
 use crate::tlog_writer::{io_err, GroupSync, TLogWriter};
+use crate::transaction::{self, TxnCounters};
 use crate::vfs::{DirLock, RealVfs, Vfs};
 
 /// The file in a data directory whose lock marks the store as open.
@@ -165,6 +175,8 @@ pub struct Store {
     background: Option<JoinHandle<()>>,
     /// The data directory's `LOCK` file, held while the store is open.
     lock: Option<DirLock>,
+    /// Transaction counters (begun, committed, conflicts, ...).
+    pub(crate) txn_counters: TxnCounters,
 }
 
 impl Store {
@@ -347,11 +359,20 @@ impl Store {
             report,
             background,
             lock: None,
+            txn_counters: TxnCounters::default(),
         }
     }
 
     /// Validates, logs and applies one commit. See the module docs.
     pub fn commit(&self, ops: Vec<Op>) -> Result<CommitReceipt> {
+        self.commit_guarded(ops, &[])
+    }
+
+    /// [`Store::commit`], valid only if every `(page, epoch)` of `guard` is
+    /// still current when the commit lock is taken (checked before logging);
+    /// otherwise it fails with [`ErrorCode::TransactionConflict`] and leaves no
+    /// trace. The seam of optimistic transactions.
+    pub fn commit_guarded(&self, ops: Vec<Op>, guard: &[(PageId, u64)]) -> Result<CommitReceipt> {
         let sh = &self.shared;
         let lsn;
         let receipt = {
@@ -362,6 +383,7 @@ impl Store {
             if let Some(e) = g.failed.clone().or_else(|| sh.sync.failure()) {
                 return Err(refused(&e));
             }
+            transaction::check_epochs(&g.state, guard)?;
             let (records, created) = commit::prepare(&g.state, ops)?;
             lsn = g.lsn + 1;
             let ts = now_ns().max(g.timestamp_ns);
@@ -408,6 +430,13 @@ impl Store {
     /// Runs `f` on the current state (under the commit lock: keep it short).
     pub fn read_with<R>(&self, f: impl FnOnce(&PageStore) -> R) -> R {
         f(&self.shared.lock().state)
+    }
+
+    /// Runs `f` on the current state and the LSN of the last commit it
+    /// includes (under the commit lock: keep it short).
+    pub fn read_with_lsn<R>(&self, f: impl FnOnce(&PageStore, u64) -> R) -> R {
+        let g = self.shared.lock();
+        f(&g.state, g.lsn)
     }
 
     /// A copy of a page's bytes.

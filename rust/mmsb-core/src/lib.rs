@@ -29,6 +29,9 @@
 //! * [`recompute`], [`command_buffer`], [`events`], [`propagation`]: recompute
 //!   functions on derived pages, the wave plan, subscriber callbacks, and the
 //!   [`Engine`] that commits deltas and propagates them (see `docs/propagation.md`).
+//! * [`snapshot`], [`transaction`]: consistent multi-page reads at a commit
+//!   boundary, and optimistic serializable transactions with retry (see
+//!   `docs/transactions.md`).
 //!
 //! ```
 //! use mmsb_core::{Delta, PageLocation, PageStore};
@@ -68,12 +71,14 @@ pub mod recompute;
 pub mod recovery;
 pub mod replay;
 pub mod retry;
+pub mod snapshot;
 pub mod tlog_compression;
 pub mod tlog_frame;
 pub mod tlog_reader;
 pub mod tlog_record;
 pub mod tlog_segment;
 pub mod tlog_writer;
+pub mod transaction;
 pub mod vfs;
 
 pub use apply::Kernel;
@@ -93,3 +98,5 @@ pub use propagation::{CommitPlan, CommitReport, Engine, EngineStats, Propagation
 pub use recompute::{ByteTransform, CRecomputeFn, FunctionId, RecomputeFn, RecomputeInputs};
 pub use recovery::{RecoveryOptions, RecoveryReport, Target};
 pub use replay::{HistoryEntry, ReadOnlyState};
+pub use snapshot::Snapshot;
+pub use transaction::{Committed, Transaction, TxnBuffer, TxnStats, TXN_RETRY};
