@@ -6,8 +6,11 @@ use mmsb_core::recovery::LOG_DIR;
 use mmsb_core::{Delta, ErrorCode, Op, PageId, PageLocation, Store, StoreOptions};
 use std::path::Path;
 
+/// Log files by name with their bytes.
+type LogFiles = Vec<(String, Vec<u8>)>;
+
 /// Every log file's name and bytes, sorted: the on-disk oracle.
-fn log_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+fn log_files(dir: &Path) -> LogFiles {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.join(LOG_DIR))
         .unwrap()
         .map(|e| {
@@ -54,7 +57,7 @@ fn fixture() -> Fixture {
 }
 
 /// What must not change: LSN, log bytes, log files, both pages.
-fn trace(f: &Fixture) -> (u64, u64, Vec<(String, Vec<u8>)>, Vec<u8>, Vec<u8>) {
+fn trace(f: &Fixture) -> (u64, u64, LogFiles, Vec<u8>, Vec<u8>) {
     f.store.sync().unwrap();
     (
         f.store.lsn(),
@@ -119,7 +122,7 @@ fn a_page_deleted_under_a_transaction_is_a_conflict() {
     assert_eq!(trace_without_a(&f), before);
 }
 
-fn trace_without_a(f: &Fixture) -> (u64, u64, Vec<(String, Vec<u8>)>, Vec<u8>) {
+fn trace_without_a(f: &Fixture) -> (u64, u64, LogFiles, Vec<u8>) {
     f.store.sync().unwrap();
     (
         f.store.lsn(),
