@@ -306,6 +306,10 @@ impl TxnBuffer {
         self.finished = true;
         let guard = self.guard();
         let ops = std::mem::take(&mut self.ops);
+        // Unpin the versions read, so the commit writes the pages in place
+        // instead of copying them (copy-on-write).
+        self.reads.clear();
+        self.writes.clear();
         let r = if ops.is_empty() {
             store.read_with_lsn(|state, lsn| {
                 check_epochs(state, &guard).map(|()| CommitReceipt {
