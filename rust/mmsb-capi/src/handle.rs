@@ -14,6 +14,7 @@
 //! object lives until that call returns).
 
 use crate::durable_api::{CommitBuilder, History};
+use crate::txn_api::Txn;
 use mmsb_core::{Delta, Error, ErrorCode, PageSnapshot, PageStore, ReadOnlyState, Result, Store};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -31,6 +32,8 @@ pub(crate) enum Object {
     Commit(Arc<Mutex<CommitBuilder>>),
     /// A page history (list of logged deltas).
     History(Arc<History>),
+    /// An optimistic transaction on a durable store.
+    Txn(Arc<Mutex<Txn>>),
 }
 
 impl Object {
@@ -43,6 +46,7 @@ impl Object {
             Object::State(_) => TAG_STATE,
             Object::Commit(_) => TAG_COMMIT,
             Object::History(_) => TAG_HISTORY,
+            Object::Txn(_) => TAG_TXN,
         }
     }
 }
@@ -54,6 +58,7 @@ pub(crate) const TAG_DURABLE: u64 = 0x5D;
 pub(crate) const TAG_STATE: u64 = 0x5E;
 pub(crate) const TAG_COMMIT: u64 = 0xC0;
 pub(crate) const TAG_HISTORY: u64 = 0x4E;
+pub(crate) const TAG_TXN: u64 = 0x7A;
 
 fn tag_name(tag: u64) -> &'static str {
     match tag {
@@ -64,6 +69,7 @@ fn tag_name(tag: u64) -> &'static str {
         TAG_STATE => "read-only state",
         TAG_COMMIT => "commit",
         TAG_HISTORY => "page history",
+        TAG_TXN => "transaction",
         _ => "unknown",
     }
 }

@@ -26,6 +26,7 @@ pub mod handle;
 pub mod page_api;
 pub mod status;
 pub mod store_api;
+pub mod txn_api;
 
 pub use delta_api::*;
 pub use durable_api::*;
@@ -33,3 +34,4 @@ pub use error_api::*;
 pub use page_api::*;
 pub use status::*;
 pub use store_api::*;
+pub use txn_api::*;
