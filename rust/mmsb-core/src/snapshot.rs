@@ -129,6 +129,15 @@ mod tests {
     }
 
     #[test]
+    fn stores_snapshots_and_transactions_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Store>();
+        shareable::<Snapshot>();
+        shareable::<crate::Transaction<'static>>();
+        shareable::<crate::TxnBuffer>();
+    }
+
+    #[test]
     fn snapshot_of_pins_only_the_named_pages() {
         let (s, ids) = store_with_pages(3);
         let snap = s.snapshot_of(&ids[1..2]).unwrap();

@@ -46,8 +46,9 @@
 //! **Intent.** [`Transaction::set_intent`] attaches a JSON document saying why
 //! the transaction ran. At commit it is stored as the intent of every delta of
 //! the commit that has none of its own, so the log records it with the commit
-//! group (no new record type, no format change); `mmsb log inspect`, replay and
-//! page history show it. A transaction without deltas logs no intent.
+//! group (no new record type, no format change); the log reader, replay and
+//! page history return it with each delta. A transaction without deltas logs
+//! no intent.
 //!
 //! **Detached form.** [`TxnBuffer`] is the same state without a borrow of the
 //! store, its methods taking the store as an argument: what the C ABI keeps
