@@ -90,7 +90,7 @@ pub struct SubscriptionId(pub u64);
 pub type Callback = dyn Fn(&Event) + Send + Sync;
 
 /// The subscribers of one engine. See the module docs.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct EventBus {
     next: u64,
     subs: BTreeMap<SubscriptionId, (EventKind, Arc<Callback>)>,
@@ -135,6 +135,13 @@ impl EventBus {
     /// Whether there are no subscriptions.
     pub fn is_empty(&self) -> bool {
         self.subs.is_empty()
+    }
+
+    /// Delivers each of `events`, in order.
+    pub fn emit_all(&self, events: &[Event]) {
+        for e in events {
+            self.emit(e);
+        }
     }
 
     /// Delivers `event` to the subscribers of its kind, in subscription order.
