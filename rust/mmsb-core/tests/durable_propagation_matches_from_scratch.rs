@@ -242,7 +242,7 @@ impl World {
         out
     }
 
-    fn from_scratch(&self) -> HashMap<PageId, [u8; SIZE]> {
+    fn recompute_from_scratch(&self) -> HashMap<PageId, [u8; SIZE]> {
         let mut v: HashMap<PageId, [u8; SIZE]> = HashMap::new();
         for p in self.topo() {
             let val = match self.funcs.get(&p) {
@@ -281,7 +281,7 @@ impl World {
 
     /// Checks a wave just ran: values equal from scratch, calls equal the model.
     fn check_wave(&mut self, what: &str) {
-        let new = self.from_scratch();
+        let new = self.recompute_from_scratch();
         let want = self.expected_runs(&new);
         assert_eq!(self.take_calls(), want, "{what}: calls");
         for &p in &self.pages {
