@@ -12,15 +12,25 @@
 //! copies of the pages the commit touches, with the epochs they will have.
 //! [`Engine::apply_commit`] then applies that list through the store (so
 //! epochs advance exactly as the plan said), updates the marks and emits the
-//! events. [`Engine::commit`] is the two in a row. The split is the seam for
-//! the durability layer: plan, log the plan's deltas as one group, apply. A
-//! plan records the engine version it was made at; applying it after any other
-//! change to the engine fails with a retryable `TransactionConflict`.
+//! events. [`Engine::commit`] is the two in a row. A plan records the engine
+//! version it was made at; applying it after any other change to the engine
+//! fails with a retryable `TransactionConflict`.
+//!
+//! **The durable store** ([`Store`](crate::Store)) holds an engine as its state
+//! and uses the same planner through [`Engine::plan_records`]: the commit's
+//! log records (page creations and deletions, deltas, graph edits) are staged
+//! in order — graph edits on a copy of the graph, so a cycle fails the plan
+//! and changes nothing — then the same wave runs. The store logs the records
+//! and the derived deltas as one commit group and applies exactly that list
+//! with [`Engine::apply_records_commit`] (the function replay uses), so a
+//! reopened store has the derived pages and the graph without running any
+//! function.
 //!
 //! **All or nothing.** Input deltas are validated on the staging copies
 //! (range, mask, compare-and-set against the staged epoch). A recompute
 //! function that fails or panics fails the plan; since nothing was applied,
-//! nothing partial is ever visible, and the graph is never touched by a commit.
+//! nothing partial is ever visible (an engine commit never touches the graph;
+//! a durable commit's graph edits are applied with it or not at all).
 //!
 //! **The wave.** The pages changed by the commit (plus pages left dirty by
 //! deferred commits) are the roots. A [`CommandBuffer`] lists every page with a
