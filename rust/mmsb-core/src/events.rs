@@ -5,9 +5,11 @@
 //! has been applied in full (never for a commit that failed), in a fixed order:
 //! every page-changed event (in the order the changes were applied), then stale,
 //! gpu-sync and invalidated events (by page id). Callbacks run on the
-//! committing thread and must not block for long; they cannot call back into
-//! the engine (it is borrowed mutably while they run), so a callback that
-//! wants to react queues work for later.
+//! committing thread and must not block for long. On an [`Engine`](crate::Engine)
+//! they cannot call back into the engine (it is borrowed mutably while they
+//! run), so a callback that wants to react queues work for later; on the
+//! durable [`Store`](crate::Store) they run after the commit is acknowledged,
+//! outside its lock, and may read the store.
 
 use crate::page_id::PageId;
 use std::collections::BTreeMap;
