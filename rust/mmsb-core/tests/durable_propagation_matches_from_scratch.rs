@@ -603,3 +603,43 @@ fn power_loss_restores_graph_and_derived_pages_without_recomputing() {
         w.reattach();
     }
 }
+
+#[test]
+fn a_commit_can_create_a_page_link_it_and_write_it_with_one_wave() {
+    let s = Store::in_memory();
+    let c = s
+        .commit(vec![Op::CreatePage {
+            size: SIZE as u64,
+            location: PageLocation::Cpu,
+        }])
+        .unwrap()
+        .created[0];
+    let calls: Calls = Arc::default();
+    s.set_recompute(c, make_fn(Fk::Xor, &calls)).unwrap();
+    // The new page gets id c + 1; the commit creates it, links it to c and writes it.
+    let n = PageId(c.0 + 1);
+    let r = s
+        .commit(vec![
+            Op::CreatePage {
+                size: SIZE as u64,
+                location: PageLocation::Cpu,
+            },
+            Op::AddEdge {
+                parent: n,
+                child: c,
+                kind: EdgeKind::Data,
+                weight: None,
+            },
+            Op::Delta(Delta::dense(n, 0, vec![1, 2, 3])),
+        ])
+        .unwrap();
+    assert_eq!(r.created, vec![n]);
+    assert_eq!(r.propagation.recomputed, vec![c]);
+    let want: Vec<u8> = eval(Fk::Xor, &[&[1, 2, 3, 0, 0, 0, 0, 0]]).to_vec();
+    assert_eq!(s.read(c).unwrap(), want);
+    assert_eq!(calls.lock().unwrap()[&c], 1);
+    // Deleting the parent in a later commit recomputes c with no input.
+    s.commit(vec![Op::DeletePage(n)]).unwrap();
+    assert_eq!(s.read(c).unwrap(), eval(Fk::Xor, &[]).to_vec());
+    assert!(s.edges().is_empty());
+}
