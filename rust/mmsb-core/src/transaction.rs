@@ -34,8 +34,9 @@
 //! read, so running the whole transaction at that one instant would read the
 //! same values and write the same deltas: committed transactions are
 //! equivalent to running serially in LSN order. What is *not* versioned are
-//! page metadata and numeric views (they do not move the epoch): concurrent
-//! changes to them are last-writer-wins.
+//! page metadata, numeric views and dependency edges (they do not move an
+//! epoch): concurrent changes to them are last-writer-wins (an edge that
+//! would close a cycle still fails the commit with `Cycle`).
 //!
 //! **Retry.** [`Store::with_transaction`] runs a closure in a transaction and
 //! commits it, retrying on `TransactionConflict` (and `EpochMismatch`, a
@@ -62,6 +63,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::page::Page;
 use crate::page_id::PageId;
 use crate::page_store::PageStore;
+use crate::propagation::CommitReport;
 use crate::retry::{retry_with, RetryPolicy};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -268,7 +270,9 @@ impl TxnBuffer {
         self.check_active()?;
         let page = match &op {
             Op::Delta(d) => return self.write(store, d.clone()),
-            Op::CreatePage { .. } => None,
+            // Graph edits are checked at commit (a cycle fails it) but not
+            // versioned: like metadata, they do not join the write set.
+            Op::CreatePage { .. } | Op::AddEdge { .. } | Op::RemoveEdge { .. } => None,
             Op::DeletePage(id) => Some(*id),
             Op::SetMetadata { page, .. }
             | Op::RemoveMetadata { page, .. }
@@ -317,6 +321,7 @@ impl TxnBuffer {
                     lsn,
                     timestamp_ns: 0,
                     created: Vec::new(),
+                    propagation: CommitReport::default(),
                 })
             })
         } else {
