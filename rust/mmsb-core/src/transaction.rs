@@ -82,7 +82,14 @@ pub const TXN_RETRY: RetryPolicy = RetryPolicy {
 /// A page that no longer exists, or whose epoch moved, is a
 /// [`ErrorCode::TransactionConflict`] naming it.
 pub fn check_epochs(state: &PageStore, guard: &[(PageId, u64)]) -> Result<()> {
-    for &(id, epoch) in guard {
+    check_epochs_iter(state, guard.iter().copied())
+}
+
+fn check_epochs_iter(
+    state: &PageStore,
+    guard: impl IntoIterator<Item = (PageId, u64)>,
+) -> Result<()> {
+    for (id, epoch) in guard {
         match state.page(id) {
             Ok(p) if p.epoch() == epoch => {}
             Ok(p) => {
@@ -138,7 +145,8 @@ fn bump(c: &AtomicU64) {
 /// Every method takes the store it was begun on. See the module docs.
 #[derive(Debug)]
 pub struct TxnBuffer {
-    begin_lsn: u64,
+    /// LSN of the state the reads come from (set at each first read).
+    view_lsn: Option<u64>,
     /// Pages read: the version read (its epoch is the read-set entry).
     reads: BTreeMap<PageId, Page>,
     /// Pages written but not read: epoch at first write.
@@ -153,7 +161,7 @@ impl TxnBuffer {
     pub fn begin(store: &Store) -> TxnBuffer {
         bump(&store.txn_counters.begun);
         TxnBuffer {
-            begin_lsn: store.lsn(),
+            view_lsn: None,
             reads: BTreeMap::new(),
             writes: BTreeMap::new(),
             ops: Vec::new(),
@@ -183,9 +191,11 @@ impl TxnBuffer {
         g
     }
 
-    /// The LSN of the last commit when the transaction began.
-    pub fn begin_lsn(&self) -> u64 {
-        self.begin_lsn
+    /// The LSN of the state every read so far comes from (the last commit
+    /// before the latest first read, at which all earlier reads were still
+    /// current); `None` before the first read.
+    pub fn view_lsn(&self) -> Option<u64> {
+        self.view_lsn
     }
 
     /// The page as this transaction sees it, *without* its own buffered writes.
@@ -194,13 +204,18 @@ impl TxnBuffer {
         if let Some(p) = self.reads.get(&id) {
             return Ok(p.clone());
         }
-        let guard = self.guard();
-        let page = store.read_with(|state| -> Result<Page> {
-            check_epochs(state, &guard)?;
-            Ok(state.page(id)?.clone())
+        let (reads, writes) = (&self.reads, &self.writes);
+        let page = store.read_with_lsn(|state, lsn| -> Result<(Page, u64)> {
+            let read = reads.iter().map(|(&p, pg)| (p, pg.epoch()));
+            let written = writes.iter().map(|(&p, &e)| (p, e));
+            check_epochs_iter(state, read.chain(written))?;
+            Ok((state.page(id)?.clone(), lsn))
         });
         let page = match page {
-            Ok(p) => p,
+            Ok((p, lsn)) => {
+                self.view_lsn = Some(lsn);
+                p
+            }
             Err(e) => {
                 if e.code == ErrorCode::TransactionConflict {
                     bump(&store.txn_counters.conflicts);
@@ -407,9 +422,9 @@ impl Transaction<'_> {
         self.buf.guard()
     }
 
-    /// The LSN of the last commit when the transaction began.
-    pub fn begin_lsn(&self) -> u64 {
-        self.buf.begin_lsn()
+    /// The LSN of the state every read so far comes from; `None` before the first read.
+    pub fn view_lsn(&self) -> Option<u64> {
+        self.buf.view_lsn()
     }
 
     /// Commits, or fails with `TransactionConflict` leaving no trace.
@@ -563,6 +578,22 @@ mod tests {
         );
         // Re-reading a page already read returns the same version.
         assert_eq!(t.read(ids[0]).unwrap(), vec![0; 8]);
+    }
+
+    #[test]
+    fn the_view_moves_forward_while_earlier_reads_stay_current() {
+        let (s, ids) = store_with_pages(3);
+        let mut t = s.begin();
+        assert_eq!(t.view_lsn(), None);
+        t.read(ids[0]).unwrap();
+        assert_eq!(t.view_lsn(), Some(1));
+        // A commit to a page the transaction has not read does not disturb it.
+        s.commit(vec![Op::Delta(Delta::dense(ids[2], 0, vec![4]))])
+            .unwrap();
+        assert_eq!(t.read(ids[2]).unwrap()[0], 4);
+        assert_eq!(t.view_lsn(), Some(2));
+        t.read(ids[1]).unwrap();
+        assert_eq!(t.commit().unwrap().lsn, 2);
     }
 
     #[test]
