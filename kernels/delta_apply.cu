@@ -1,0 +1,105 @@
+// Delta apply with bit masks: MMSB's device twin of rust/mmsb-core/src/apply.rs.
+//
+// A delta writes a byte range of a page. With a mask (one bit per byte, packed
+// little-endian in 64-bit words) only the masked bytes change. A dense payload
+// has one byte per byte of the range (`dst[i] = src[i]` where bit i is set); a
+// sparse payload has only the masked bytes, in range order (the k-th set bit
+// receives `src[k]`). For sparse payloads the host passes `prefix[w]`, the
+// number of set bits before mask word w, so every thread finds its first value
+// without a scan.
+//
+// Each thread owns one 8-byte lane (one mask byte). An all-zero mask byte is
+// skipped without touching memory, an all-one byte is a plain 8-byte store,
+// a mixed byte blends the payload into the destination word.
+
+typedef unsigned long long u64;
+typedef unsigned int u32;
+typedef unsigned char u8;
+
+// One command of a batched apply (must match `ApplyCommand` in mmsb-gpu, 48 bytes).
+struct ApplyCmd {
+    u64 dst;      // device address of the first byte of the range
+    u64 payload;  // dense bytes (len of them) or sparse values
+    u64 mask;     // mask words; 0 = no mask (every byte of the range is written)
+    u64 prefix;   // u32 per mask word: set bits before it (sparse payloads); 0 = dense
+    u64 len;      // range length in bytes
+    u64 reserved;
+};
+
+// Spreads 8 mask bits into 8 byte lanes: bit i -> 0xFF in byte i.
+__device__ __forceinline__ u64 expand_mask_byte(u32 m) {
+    u64 x = m;
+    x = (x | (x << 28)) & 0x0000000F0000000FULL;
+    x = (x | (x << 14)) & 0x0003000300030003ULL;
+    x = (x | (x << 7)) & 0x0101010101010101ULL;
+    return x * 0xFFULL;
+}
+
+__device__ __forceinline__ void apply_range(u8* dst, const u8* src, const u64* mask,
+                                            const u32* prefix, u64 len, u64 tid, u64 nthreads) {
+    const u8* mbytes = (const u8*)mask;
+    const u64 lanes = (len + 7) / 8;
+    const bool aligned = ((((u64)dst) | ((u64)src)) & 7) == 0;
+    if (prefix == 0) {
+        for (u64 t = tid; t < lanes; t += nthreads) {
+            const u64 base = t * 8;
+            const u32 m = mask ? (u32)mbytes[t] : 0xFFu;
+            if (m == 0) continue;
+            if (aligned && base + 8 <= len) {
+                u64 s = ((const u64*)src)[t];
+                if (m != 0xFFu) {
+                    const u64 sel = expand_mask_byte(m);
+                    const u64 d = ((const u64*)dst)[t];
+                    s = (s & sel) | (d & ~sel);
+                }
+                ((u64*)dst)[t] = s;
+            } else {
+                for (u32 i = 0; i < 8 && base + i < len; i++) {
+                    if ((m >> i) & 1u) dst[base + i] = src[base + i];
+                }
+            }
+        }
+    } else {
+        for (u64 t = tid; t < lanes; t += nthreads) {
+            u32 m = (u32)mbytes[t];
+            if (m == 0) continue;
+            const u64 word = mask[t >> 3];
+            const u32 sub = (u32)(t & 7);
+            u64 k = prefix[t >> 3];
+            if (sub) k += (u64)__popcll(word & ((1ULL << (8 * sub)) - 1ULL));
+            const u64 base = t * 8;
+            while (m) {
+                const u32 i = (u32)(__ffs(m) - 1);
+                dst[base + i] = src[k++];
+                m &= m - 1u;
+            }
+        }
+    }
+}
+
+// One delta: a grid-stride loop over the lanes of its range.
+extern "C" __global__ void mmsb_apply_one(u8* dst, const u8* src, const u64* mask,
+                                          const u32* prefix, u64 len) {
+    const u64 tid = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    const u64 n = (u64)gridDim.x * blockDim.x;
+    apply_range(dst, src, mask, prefix, len, tid, n);
+}
+
+// A batch: blockIdx.y walks the commands, blockIdx.x/threadIdx.x the lanes of
+// each. Commands of one launch must not overlap (the host splits batches where
+// two deltas touch the same page), so their order inside a launch is free.
+extern "C" __global__ void mmsb_apply_batch(const ApplyCmd* cmds, u32 ncmds) {
+    const u64 tid = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    const u64 n = (u64)gridDim.x * blockDim.x;
+    for (u32 c = blockIdx.y; c < ncmds; c += gridDim.y) {
+        const ApplyCmd cmd = cmds[c];
+        apply_range((u8*)cmd.dst, (const u8*)cmd.payload, (const u64*)cmd.mask,
+                    (const u32*)cmd.prefix, cmd.len, tid, n);
+    }
+}
+
+// The smallest useful kernel: adds one to a counter. Used to measure the cost
+// of a launch (and of a graph replay) per command.
+extern "C" __global__ void mmsb_touch(u64* counter) {
+    if (threadIdx.x == 0 && blockIdx.x == 0) counter[0] += 1;
+}
