@@ -8,9 +8,7 @@
 // number of set bits before mask word w, so every thread finds its first value
 // without a scan.
 //
-// Each thread owns one 8-byte lane (one mask byte). An all-zero mask byte is
-// skipped without touching memory, an all-one byte is a plain 8-byte store,
-// a mixed byte blends the payload into the destination word.
+// Dense payloads go 16 bytes (16 mask bits) per thread, sparse ones 8.
 
 typedef unsigned long long u64;
 typedef unsigned int u32;
@@ -35,45 +33,72 @@ __device__ __forceinline__ u64 expand_mask_byte(u32 m) {
     return x * 0xFFULL;
 }
 
-__device__ __forceinline__ void apply_range(u8* dst, const u8* src, const u64* mask,
-                                            const u32* prefix, u64 len, u64 tid, u64 nthreads) {
+// Byte-at-a-time fallback for one lane of `width` bytes (unaligned ranges, the tail).
+__device__ __forceinline__ void apply_bytes(u8* __restrict__ dst, const u8* __restrict__ src,
+                                            u32 m, u64 base, u32 width, u64 len) {
+    for (u32 i = 0; i < width && base + i < len; i++) {
+        if ((m >> i) & 1u) dst[base + i] = src[base + i];
+    }
+}
+
+// Dense payloads: each thread owns 16-byte lanes (16 mask bits). All-zero
+// lanes touch nothing, all-one lanes are one 16-byte store, mixed lanes blend.
+// Ranges whose destination and payload are both 16-byte aligned take the
+// vector path; others go byte by byte.
+__device__ __forceinline__ void apply_dense(u8* __restrict__ dst, const u8* __restrict__ src,
+                                           const u64* __restrict__ mask, u64 len, u64 tid,
+                                           u64 nthreads) {
+    const unsigned short* m16 = (const unsigned short*)mask;
+    const u64 lanes = (len + 15) / 16;
+    const bool aligned = ((((u64)dst) | ((u64)src)) & 15) == 0;
+    for (u64 t = tid; t < lanes; t += nthreads) {
+        const u64 base = t * 16;
+        const u32 m = mask ? (u32)m16[t] : 0xFFFFu;
+        if (m == 0) continue;
+        if (aligned && base + 16 <= len) {
+            ulonglong2 v = ((const ulonglong2*)src)[t];
+            if (m != 0xFFFFu) {
+                const u64 lo = expand_mask_byte(m & 0xFFu), hi = expand_mask_byte(m >> 8);
+                const ulonglong2 d = ((const ulonglong2*)dst)[t];
+                v.x = (v.x & lo) | (d.x & ~lo);
+                v.y = (v.y & hi) | (d.y & ~hi);
+            }
+            ((ulonglong2*)dst)[t] = v;
+        } else {
+            apply_bytes(dst, src, m, base, 16, len);
+        }
+    }
+}
+
+// Sparse payloads: each thread owns an 8-byte lane (one mask byte) and finds
+// its first value from the word's prefix count plus the bits before it.
+__device__ __forceinline__ void apply_sparse(u8* __restrict__ dst, const u8* __restrict__ src,
+                                            const u64* __restrict__ mask, const u32* __restrict__ prefix,
+                                            u64 len, u64 tid, u64 nthreads) {
     const u8* mbytes = (const u8*)mask;
     const u64 lanes = (len + 7) / 8;
-    const bool aligned = ((((u64)dst) | ((u64)src)) & 7) == 0;
+    for (u64 t = tid; t < lanes; t += nthreads) {
+        u32 m = (u32)mbytes[t];
+        if (m == 0) continue;
+        const u64 word = mask[t >> 3];
+        const u32 sub = (u32)(t & 7);
+        u64 k = prefix[t >> 3];
+        if (sub) k += (u64)__popcll(word & ((1ULL << (8 * sub)) - 1ULL));
+        const u64 base = t * 8;
+        while (m) {
+            const u32 i = (u32)(__ffs(m) - 1);
+            dst[base + i] = src[k++];
+            m &= m - 1u;
+        }
+    }
+}
+
+__device__ __forceinline__ void apply_range(u8* dst, const u8* src, const u64* mask,
+                                            const u32* prefix, u64 len, u64 tid, u64 nthreads) {
     if (prefix == 0) {
-        for (u64 t = tid; t < lanes; t += nthreads) {
-            const u64 base = t * 8;
-            const u32 m = mask ? (u32)mbytes[t] : 0xFFu;
-            if (m == 0) continue;
-            if (aligned && base + 8 <= len) {
-                u64 s = ((const u64*)src)[t];
-                if (m != 0xFFu) {
-                    const u64 sel = expand_mask_byte(m);
-                    const u64 d = ((const u64*)dst)[t];
-                    s = (s & sel) | (d & ~sel);
-                }
-                ((u64*)dst)[t] = s;
-            } else {
-                for (u32 i = 0; i < 8 && base + i < len; i++) {
-                    if ((m >> i) & 1u) dst[base + i] = src[base + i];
-                }
-            }
-        }
+        apply_dense(dst, src, mask, len, tid, nthreads);
     } else {
-        for (u64 t = tid; t < lanes; t += nthreads) {
-            u32 m = (u32)mbytes[t];
-            if (m == 0) continue;
-            const u64 word = mask[t >> 3];
-            const u32 sub = (u32)(t & 7);
-            u64 k = prefix[t >> 3];
-            if (sub) k += (u64)__popcll(word & ((1ULL << (8 * sub)) - 1ULL));
-            const u64 base = t * 8;
-            while (m) {
-                const u32 i = (u32)(__ffs(m) - 1);
-                dst[base + i] = src[k++];
-                m &= m - 1u;
-            }
-        }
+        apply_sparse(dst, src, mask, prefix, len, tid, nthreads);
     }
 }
 

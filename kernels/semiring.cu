@@ -153,7 +153,8 @@ __device__ void accumulate(T* c, const T* t, const u64* mask, u64 n) {
 // y[r] = ⊕_k vals[k] ⊗ x[cols[k]] over row r of a CSR matrix; `lanes` threads
 // (a power of two <= 32) share a row. Every thread runs the shuffles.
 template <class S, class T>
-__device__ void spmv(const u32* row_ptr, const u32* cols, const T* vals, const T* x, T* y,
+__device__ void spmv(const u32* __restrict__ row_ptr, const u32* __restrict__ cols,
+                     const T* __restrict__ vals, const T* __restrict__ x, T* __restrict__ y,
                      u32 nrows, u32 lanes) {
     const u64 g = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     const u64 row = g / lanes;

@@ -20,15 +20,16 @@ use std::collections::HashSet;
 /// Bytes per encoded command (matches `struct ApplyCmd` in `kernels/delta_apply.cu`).
 pub const APPLY_COMMAND_BYTES: usize = 48;
 
-fn align8(n: usize) -> usize {
-    n.div_ceil(8) * 8
+/// Staged items start on 16-byte boundaries (the vector path of the kernel).
+fn align16(n: usize) -> usize {
+    n.div_ceil(16) * 16
 }
 
 fn delta_extra_bytes(d: &Delta) -> usize {
-    let payload = align8(d.payload.bytes().len());
-    let mask = d.mask.as_ref().map_or(0, |m| m.len() * 8);
+    let payload = align16(d.payload.bytes().len());
+    let mask = d.mask.as_ref().map_or(0, |m| align16(m.len() * 8));
     let prefix = match (&d.payload, &d.mask) {
-        (Payload::Sparse(_), Some(m)) => align8(m.len() * 4),
+        (Payload::Sparse(_), Some(m)) => align16(m.len() * 4),
         _ => 0,
     };
     payload + mask + prefix
@@ -36,7 +37,7 @@ fn delta_extra_bytes(d: &Delta) -> usize {
 
 /// The staging size of a batch of `deltas`.
 pub fn batch_bytes(deltas: &[&Delta]) -> usize {
-    deltas.len() * APPLY_COMMAND_BYTES + deltas.iter().map(|d| delta_extra_bytes(d)).sum::<usize>()
+    align16(deltas.len() * APPLY_COMMAND_BYTES) + deltas.iter().map(|d| delta_extra_bytes(d)).sum::<usize>()
 }
 
 /// Encodes `items` (device address of each delta's first byte, the delta)
@@ -44,21 +45,21 @@ pub fn batch_bytes(deltas: &[&Delta]) -> usize {
 pub fn encode_batch(items: &[(u64, &Delta)], base: u64) -> Result<Vec<u8>> {
     let deltas: Vec<&Delta> = items.iter().map(|(_, d)| *d).collect();
     let mut out = vec![0u8; batch_bytes(&deltas)];
-    let mut at = items.len() * APPLY_COMMAND_BYTES;
+    let mut at = align16(items.len() * APPLY_COMMAND_BYTES);
     for (i, (dst, d)) in items.iter().enumerate() {
         d.validate_shape()?;
         let bytes = d.payload.bytes();
         let payload_at = at;
         out[at..at + bytes.len()].copy_from_slice(bytes);
-        at += align8(bytes.len());
+        at += align16(bytes.len());
         let mut mask_addr = 0u64;
         let mut prefix_addr = 0u64;
         if let Some(m) = &d.mask {
             mask_addr = base + at as u64;
-            for w in m {
-                out[at..at + 8].copy_from_slice(&w.to_le_bytes());
-                at += 8;
+            for (k, w) in m.iter().enumerate() {
+                out[at + 8 * k..at + 8 * k + 8].copy_from_slice(&w.to_le_bytes());
             }
+            at += align16(m.len() * 8);
             if let Payload::Sparse(_) = d.payload {
                 prefix_addr = base + at as u64;
                 let mut running = 0u32;
@@ -66,7 +67,7 @@ pub fn encode_batch(items: &[(u64, &Delta)], base: u64) -> Result<Vec<u8>> {
                     out[at + 4 * k..at + 4 * k + 4].copy_from_slice(&running.to_le_bytes());
                     running += w.count_ones();
                 }
-                at += align8(m.len() * 4);
+                at += align16(m.len() * 4);
             }
         } else if d.payload.is_sparse() {
             return Err(Error::invalid("a sparse payload needs a mask"));
@@ -108,9 +109,9 @@ pub fn split_by_page(pages: &[PageId]) -> Vec<std::ops::Range<usize>> {
 }
 
 /// Launch shape of a batch: 256 threads a block, enough blocks to cover the
-/// longest range (up to 1024 per command), one grid row per command.
+/// 16-byte lanes of the longest range (up to 1024 per command), one grid row per command.
 pub fn batch_grid(max_len: u64, n: usize) -> (u32, u32, u32) {
-    let lanes = max_len.div_ceil(8);
+    let lanes = max_len.div_ceil(16);
     let x = lanes.div_ceil(256).clamp(1, 1024) as u32;
     (x, n.clamp(1, 65535) as u32, 1)
 }
@@ -125,7 +126,7 @@ pub fn launch_batch(dev: &CudaDevice, stream: &cudarc::driver::CudaStream, stagi
 #[allow(clippy::too_many_arguments)]
 pub fn launch_one(dev: &CudaDevice, dst: u64, payload: u64, mask: u64, prefix: u64, len: u64, max_blocks: u32) -> Result<()> {
     let f = dev.function(KernelSource::DeltaApply, "mmsb_apply_one")?;
-    let blocks = (len.div_ceil(8).div_ceil(256)).clamp(1, max_blocks as u64) as u32;
+    let blocks = (len.div_ceil(16).div_ceil(256)).clamp(1, max_blocks as u64) as u32;
     dev.launch(
         &f,
         (blocks, 1, 1),

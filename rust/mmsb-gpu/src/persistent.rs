@@ -6,8 +6,9 @@
 //!
 //! * the host writes command `i` into slot `i % capacity` (op and arguments),
 //!   then rings the doorbell by storing `seq = i + 1` in the slot;
-//! * the device sees the sequence number, runs the command, and publishes
-//!   `done = i + 1` after a system-wide fence;
+//! * the device (one warp) reads the next 8 slots in one sweep over the bus,
+//!   runs the ready prefix in order, and publishes `done` (commands
+//!   completed) after a system-wide fence;
 //! * the host reuses a slot only once `done` shows it consumed.
 //!
 //! Commands are consumed strictly in order, and [`PersistentKernel::stop`]
@@ -42,9 +43,27 @@ const CTL_DONE: usize = 0;
 const CTL_POLLS: usize = 1;
 const CTL_STOPPED: usize = 2;
 const CTL_BAD: usize = 3;
+const CTL_POLL_NS: usize = 4;
+const CTL_POLL_SAMPLES: usize = 5;
+const CTL_WORDS: usize = 8;
+/// How the kernel polls: warps (staggered pollers) and slots read per poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PollShape {
+    /// Polling warps, 1 to 8.
+    pub warps: u32,
+    /// Ring slots read per poll, 1 to 8.
+    pub slots: u32,
+}
+
+impl Default for PollShape {
+    /// One warp reading 8 slots a poll (the fastest shape measured on H200).
+    fn default() -> PollShape {
+        PollShape { warps: 1, slots: 8 }
+    }
+}
 
 /// Signalling statistics of a ring session.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct RingStats {
     /// Commands completed (stop excluded).
     pub commands: u64,
@@ -54,6 +73,8 @@ pub struct RingStats {
     pub host_spins: u64,
     /// `Log` records whose value differed from their index (0 when in order).
     pub out_of_order: u64,
+    /// Mean duration of one empty poll of the ring (a bus round trip), in ns.
+    pub mean_poll_ns: f64,
     /// Whether the kernel stopped and returned cleanly.
     pub clean_shutdown: bool,
 }
@@ -78,13 +99,20 @@ impl PersistentKernel {
     /// Starts the kernel with a ring of `capacity` slots, a device log of
     /// `log_cap` words and a word page of `page_words` words (both zeroed).
     pub fn start(dev: Arc<CudaDevice>, capacity: u64, log_cap: u64, page_words: u64) -> Result<PersistentKernel> {
+        PersistentKernel::start_with(dev, capacity, log_cap, page_words, PollShape::default())
+    }
+
+    /// [`PersistentKernel::start`] with an explicit polling shape.
+    pub fn start_with(dev: Arc<CudaDevice>, capacity: u64, log_cap: u64, page_words: u64, shape: PollShape) -> Result<PersistentKernel> {
         let capacity = capacity.max(2);
+        let warps = shape.warps.clamp(1, 8);
+        let slots = shape.slots.clamp(1, 8) as u64;
         let ctx = dev.context().clone();
         let stream = ctx
             .new_stream()
             .map_err(|e| gpu_error::driver("create ring stream", e))?;
         let ring = PinnedBuf::new(&ctx, capacity as usize * SLOT_WORDS * 8)?;
-        let ctl = PinnedBuf::new(&ctx, 4 * 8)?;
+        let ctl = PinnedBuf::new(&ctx, CTL_WORDS * 8)?;
         let log = dev.pool().alloc((log_cap.max(1) * 8) as usize, dev.stream())?;
         let page = dev.pool().alloc((page_words.max(1) * 8) as usize, dev.stream())?;
         dev.memset(log, 0, (log_cap.max(1) * 8) as usize)?;
@@ -95,7 +123,7 @@ impl PersistentKernel {
             &stream,
             &f,
             (1, 1, 1),
-            32,
+            32 * warps,
             &[
                 Arg::U64(ring.device_ptr()),
                 Arg::U64(capacity),
@@ -104,6 +132,7 @@ impl PersistentKernel {
                 Arg::U64(log_cap),
                 Arg::U64(page),
                 Arg::U64(page_words),
+                Arg::U64(slots),
             ],
         )?;
         Ok(PersistentKernel {
@@ -123,7 +152,7 @@ impl PersistentKernel {
     }
 
     fn ctl_word(&self, i: usize) -> u64 {
-        // SAFETY: the control block holds 4 u64 words; the device writes them,
+        // SAFETY: the control block holds CTL_WORDS u64 words; the device writes them,
         // so they are read with volatile loads.
         unsafe { std::ptr::read_volatile(self.ctl.host_ptr().cast::<u64>().add(i)) }
     }
@@ -160,6 +189,8 @@ impl PersistentKernel {
             fence(Ordering::SeqCst);
             std::ptr::write_volatile(base.add(slot), i + 1);
         }
+        // Drain the store buffer now rather than whenever the CPU gets to it.
+        fence(Ordering::SeqCst);
         self.next = i + 1;
         Ok(i)
     }
@@ -215,6 +246,7 @@ impl PersistentKernel {
             device_polls: self.ctl_word(CTL_POLLS),
             host_spins: self.host_spins,
             out_of_order: self.ctl_word(CTL_BAD),
+            mean_poll_ns: self.ctl_word(CTL_POLL_NS) as f64 / self.ctl_word(CTL_POLL_SAMPLES).max(1) as f64,
             clean_shutdown: self.ctl_word(CTL_STOPPED) == 1,
         })
     }
