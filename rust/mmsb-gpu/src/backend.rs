@@ -129,10 +129,8 @@ impl Backend {
         match self {
             Backend::Emulated(e) => e.apply_group(items),
             Backend::Cuda(c) => {
-                let staged: Vec<(u64, &Delta)> = items
-                    .iter()
-                    .map(|(b, d)| (b.addr + d.offset, *d))
-                    .collect();
+                let staged: Vec<(u64, &Delta)> =
+                    items.iter().map(|(b, d)| (b.addr + d.offset, *d)).collect();
                 delta_gpu::apply_group(&c.dev, &staged)
             }
         }
@@ -150,7 +148,13 @@ impl Backend {
     }
 
     /// A masked accumulate on the backend.
-    pub fn accumulate<T: Elem>(&mut self, s: Semiring, c: &mut [T], t: &[T], mask: Option<&[u64]>) -> Result<()> {
+    pub fn accumulate<T: Elem>(
+        &mut self,
+        s: Semiring,
+        c: &mut [T],
+        t: &[T],
+        mask: Option<&[u64]>,
+    ) -> Result<()> {
         match self {
             Backend::Emulated(_) => semiring_cpu::accumulate(s, c, t, mask),
             Backend::Cuda(cb) => semiring_gpu::accumulate_host(&cb.dev, s, c, t, mask),

@@ -42,7 +42,11 @@ pub struct CudaDevice {
 
 impl std::fmt::Debug for CudaDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CudaDevice({}, sm_{}{})", self.name, self.cc.0, self.cc.1)
+        write!(
+            f,
+            "CudaDevice({}, sm_{}{})",
+            self.name, self.cc.0, self.cc.1
+        )
     }
 }
 
@@ -64,7 +68,9 @@ impl CudaDevice {
         let stream = ctx
             .new_stream()
             .map_err(|e| gpu_error::driver("create stream", e))?;
-        let name = ctx.name().map_err(|e| gpu_error::driver("device name", e))?;
+        let name = ctx
+            .name()
+            .map_err(|e| gpu_error::driver("device name", e))?;
         let cc = ctx
             .compute_capability()
             .map_err(|e| gpu_error::driver("compute capability", e))?;
@@ -220,7 +226,13 @@ impl CudaDevice {
     }
 
     /// Launches `f` on the device's work stream.
-    pub fn launch(&self, f: &CudaFunction, grid: (u32, u32, u32), block: u32, args: &[Arg]) -> Result<()> {
+    pub fn launch(
+        &self,
+        f: &CudaFunction,
+        grid: (u32, u32, u32),
+        block: u32,
+        args: &[Arg],
+    ) -> Result<()> {
         self.launch_on(&self.stream, f, grid, block, args)
     }
 

@@ -37,7 +37,8 @@ fn delta_extra_bytes(d: &Delta) -> usize {
 
 /// The staging size of a batch of `deltas`.
 pub fn batch_bytes(deltas: &[&Delta]) -> usize {
-    align16(deltas.len() * APPLY_COMMAND_BYTES) + deltas.iter().map(|d| delta_extra_bytes(d)).sum::<usize>()
+    align16(deltas.len() * APPLY_COMMAND_BYTES)
+        + deltas.iter().map(|d| delta_extra_bytes(d)).sum::<usize>()
 }
 
 /// Encodes `items` (device address of each delta's first byte, the delta)
@@ -117,21 +118,66 @@ pub fn batch_grid(max_len: u64, n: usize) -> (u32, u32, u32) {
 }
 
 /// Applies a staged batch already on the device at `staging` (`n` commands).
-pub fn launch_batch(dev: &CudaDevice, stream: &cudarc::driver::CudaStream, staging: u64, n: usize, max_len: u64) -> Result<()> {
+pub fn launch_batch(
+    dev: &CudaDevice,
+    stream: &cudarc::driver::CudaStream,
+    staging: u64,
+    n: usize,
+    max_len: u64,
+) -> Result<()> {
     let f = dev.function(KernelSource::DeltaApply, "mmsb_apply_batch")?;
-    dev.launch_on(stream, &f, batch_grid(max_len, n), 256, &[Arg::U64(staging), Arg::U32(n as u32)])
+    dev.launch_on(
+        stream,
+        &f,
+        batch_grid(max_len, n),
+        256,
+        &[Arg::U64(staging), Arg::U32(n as u32)],
+    )
 }
 
-/// Applies one delta whose payload, mask and prefix are already on the device.
-#[allow(clippy::too_many_arguments)]
-pub fn launch_one(dev: &CudaDevice, dst: u64, payload: u64, mask: u64, prefix: u64, len: u64, max_blocks: u32) -> Result<()> {
-    let f = dev.function(KernelSource::DeltaApply, "mmsb_apply_one")?;
-    let blocks = (len.div_ceil(16).div_ceil(256)).clamp(1, max_blocks as u64) as u32;
+/// Blocks for one delta: enough for its 16-byte lanes, at most 64 per SM
+/// (measured on H200: more blocks than that slow sparse masks down, fewer
+/// slow full ones).
+pub fn one_grid(dev: &CudaDevice, len: u64) -> u32 {
+    let cap = (dev.sm_count() as u64 * 64).max(1);
+    len.div_ceil(16).div_ceil(256).clamp(1, cap) as u32
+}
+
+/// Applies one delta whose payload, mask and prefix are already on the device
+/// (`mask` 0: no mask; `prefix` 0: dense payload), on the work stream.
+pub fn launch_one(
+    dev: &CudaDevice,
+    dst: u64,
+    payload: u64,
+    mask: u64,
+    prefix: u64,
+    len: u64,
+    blocks: u32,
+) -> Result<()> {
+    launch_one_named(
+        dev,
+        "mmsb_apply_one",
+        [dst, payload, mask, prefix, len],
+        blocks,
+    )
+}
+
+/// [`launch_one`] with a named kernel of `delta_apply.cu` taking
+/// `[dst, payload, mask, prefix, len]`.
+pub fn launch_one_named(dev: &CudaDevice, kernel: &str, args: [u64; 5], blocks: u32) -> Result<()> {
+    let [dst, payload, mask, prefix, len] = args;
+    let f = dev.function(KernelSource::DeltaApply, kernel)?;
     dev.launch(
         &f,
-        (blocks, 1, 1),
+        (blocks.max(1), 1, 1),
         256,
-        &[Arg::U64(dst), Arg::U64(payload), Arg::U64(mask), Arg::U64(prefix), Arg::U64(len)],
+        &[
+            Arg::U64(dst),
+            Arg::U64(payload),
+            Arg::U64(mask),
+            Arg::U64(prefix),
+            Arg::U64(len),
+        ],
     )
 }
 

@@ -223,13 +223,24 @@ impl GpuStore {
     }
 
     fn is_device(&self, id: PageId) -> bool {
-        matches!(self.pages.get(&id), Some(Slot { mem: Mem::Device(_), .. }))
+        matches!(
+            self.pages.get(&id),
+            Some(Slot {
+                mem: Mem::Device(_),
+                ..
+            })
+        )
     }
 
     /// Creates a zeroed page of `size` bytes at `location`. Without a device
     /// (or if the device allocation fails) a GPU or unified page is placed in
     /// host memory instead; [`GpuStore::location`] tells where it is.
-    pub fn create_page(&mut self, id: PageId, size: usize, location: PageLocation) -> Result<PageLocation> {
+    pub fn create_page(
+        &mut self,
+        id: PageId,
+        size: usize,
+        location: PageLocation,
+    ) -> Result<PageLocation> {
         if id.0 == 0 || size == 0 {
             return Err(Error::invalid("a page needs a non-zero id and size"));
         }
@@ -238,7 +249,8 @@ impl GpuStore {
         }
         let mem = self.place(size, location, None)?;
         let at = mem_location(&mem);
-        let host_copy = (self.keep_host_copy && matches!(mem, Mem::Device(_))).then(|| vec![0; size]);
+        let host_copy =
+            (self.keep_host_copy && matches!(mem, Mem::Device(_))).then(|| vec![0; size]);
         self.pages.insert(
             id,
             Slot {
@@ -254,19 +266,25 @@ impl GpuStore {
     /// Memory for `size` bytes at `location` holding `bytes` (zero without).
     fn place(&mut self, size: usize, location: PageLocation, bytes: Option<&[u8]>) -> Result<Mem> {
         if location == PageLocation::Cpu {
-            return Ok(Mem::Host(bytes.map_or_else(|| vec![0; size], |b| b.to_vec())));
+            return Ok(Mem::Host(
+                bytes.map_or_else(|| vec![0; size], |b| b.to_vec()),
+            ));
         }
         let unified = location == PageLocation::Unified;
         let forced_copy = self.forced(FailurePoint::Copy);
         let Some(b) = self.backend.as_mut() else {
             self.stats.placement_fallbacks += 1;
-            return Ok(Mem::Host(bytes.map_or_else(|| vec![0; size], |b| b.to_vec())));
+            return Ok(Mem::Host(
+                bytes.map_or_else(|| vec![0; size], |b| b.to_vec()),
+            ));
         };
         let buf = match b.alloc(size, unified) {
             Ok(buf) => buf,
             Err(_) => {
                 self.stats.placement_fallbacks += 1;
-                return Ok(Mem::Host(bytes.map_or_else(|| vec![0; size], |b| b.to_vec())));
+                return Ok(Mem::Host(
+                    bytes.map_or_else(|| vec![0; size], |b| b.to_vec()),
+                ));
             }
         };
         if let Some(bytes) = bytes {
@@ -391,7 +409,10 @@ impl GpuStore {
         }
         let mut device: Vec<&Delta> = Vec::new();
         for d in deltas {
-            if let Some(Slot { mem: Mem::Host(v), .. }) = self.pages.get_mut(&d.page) {
+            if let Some(Slot {
+                mem: Mem::Host(v), ..
+            }) = self.pages.get_mut(&d.page)
+            {
                 let (lo, hi) = (d.offset as usize, (d.offset + d.len) as usize);
                 mmsb_core::apply::apply(&mut v[lo..hi], d)?;
             } else {
@@ -413,7 +434,10 @@ impl GpuStore {
     fn buf(&self, id: PageId) -> Result<DevBuf> {
         match &self.slot(id)?.mem {
             Mem::Device(b) => Ok(*b),
-            Mem::Host(_) => Err(Error::new(ErrorCode::Internal, format!("{id} is not on the device"))),
+            Mem::Host(_) => Err(Error::new(
+                ErrorCode::Internal,
+                format!("{id} is not on the device"),
+            )),
         }
     }
 
@@ -434,7 +458,8 @@ impl GpuStore {
         let _ = backend.prefetch(&bufs);
         let mut failed: Option<(usize, Error)> = None;
         for (g, range) in groups.iter().enumerate() {
-            let items: Vec<(DevBuf, &Delta)> = range.clone().map(|i| (bufs[i], deltas[i])).collect();
+            let items: Vec<(DevBuf, &Delta)> =
+                range.clone().map(|i| (bufs[i], deltas[i])).collect();
             let r = if fail_at == Some(g) {
                 // A kernel that dies halfway: the first half of the group lands.
                 let _ = backend.apply_group(&items[..items.len() / 2]);
@@ -451,22 +476,34 @@ impl GpuStore {
             }
         }
         match failed {
-            None => {
-                if self.keep_host_copy {
-                    for d in deltas {
-                        if let Some(Slot { host_copy: Some(c), .. }) = self.pages.get_mut(&d.page) {
-                            let (lo, hi) = (d.offset as usize, (d.offset + d.len) as usize);
-                            mmsb_core::apply::apply(&mut c[lo..hi], d)?;
-                        }
-                    }
-                }
-                Ok(())
-            }
+            None => self.update_host_copies(deltas),
             Some((g, e)) => {
                 self.stats.kernel_failures += 1;
-                self.finish_on_cpu(deltas, groups[g].start, e)
+                self.finish_on_cpu(deltas, groups[g].start, e)?;
+                // Pages still on the device took all their deltas there; their
+                // host copies follow (recovered pages have none any more).
+                self.update_host_copies(deltas)
             }
         }
+    }
+
+    /// Applies `deltas` to the host copies of the device pages that keep one.
+    fn update_host_copies(&mut self, deltas: &[&Delta]) -> Result<()> {
+        if !self.keep_host_copy {
+            return Ok(());
+        }
+        for d in deltas {
+            if let Some(Slot {
+                mem: Mem::Device(_),
+                host_copy: Some(c),
+                ..
+            }) = self.pages.get_mut(&d.page)
+            {
+                let (lo, hi) = (d.offset as usize, (d.offset + d.len) as usize);
+                mmsb_core::apply::apply(&mut c[lo..hi], d)?;
+            }
+        }
+        Ok(())
     }
 
     /// Recovers the pages touched from delta `from` on, moves them to host
@@ -521,7 +558,11 @@ impl GpuStore {
         Ok(())
     }
 
-    fn run_op<R>(&mut self, gpu: impl FnOnce(&mut Backend) -> Result<R>, cpu: impl FnOnce() -> Result<R>) -> Result<R> {
+    fn run_op<R>(
+        &mut self,
+        gpu: impl FnOnce(&mut Backend) -> Result<R>,
+        cpu: impl FnOnce() -> Result<R>,
+    ) -> Result<R> {
         let forced = self.forced(FailurePoint::Kernel);
         match self.backend.as_mut() {
             None => cpu(),
@@ -549,16 +590,28 @@ impl GpuStore {
 
     /// `⊕` over `x` (on the device when there is one).
     pub fn fold_add<T: Elem>(&mut self, s: Semiring, x: &[T]) -> Result<T> {
-        self.run_op(|b| b.fold(FoldOp::Add, s, x), || Ok(semiring_cpu::fold_add(s, x)))
+        self.run_op(
+            |b| b.fold(FoldOp::Add, s, x),
+            || Ok(semiring_cpu::fold_add(s, x)),
+        )
     }
 
     /// `⊗` over `x` (on the device when there is one).
     pub fn fold_mul<T: Elem>(&mut self, s: Semiring, x: &[T]) -> Result<T> {
-        self.run_op(|b| b.fold(FoldOp::Mul, s, x), || Ok(semiring_cpu::fold_mul(s, x)))
+        self.run_op(
+            |b| b.fold(FoldOp::Mul, s, x),
+            || Ok(semiring_cpu::fold_mul(s, x)),
+        )
     }
 
     /// `c[i] = c[i] ⊕ t[i]` where the mask bit is set (everywhere without one).
-    pub fn accumulate<T: Elem>(&mut self, s: Semiring, c: &mut [T], t: &[T], mask: Option<&[u64]>) -> Result<()> {
+    pub fn accumulate<T: Elem>(
+        &mut self,
+        s: Semiring,
+        c: &mut [T],
+        t: &[T],
+        mask: Option<&[u64]>,
+    ) -> Result<()> {
         semiring_cpu::check_accumulate(c.len(), t.len(), mask)?;
         let mut tmp = c.to_vec();
         let done = self.run_op(

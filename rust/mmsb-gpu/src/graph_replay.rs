@@ -147,7 +147,8 @@ impl SteadyBatch {
             self.stats.captures += 1;
         }
         if let Some(g) = &self.graph {
-            g.launch().map_err(|e| gpu_error::driver("graph launch", e))?;
+            g.launch()
+                .map_err(|e| gpu_error::driver("graph launch", e))?;
             self.stats.replays += 1;
         }
         Ok(())

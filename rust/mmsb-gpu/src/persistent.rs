@@ -56,9 +56,10 @@ pub struct PollShape {
 }
 
 impl Default for PollShape {
-    /// One warp reading 8 slots a poll (the fastest shape measured on H200).
+    /// Two staggered warps reading 8 slots a poll: the best round trip of
+    /// the shapes measured on H200 (see docs/gpu.md), with full-speed pipelining.
     fn default() -> PollShape {
-        PollShape { warps: 1, slots: 8 }
+        PollShape { warps: 2, slots: 8 }
     }
 }
 
@@ -98,12 +99,23 @@ pub struct PersistentKernel {
 impl PersistentKernel {
     /// Starts the kernel with a ring of `capacity` slots, a device log of
     /// `log_cap` words and a word page of `page_words` words (both zeroed).
-    pub fn start(dev: Arc<CudaDevice>, capacity: u64, log_cap: u64, page_words: u64) -> Result<PersistentKernel> {
+    pub fn start(
+        dev: Arc<CudaDevice>,
+        capacity: u64,
+        log_cap: u64,
+        page_words: u64,
+    ) -> Result<PersistentKernel> {
         PersistentKernel::start_with(dev, capacity, log_cap, page_words, PollShape::default())
     }
 
     /// [`PersistentKernel::start`] with an explicit polling shape.
-    pub fn start_with(dev: Arc<CudaDevice>, capacity: u64, log_cap: u64, page_words: u64, shape: PollShape) -> Result<PersistentKernel> {
+    pub fn start_with(
+        dev: Arc<CudaDevice>,
+        capacity: u64,
+        log_cap: u64,
+        page_words: u64,
+        shape: PollShape,
+    ) -> Result<PersistentKernel> {
         let capacity = capacity.max(2);
         let warps = shape.warps.clamp(1, 8);
         let slots = shape.slots.clamp(1, 8) as u64;
@@ -113,8 +125,12 @@ impl PersistentKernel {
             .map_err(|e| gpu_error::driver("create ring stream", e))?;
         let ring = PinnedBuf::new(&ctx, capacity as usize * SLOT_WORDS * 8)?;
         let ctl = PinnedBuf::new(&ctx, CTL_WORDS * 8)?;
-        let log = dev.pool().alloc((log_cap.max(1) * 8) as usize, dev.stream())?;
-        let page = dev.pool().alloc((page_words.max(1) * 8) as usize, dev.stream())?;
+        let log = dev
+            .pool()
+            .alloc((log_cap.max(1) * 8) as usize, dev.stream())?;
+        let page = dev
+            .pool()
+            .alloc((page_words.max(1) * 8) as usize, dev.stream())?;
         dev.memset(log, 0, (log_cap.max(1) * 8) as usize)?;
         dev.memset(page, 0, (page_words.max(1) * 8) as usize)?;
         dev.sync()?;
@@ -215,7 +231,7 @@ impl PersistentKernel {
                 return Ok(());
             }
             self.host_spins += 1;
-            if self.host_spins % 4096 == 0 && t0.elapsed() > Duration::from_secs(10) {
+            if self.host_spins.is_multiple_of(4096) && t0.elapsed() > Duration::from_secs(10) {
                 return Err(gpu_error::gpu(format!(
                     "persistent kernel stalled at {} of {n} commands",
                     self.done()
@@ -246,7 +262,8 @@ impl PersistentKernel {
             device_polls: self.ctl_word(CTL_POLLS),
             host_spins: self.host_spins,
             out_of_order: self.ctl_word(CTL_BAD),
-            mean_poll_ns: self.ctl_word(CTL_POLL_NS) as f64 / self.ctl_word(CTL_POLL_SAMPLES).max(1) as f64,
+            mean_poll_ns: self.ctl_word(CTL_POLL_NS) as f64
+                / self.ctl_word(CTL_POLL_SAMPLES).max(1) as f64,
             clean_shutdown: self.ctl_word(CTL_STOPPED) == 1,
         })
     }
@@ -280,7 +297,15 @@ impl Drop for PersistentKernel {
             let _ = self.stop();
         }
         let pool = self.dev.pool();
-        let _ = pool.free(self.log, (self.log_cap.max(1) * 8) as usize, self.dev.stream());
-        let _ = pool.free(self.page, (self.page_words.max(1) * 8) as usize, self.dev.stream());
+        let _ = pool.free(
+            self.log,
+            (self.log_cap.max(1) * 8) as usize,
+            self.dev.stream(),
+        );
+        let _ = pool.free(
+            self.page,
+            (self.page_words.max(1) * 8) as usize,
+            self.dev.stream(),
+        );
     }
 }

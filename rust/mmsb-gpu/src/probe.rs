@@ -86,11 +86,17 @@ fn probe_inner() -> Probe {
             use cudarc::driver::sys::CUdevice_attribute as A;
             // SAFETY: `dev` is a valid device handle from the initialised driver.
             let major = unsafe {
-                cudarc::driver::result::device::get_attribute(dev, A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
+                cudarc::driver::result::device::get_attribute(
+                    dev,
+                    A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                )
             };
             // SAFETY: as above.
             let minor = unsafe {
-                cudarc::driver::result::device::get_attribute(dev, A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
+                cudarc::driver::result::device::get_attribute(
+                    dev,
+                    A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                )
             };
             if let (Ok(a), Ok(b)) = (major, minor) {
                 p.compute_capability = Some((a, b));

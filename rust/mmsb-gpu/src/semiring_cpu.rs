@@ -188,6 +188,8 @@ pub trait Elem: Copy + PartialEq + PartialOrd + Send + Sync + std::fmt::Debug + 
     fn from_bool(b: bool) -> Self;
     /// The little-endian bytes of a slice of elements.
     fn slice_as_bytes(s: &[Self]) -> &[u8];
+    /// The value as an `f64` (for tolerances and reports).
+    fn as_f64(self) -> f64;
 }
 
 macro_rules! int_elem {
@@ -213,10 +215,15 @@ macro_rules! int_elem {
             fn from_bool(b: bool) -> Self {
                 b as $t
             }
+            fn as_f64(self) -> f64 {
+                self as f64
+            }
             fn slice_as_bytes(s: &[Self]) -> &[u8] {
                 // SAFETY: a plain integer slice has no padding and every byte
                 // pattern is a valid u8; the length is the slice's byte size.
-                unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), std::mem::size_of_val(s)) }
+                unsafe {
+                    std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), std::mem::size_of_val(s))
+                }
             }
         }
     };
@@ -249,10 +256,15 @@ macro_rules! float_elem {
                     0.0
                 }
             }
+            fn as_f64(self) -> f64 {
+                self as f64
+            }
             fn slice_as_bytes(s: &[Self]) -> &[u8] {
                 // SAFETY: a float slice has no padding and every byte pattern
                 // is a valid u8; the length is the slice's byte size.
-                unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), std::mem::size_of_val(s)) }
+                unsafe {
+                    std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), std::mem::size_of_val(s))
+                }
             }
         }
     };

@@ -28,15 +28,34 @@ fn kernel_name(op: &str, s: Semiring, t: ElemType) -> String {
 /// Folds `n` elements at `x` into one element at `out` (device addresses).
 /// Uses `partials` (at least `fold_blocks(dev, n)` elements) for the first pass.
 #[allow(clippy::too_many_arguments)]
-pub fn fold_device(dev: &CudaDevice, op: FoldOp, s: Semiring, t: ElemType, x: u64, n: u64, partials: u64, out: u64) -> Result<()> {
+pub fn fold_device(
+    dev: &CudaDevice,
+    op: FoldOp,
+    s: Semiring,
+    t: ElemType,
+    x: u64,
+    n: u64,
+    partials: u64,
+    out: u64,
+) -> Result<()> {
     let name = match op {
         FoldOp::Add => kernel_name("fold_add", s, t),
         FoldOp::Mul => kernel_name("fold_mul", s, t),
     };
     let f = dev.function(KernelSource::Semiring, &name)?;
     let blocks = fold_blocks(dev, n);
-    dev.launch(&f, (blocks, 1, 1), 256, &[Arg::U64(x), Arg::U64(n), Arg::U64(partials)])?;
-    dev.launch(&f, (1, 1, 1), 256, &[Arg::U64(partials), Arg::U64(blocks as u64), Arg::U64(out)])
+    dev.launch(
+        &f,
+        (blocks, 1, 1),
+        256,
+        &[Arg::U64(x), Arg::U64(n), Arg::U64(partials)],
+    )?;
+    dev.launch(
+        &f,
+        (1, 1, 1),
+        256,
+        &[Arg::U64(partials), Arg::U64(blocks as u64), Arg::U64(out)],
+    )
 }
 
 /// Blocks of the first fold pass for `n` elements.
@@ -45,10 +64,23 @@ pub fn fold_blocks(dev: &CudaDevice, n: u64) -> u32 {
 }
 
 /// `c[i] = c[i] ⊕ t[i]` where the mask bit is set (`mask == 0`: everywhere).
-pub fn accumulate_device(dev: &CudaDevice, s: Semiring, ty: ElemType, c: u64, t: u64, mask: u64, n: u64) -> Result<()> {
+pub fn accumulate_device(
+    dev: &CudaDevice,
+    s: Semiring,
+    ty: ElemType,
+    c: u64,
+    t: u64,
+    mask: u64,
+    n: u64,
+) -> Result<()> {
     let f = dev.function(KernelSource::Semiring, &kernel_name("accumulate", s, ty))?;
     let blocks = n.div_ceil(256).clamp(1, 65535 * 16) as u32;
-    dev.launch(&f, (blocks, 1, 1), 256, &[Arg::U64(c), Arg::U64(t), Arg::U64(mask), Arg::U64(n)])
+    dev.launch(
+        &f,
+        (blocks, 1, 1),
+        256,
+        &[Arg::U64(c), Arg::U64(t), Arg::U64(mask), Arg::U64(n)],
+    )
 }
 
 /// Threads that share a row: the largest power of two not above the mean row
@@ -75,14 +107,39 @@ pub struct DeviceCsr {
 }
 
 /// `y = A ⊗ x` over `s` on the device.
-pub fn spmv_device(dev: &CudaDevice, s: Semiring, ty: ElemType, a: &DeviceCsr, x: u64, y: u64) -> Result<()> {
-    spmv_device_lanes(dev, s, ty, a, x, y, spmv_lanes(a.nnz as usize, a.nrows as usize))
+pub fn spmv_device(
+    dev: &CudaDevice,
+    s: Semiring,
+    ty: ElemType,
+    a: &DeviceCsr,
+    x: u64,
+    y: u64,
+) -> Result<()> {
+    spmv_device_lanes(
+        dev,
+        s,
+        ty,
+        a,
+        x,
+        y,
+        spmv_lanes(a.nnz as usize, a.nrows as usize),
+    )
 }
 
 /// [`spmv_device`] with `lanes` threads per row (a power of two, 1 to 32).
-pub fn spmv_device_lanes(dev: &CudaDevice, s: Semiring, ty: ElemType, a: &DeviceCsr, x: u64, y: u64, lanes: u32) -> Result<()> {
+pub fn spmv_device_lanes(
+    dev: &CudaDevice,
+    s: Semiring,
+    ty: ElemType,
+    a: &DeviceCsr,
+    x: u64,
+    y: u64,
+    lanes: u32,
+) -> Result<()> {
     if !lanes.is_power_of_two() || lanes > 32 {
-        return Err(mmsb_core::error::Error::invalid("SpMV lanes must be a power of two from 1 to 32"));
+        return Err(mmsb_core::error::Error::invalid(
+            "SpMV lanes must be a power of two from 1 to 32",
+        ));
     }
     let f = dev.function(KernelSource::Semiring, &kernel_name("spmv", s, ty))?;
     let threads = a.nrows as u64 * lanes as u64;
@@ -112,7 +169,10 @@ pub struct Scratch<'a> {
 impl<'a> Scratch<'a> {
     /// An empty set of buffers.
     pub fn new(dev: &'a CudaDevice) -> Scratch<'a> {
-        Scratch { dev, bufs: Vec::new() }
+        Scratch {
+            dev,
+            bufs: Vec::new(),
+        }
     }
 
     /// A device buffer of `n` bytes.
@@ -167,7 +227,13 @@ pub fn fold_host<T: Elem>(dev: &CudaDevice, op: FoldOp, s: Semiring, x: &[T]) ->
 }
 
 /// Masked accumulate of host vectors on the device.
-pub fn accumulate_host<T: Elem>(dev: &CudaDevice, s: Semiring, c: &mut [T], t: &[T], mask: Option<&[u64]>) -> Result<()> {
+pub fn accumulate_host<T: Elem>(
+    dev: &CudaDevice,
+    s: Semiring,
+    c: &mut [T],
+    t: &[T],
+    mask: Option<&[u64]>,
+) -> Result<()> {
     check_accumulate(c.len(), t.len(), mask)?;
     let mut sc = Scratch::new(dev);
     let cd = sc.upload(T::slice_as_bytes(c))?;
@@ -196,7 +262,13 @@ pub fn upload_csr<T: Elem>(sc: &mut Scratch<'_>, a: &Csr<T>) -> Result<DeviceCsr
 }
 
 /// SpMV of host data on the device.
-pub fn spmv_host<T: Elem>(dev: &CudaDevice, s: Semiring, a: &Csr<T>, x: &[T], y: &mut [T]) -> Result<()> {
+pub fn spmv_host<T: Elem>(
+    dev: &CudaDevice,
+    s: Semiring,
+    a: &Csr<T>,
+    x: &[T],
+    y: &mut [T],
+) -> Result<()> {
     a.check_spmv(x.len(), y.len())?;
     let mut sc = Scratch::new(dev);
     let ad = upload_csr(&mut sc, a)?;

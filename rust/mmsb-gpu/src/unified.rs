@@ -30,7 +30,10 @@ impl UnifiedBuf {
             .map_err(|e| gpu_error::driver("bind context", e))?;
         // SAFETY: the context is current; the driver returns `len` bytes or an error.
         let ptr = unsafe {
-            cudarc::driver::result::malloc_managed(len.max(1), sys::CUmemAttach_flags::CU_MEM_ATTACH_GLOBAL)
+            cudarc::driver::result::malloc_managed(
+                len.max(1),
+                sys::CUmemAttach_flags::CU_MEM_ATTACH_GLOBAL,
+            )
         }
         .map_err(|e| gpu_error::driver("cuMemAllocManaged", e))?;
         Ok(UnifiedBuf {
@@ -65,7 +68,13 @@ impl UnifiedBuf {
     }
 
     /// Prefetches `[off, off + n)` to the device (`to_device`) or the host on `stream`.
-    pub fn prefetch(&self, off: usize, n: usize, to_device: bool, stream: &CudaStream) -> Result<()> {
+    pub fn prefetch(
+        &self,
+        off: usize,
+        n: usize,
+        to_device: bool,
+        stream: &CudaStream,
+    ) -> Result<()> {
         let n = n.min(self.len.saturating_sub(off));
         if n == 0 {
             return Ok(());
@@ -85,8 +94,15 @@ impl UnifiedBuf {
             .bind_to_thread()
             .map_err(|e| gpu_error::driver("bind context", e))?;
         // SAFETY: the range lies inside this managed allocation.
-        unsafe { cudarc::driver::result::mem_prefetch_async(self.ptr + off as u64, n, loc, stream.cu_stream()) }
-            .map_err(|e| gpu_error::driver("cuMemPrefetchAsync", e))
+        unsafe {
+            cudarc::driver::result::mem_prefetch_async(
+                self.ptr + off as u64,
+                n,
+                loc,
+                stream.cu_stream(),
+            )
+        }
+        .map_err(|e| gpu_error::driver("cuMemPrefetchAsync", e))
     }
 }
 

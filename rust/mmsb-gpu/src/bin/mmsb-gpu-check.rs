@@ -42,12 +42,14 @@ impl Report {
         match r {
             Ok(detail) => {
                 println!("PASS {name}: {detail}");
-                self.checks.push(json!({"name": name, "pass": true, "detail": detail}));
+                self.checks
+                    .push(json!({"name": name, "pass": true, "detail": detail}));
             }
             Err(detail) => {
                 println!("FAIL {name}: {detail}");
                 self.failed += 1;
-                self.checks.push(json!({"name": name, "pass": false, "detail": detail}));
+                self.checks
+                    .push(json!({"name": name, "pass": false, "detail": detail}));
             }
         }
     }
@@ -90,7 +92,15 @@ fn machine(gpu: &str) -> Value {
     json!({"cpu": cpu_name(), "cores": cores, "gpu": gpu})
 }
 
-fn result(name: &str, value: f64, unit: &str, yardstick: &str, yv: f64, ratio: f64, target: Value) -> Value {
+fn result(
+    name: &str,
+    value: f64,
+    unit: &str,
+    yardstick: &str,
+    yv: f64,
+    ratio: f64,
+    target: Value,
+) -> Value {
     println!("{name}: {value:.4} {unit} yardstick={yardstick} ({yv:.4}) ratio={ratio:.3} target={target}");
     json!({"name": name, "value": value, "unit": unit, "yardstick": yardstick,
            "yardstick_value": yv, "ratio": ratio, "target": target})
@@ -122,16 +132,33 @@ fn random_delta(rng: &mut StdRng, page: PageId, page_len: usize) -> Delta {
     }
     match rng.gen_range(0..3) {
         0 => Delta::dense(page, offset as u64, (0..len).map(|_| rng.gen()).collect()),
-        1 => Delta::masked(page, offset as u64, (0..len).map(|_| rng.gen()).collect(), mask),
+        1 => Delta::masked(
+            page,
+            offset as u64,
+            (0..len).map(|_| rng.gen()).collect(),
+            mask,
+        ),
         _ => {
             let n = mask.iter().map(|w| w.count_ones() as usize).sum();
-            Delta::sparse(page, offset as u64, len as u64, mask, (0..n).map(|_| rng.gen()).collect())
+            Delta::sparse(
+                page,
+                offset as u64,
+                len as u64,
+                mask,
+                (0..n).map(|_| rng.gen()).collect(),
+            )
         }
     }
 }
 
 /// GPU store vs CPU store on the same random pages and batches.
-fn check_delta_apply(dev: &Arc<CudaDevice>, rng: &mut StdRng, batches: usize, forced: Option<FailurePoint>, host_copy: bool) -> std::result::Result<String, String> {
+fn check_delta_apply(
+    dev: &Arc<CudaDevice>,
+    rng: &mut StdRng,
+    batches: usize,
+    forced: Option<FailurePoint>,
+    host_copy: bool,
+) -> std::result::Result<String, String> {
     let mut gpu = GpuStore::with_device(dev.clone());
     let mut cpu = GpuStore::cpu_only("reference");
     s(gpu.set_host_copy(host_copy))?;
@@ -140,7 +167,11 @@ fn check_delta_apply(dev: &Arc<CudaDevice>, rng: &mut StdRng, batches: usize, fo
     for i in 0..24u64 {
         let id = PageId(i + 1);
         let size = sizes[i as usize % sizes.len()];
-        let loc = if i % 3 == 2 { PageLocation::Unified } else { PageLocation::Gpu };
+        let loc = if i % 3 == 2 {
+            PageLocation::Unified
+        } else {
+            PageLocation::Gpu
+        };
         let at = s(gpu.create_page(id, size, loc))?;
         if at != loc {
             return Err(format!("page {id} placed in {at:?}, wanted {loc:?}"));
@@ -178,15 +209,19 @@ fn check_delta_apply(dev: &Arc<CudaDevice>, rng: &mut StdRng, batches: usize, fo
             return Err(format!("page {id} epoch differs"));
         }
     }
-    Ok(format!("{batches} batches, {deltas_total} deltas, 24 pages equal; stats {:?}", gpu.stats()))
+    Ok(format!(
+        "{batches} batches, {deltas_total} deltas, 24 pages equal; stats {:?}",
+        gpu.stats()
+    ))
 }
 
+/// Equal, or (for float sums, whose order differs) within a relative 1e-3.
 fn close<T: Elem>(a: T, b: T, float_sum: bool) -> bool {
-    if !float_sum {
-        return a == b || (a != a && b != b);
+    let (x, y) = (a.as_f64(), b.as_f64());
+    if a == b || (x.is_nan() && y.is_nan()) {
+        return true;
     }
-    let (x, y) = (format!("{a:?}").parse::<f64>().unwrap_or(f64::NAN), format!("{b:?}").parse::<f64>().unwrap_or(f64::NAN));
-    (x - y).abs() <= 1e-3 * x.abs().max(y.abs()).max(1.0) || x == y
+    float_sum && (x - y).abs() <= 1e-3 * x.abs().max(y.abs()).max(1.0)
 }
 
 fn is_float<T: Elem>() -> bool {
@@ -240,7 +275,11 @@ impl Gen for u8 {
     }
 }
 
-fn check_semiring_type<T: Gen>(dev: &CudaDevice, rng: &mut StdRng, n_big: usize) -> std::result::Result<String, String> {
+fn check_semiring_type<T: Gen>(
+    dev: &CudaDevice,
+    rng: &mut StdRng,
+    n_big: usize,
+) -> std::result::Result<String, String> {
     let mut done = 0;
     for sr in Semiring::ALL {
         // Float sums (⊕ of plus-times, ⊗ of min-plus and max-plus) depend on
@@ -253,10 +292,20 @@ fn check_semiring_type<T: Gen>(dev: &CudaDevice, rng: &mut StdRng, n_big: usize)
                 let size = std::mem::size_of::<T>();
                 let mut sc = Scratch::new(dev);
                 let xd = s(sc.upload(T::slice_as_bytes(&x)))?;
-                let partials = s(sc.alloc(semiring_gpu::fold_blocks(dev, n as u64) as usize * size))?;
+                let partials =
+                    s(sc.alloc(semiring_gpu::fold_blocks(dev, n as u64) as usize * size))?;
                 let out = s(sc.alloc(size))?;
                 s(dev.memset(out, 0xA5, size))?;
-                s(semiring_gpu::fold_device(dev, op, sr, T::TYPE, xd, n as u64, partials, out))?;
+                s(semiring_gpu::fold_device(
+                    dev,
+                    op,
+                    sr,
+                    T::TYPE,
+                    xd,
+                    n as u64,
+                    partials,
+                    out,
+                ))?;
                 let mut b = vec![0u8; size];
                 s(dev.download(out, &mut b))?;
                 let got = semiring_gpu::from_bytes::<T>(&b)[0];
@@ -269,7 +318,11 @@ fn check_semiring_type<T: Gen>(dev: &CudaDevice, rng: &mut StdRng, n_big: usize)
                     FoldOp::Mul => float_mul_sum,
                 };
                 if !close(got, want, tol) {
-                    return Err(format!("{op:?} {} {} n={n}: gpu {got:?} cpu {want:?}", sr.name(), T::TYPE.name()));
+                    return Err(format!(
+                        "{op:?} {} {} n={n}: gpu {got:?} cpu {want:?}",
+                        sr.name(),
+                        T::TYPE.name()
+                    ));
                 }
                 done += 1;
             }
@@ -291,7 +344,12 @@ fn check_semiring_type<T: Gen>(dev: &CudaDevice, rng: &mut StdRng, n_big: usize)
                 s(semiring_gpu::accumulate_host(dev, sr, &mut c_gpu, &t, m))?;
                 s(semiring_cpu::accumulate(sr, &mut c_cpu, &t, m))?;
                 if c_gpu.iter().zip(&c_cpu).any(|(a, b)| !close(*a, *b, false)) {
-                    return Err(format!("accumulate {} {} n={n} mask={}", sr.name(), T::TYPE.name(), m.is_some()));
+                    return Err(format!(
+                        "accumulate {} {} n={n} mask={}",
+                        sr.name(),
+                        T::TYPE.name(),
+                        m.is_some()
+                    ));
                 }
                 done += 1;
             }
@@ -313,7 +371,13 @@ fn check_semiring_type<T: Gen>(dev: &CudaDevice, rng: &mut StdRng, n_big: usize)
             s(dev.download(yd, &mut b))?;
             let got = semiring_gpu::from_bytes::<T>(&b);
             if let Some(r) = (0..nrows).find(|&r| !close(got[r], want[r], float_sum)) {
-                return Err(format!("spmv {} {} row {r}: gpu {:?} cpu {:?}", sr.name(), T::TYPE.name(), got[r], want[r]));
+                return Err(format!(
+                    "spmv {} {} row {r}: gpu {:?} cpu {:?}",
+                    sr.name(),
+                    T::TYPE.name(),
+                    got[r],
+                    want[r]
+                ));
             }
             done += 1;
         }
@@ -321,7 +385,13 @@ fn check_semiring_type<T: Gen>(dev: &CudaDevice, rng: &mut StdRng, n_big: usize)
     Ok(format!("{done} comparisons"))
 }
 
-fn random_csr<T: Gen>(rng: &mut StdRng, nrows: usize, ncols: usize, avg: usize, sr: Semiring) -> Csr<T> {
+fn random_csr<T: Gen>(
+    rng: &mut StdRng,
+    nrows: usize,
+    ncols: usize,
+    avg: usize,
+    sr: Semiring,
+) -> Csr<T> {
     let mut row_ptr = vec![0u32];
     let mut cols = Vec::new();
     let mut vals = Vec::new();
@@ -333,7 +403,13 @@ fn random_csr<T: Gen>(rng: &mut StdRng, nrows: usize, ncols: usize, avg: usize, 
         }
         row_ptr.push(cols.len() as u32);
     }
-    Csr { nrows, ncols, row_ptr, cols, vals }
+    Csr {
+        nrows,
+        ncols,
+        row_ptr,
+        cols,
+        vals,
+    }
 }
 
 fn check_persistent(dev: &Arc<CudaDevice>, n: u64) -> std::result::Result<String, String> {
@@ -348,7 +424,10 @@ fn check_persistent(dev: &Arc<CudaDevice>, n: u64) -> std::result::Result<String
     let stats = s(pk.stop())?;
     let log = s(pk.read_log())?;
     if let Some(i) = log.iter().enumerate().position(|(i, &v)| v != i as u64) {
-        return Err(format!("log entry {i} is {} (lost or out of order)", log[i]));
+        return Err(format!(
+            "log entry {i} is {} (lost or out of order)",
+            log[i]
+        ));
     }
     if stats.out_of_order != 0 || !stats.clean_shutdown || stats.commands != n {
         return Err(format!("bad stats {stats:?}"));
@@ -375,7 +454,10 @@ fn check_persistent(dev: &Arc<CudaDevice>, n: u64) -> std::result::Result<String
     Ok(format!("{n} commands in order, none lost, {:.1} M commands/s pipelined; stats {stats:?}; 10k writes/adds equal the model", n as f64 / secs / 1e6))
 }
 
-fn check_graph_replay(dev: &Arc<CudaDevice>, rng: &mut StdRng) -> std::result::Result<String, String> {
+fn check_graph_replay(
+    dev: &Arc<CudaDevice>,
+    rng: &mut StdRng,
+) -> std::result::Result<String, String> {
     let npages = 32;
     let size = 65536usize;
     let mut a = Vec::new();
@@ -391,7 +473,9 @@ fn check_graph_replay(dev: &Arc<CudaDevice>, rng: &mut StdRng) -> std::result::R
         .map(|_| {
             let len = rng.gen_range(1..size as u64 / 2);
             let off = rng.gen_range(0..size as u64 - len);
-            let mask = (0..len.div_ceil(64)).map(|_| rng.gen()).collect::<Vec<u64>>();
+            let mask = (0..len.div_ceil(64))
+                .map(|_| rng.gen())
+                .collect::<Vec<u64>>();
             (off, len, mask)
         })
         .map(|(off, len, mut m)| {
@@ -407,12 +491,22 @@ fn check_graph_replay(dev: &Arc<CudaDevice>, rng: &mut StdRng) -> std::result::R
         shape
             .iter()
             .enumerate()
-            .map(|(i, (off, len, m))| Delta::masked(PageId(i as u64 + 1), *off, (0..*len).map(|_| rng.gen()).collect(), m.clone()))
+            .map(|(i, (off, len, m))| {
+                Delta::masked(
+                    PageId(i as u64 + 1),
+                    *off,
+                    (0..*len).map(|_| rng.gen()).collect(),
+                    m.clone(),
+                )
+            })
             .collect()
     };
     let first = make(rng);
     let items = |base: &[u64], ds: &[Delta]| -> Vec<(u64, Delta)> {
-        ds.iter().enumerate().map(|(i, d)| (base[i] + d.offset, d.clone())).collect()
+        ds.iter()
+            .enumerate()
+            .map(|(i, d)| (base[i] + d.offset, d.clone()))
+            .collect()
     };
     let ia = items(&a, &first);
     let ib = items(&b, &first);
@@ -438,14 +532,18 @@ fn check_graph_replay(dev: &Arc<CudaDevice>, rng: &mut StdRng) -> std::result::R
         s(dev.download(a[i], &mut x))?;
         s(dev.download(b[i], &mut y))?;
         if x != y {
-            return Err(format!("page {i} differs between stream execution and graph replay"));
+            return Err(format!(
+                "page {i} differs between stream execution and graph replay"
+            ));
         }
     }
     let st = graph_batch.stats();
     if st.captures != 1 || st.replays != 20 {
         return Err(format!("expected 1 capture and 20 replays, got {st:?}"));
     }
-    Ok(format!("20 waves of {npages} masked deltas: replay equals stream execution; {st:?}"))
+    Ok(format!(
+        "20 waves of {npages} masked deltas: replay equals stream execution; {st:?}"
+    ))
 }
 
 fn check_pool(dev: &Arc<CudaDevice>) -> std::result::Result<String, String> {
@@ -499,6 +597,10 @@ fn time<F: FnMut() -> Result<()>>(reps: usize, mut f: F) -> Result<f64> {
     Ok(t0.elapsed().as_secs_f64() / reps as f64)
 }
 
+fn blocks_needed(len: u64) -> u32 {
+    len.div_ceil(16).div_ceil(256).max(1) as u32
+}
+
 fn bench_delta(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     let n: usize = 256 << 20;
     let mut rng = StdRng::seed_from_u64(1);
@@ -510,7 +612,9 @@ fn bench_delta(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     let words = n / 64;
     let full: Vec<u64> = vec![u64::MAX; words];
     let random: Vec<u64> = (0..words).map(|_| rng.gen()).collect();
-    let sparse: Vec<u64> = (0..words).map(|_| if rng.gen_bool(0.01) { rng.gen() } else { 0 }).collect();
+    let sparse: Vec<u64> = (0..words)
+        .map(|_| if rng.gen_bool(0.01) { rng.gen() } else { 0 })
+        .collect();
     let mfull = sc.upload(semiring_gpu::u64_bytes(&full))?;
     let mrand = sc.upload(semiring_gpu::u64_bytes(&random))?;
     let msparse = sc.upload(semiring_gpu::u64_bytes(&sparse))?;
@@ -523,7 +627,7 @@ fn bench_delta(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     let pre = sc.upload(semiring_gpu::u32_bytes(&prefix))?;
     dev.sync()?;
     let reps = 30;
-    let maxb = 1 << 20;
+    let blocks = delta_gpu::one_grid(dev, n as u64);
     let copy = time(reps, || {
         dev.copy_dtod_on(dev.stream(), dst, src, n)?;
         dev.sync()
@@ -533,24 +637,73 @@ fn bench_delta(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     for (name, mask, prefix, target) in [
         ("apply_nomask", 0u64, 0u64, json!(0.8)),
         ("apply_full_mask", mfull, 0, json!(0.8)),
-        ("apply_random_mask", mrand, 0, json!(0.8)),
-        ("apply_sparse1_dense_payload", msparse, 0, json!(0.8)),
-        ("apply_sparse1_sparse_payload", msparse, pre, json!(0.8)),
+        // A random mask must also read the destination: 3.125 bytes moved per
+        // range byte against the copy's 2, so ~0.64 is the ceiling (the CPU
+        // bar for this case is 0.6).
+        ("apply_random_mask", mrand, 0, json!(0.6)),
+        // 1% of mask words set: the bar is the design brief's sparse one.
+        ("apply_sparse1_dense_payload", msparse, 0, json!(5.0)),
+        ("apply_sparse1_sparse_payload", msparse, pre, json!(5.0)),
     ] {
         let t = time(reps, || {
-            delta_gpu::launch_one(dev, dst, src, mask, prefix, n as u64, maxb)?;
+            delta_gpu::launch_one(dev, dst, src, mask, prefix, n as u64, blocks)?;
             dev.sync()
         })?;
         let gbs = n as f64 / t / 1e9;
-        results.push(result(&format!("{name}_256MiB"), gbs, "GB/s (range bytes)", "device-to-device copy of the range", copy_gbs, gbs / copy_gbs, target));
+        results.push(result(
+            &format!("{name}_256MiB"),
+            gbs,
+            "GB/s (range bytes)",
+            "device-to-device copy of the range",
+            copy_gbs,
+            gbs / copy_gbs,
+            target,
+        ));
+    }
+    // Grid-size sweep (printed only): blocks capped at SMs x k.
+    for (name, mask, prefix) in [
+        ("full", mfull, 0u64),
+        ("random", mrand, 0),
+        ("sparse1_dense", msparse, 0),
+        ("sparse1_sparse", msparse, pre),
+    ] {
+        for kernel in ["mmsb_apply_one"] {
+            for k in [16u32, 32, 64] {
+                let cap = (dev.sm_count() * k).min(blocks_needed(n as u64));
+                let t = time(reps, || {
+                    delta_gpu::launch_one_named(
+                        dev,
+                        kernel,
+                        [dst, src, mask, prefix, n as u64],
+                        cap,
+                    )?;
+                    dev.sync()
+                })?;
+                println!(
+                    "sweep {kernel} {name} blocks<=SMs*{k}: ratio {:.3}",
+                    copy / t
+                );
+            }
+        }
     }
     // A batched apply of 1024 masked deltas of 64 KiB each (one launch).
     let count = 1024usize;
     let len = 65536usize;
     let ds: Vec<Delta> = (0..count)
-        .map(|i| Delta::masked(PageId(i as u64 + 1), 0, vec![7u8; len], vec![u64::MAX; len / 64]))
+        .map(|i| {
+            Delta::masked(
+                PageId(i as u64 + 1),
+                0,
+                vec![7u8; len],
+                vec![u64::MAX; len / 64],
+            )
+        })
         .collect();
-    let items: Vec<(u64, &Delta)> = ds.iter().enumerate().map(|(i, d)| (dst + (i * len) as u64, d)).collect();
+    let items: Vec<(u64, &Delta)> = ds
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (dst + (i * len) as u64, d))
+        .collect();
     let staged_len = delta_gpu::batch_bytes(&ds.iter().collect::<Vec<_>>());
     let staging = sc.alloc(staged_len)?;
     let staged = delta_gpu::encode_batch(&items, staging)?;
@@ -564,7 +717,15 @@ fn bench_delta(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
         dev.copy_dtod_on(dev.stream(), dst, src, count * len)?;
         dev.sync()
     })?;
-    results.push(result("apply_batch_1024x64KiB_full_mask", bytes / t / 1e9, "GB/s (range bytes)", "device-to-device copy of the same bytes", bytes / copy_b / 1e9, copy_b / t, json!(0.8)));
+    results.push(result(
+        "apply_batch_1024x64KiB_full_mask",
+        bytes / t / 1e9,
+        "GB/s (range bytes)",
+        "device-to-device copy of the same bytes",
+        bytes / copy_b / 1e9,
+        copy_b / t,
+        json!(0.8),
+    ));
     write_group(dir, "gpu-delta", gpu, results);
     Ok(())
 }
@@ -580,20 +741,40 @@ fn bench_pool(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     dev.bind()?;
     let raw = time(2_000, || {
         // SAFETY: allocate then free the same fresh allocation, nothing else uses it.
-        let p = unsafe { cudarc::driver::result::malloc_sync(size) }.map_err(|e| mmsb_gpu::gpu_error::driver("cuMemAlloc", e))?;
+        let p = unsafe { cudarc::driver::result::malloc_sync(size) }
+            .map_err(|e| mmsb_gpu::gpu_error::driver("cuMemAlloc", e))?;
         // SAFETY: `p` came from cuMemAlloc just above and is freed once.
-        unsafe { cudarc::driver::result::free_sync(p) }.map_err(|e| mmsb_gpu::gpu_error::driver("cuMemFree", e))
+        unsafe { cudarc::driver::result::free_sync(p) }
+            .map_err(|e| mmsb_gpu::gpu_error::driver("cuMemFree", e))
     })?;
     let asyncp = time(100_000, || {
         // SAFETY: allocate then free on the same stream, nothing else uses it.
-        let p = unsafe { cudarc::driver::result::malloc_async(stream.cu_stream(), size) }.map_err(|e| mmsb_gpu::gpu_error::driver("cuMemAllocAsync", e))?;
+        let p = unsafe { cudarc::driver::result::malloc_async(stream.cu_stream(), size) }
+            .map_err(|e| mmsb_gpu::gpu_error::driver("cuMemAllocAsync", e))?;
         // SAFETY: `p` came from cuMemAllocAsync on this stream and is freed once.
-        unsafe { cudarc::driver::result::free_async(p, stream.cu_stream()) }.map_err(|e| mmsb_gpu::gpu_error::driver("cuMemFreeAsync", e))
+        unsafe { cudarc::driver::result::free_async(p, stream.cu_stream()) }
+            .map_err(|e| mmsb_gpu::gpu_error::driver("cuMemFreeAsync", e))
     })?;
     dev.sync()?;
     let results = vec![
-        result("pool_alloc_free_64KiB", slab * 1e9, "ns per alloc+free", "cuMemAlloc+cuMemFree", raw * 1e9, raw / slab, json!(40.0)),
-        result("stream_ordered_alloc_free_64KiB", asyncp * 1e9, "ns per alloc+free (cuMemAllocAsync, no slab)", "cuMemAlloc+cuMemFree", raw * 1e9, raw / asyncp, Value::Null),
+        result(
+            "pool_alloc_free_64KiB",
+            slab * 1e9,
+            "ns per alloc+free",
+            "cuMemAlloc+cuMemFree",
+            raw * 1e9,
+            raw / slab,
+            json!(40.0),
+        ),
+        result(
+            "stream_ordered_alloc_free_64KiB",
+            asyncp * 1e9,
+            "ns per alloc+free (cuMemAllocAsync, no slab)",
+            "cuMemAlloc+cuMemFree",
+            raw * 1e9,
+            raw / asyncp,
+            Value::Null,
+        ),
     ];
     write_group(dir, "gpu-pool", gpu, results);
     Ok(())
@@ -610,7 +791,10 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
         dev.sync()
     })?;
     // Graph replay of the same one-kernel command.
-    let stream = dev.context().new_stream().map_err(|e| mmsb_gpu::gpu_error::driver("stream", e))?;
+    let stream = dev
+        .context()
+        .new_stream()
+        .map_err(|e| mmsb_gpu::gpu_error::driver("stream", e))?;
     stream
         .begin_capture(cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
         .map_err(|e| mmsb_gpu::gpu_error::driver("capture", e))?;
@@ -621,19 +805,30 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     issued?;
     let g = g.ok_or_else(|| mmsb_gpu::gpu_error::gpu("no graph"))?;
     let graph = time(n, || {
-        g.launch().map_err(|e| mmsb_gpu::gpu_error::driver("graph launch", e))?;
-        stream.synchronize().map_err(|e| mmsb_gpu::gpu_error::driver("sync", e))
+        g.launch()
+            .map_err(|e| mmsb_gpu::gpu_error::driver("graph launch", e))?;
+        stream
+            .synchronize()
+            .map_err(|e| mmsb_gpu::gpu_error::driver("sync", e))
     })?;
     let mut shapes = Vec::new();
     for (warps, slots) in [(1u32, 8u32), (1, 1), (1, 2), (2, 1), (2, 8), (4, 1)] {
-        let mut pk = PersistentKernel::start_with(dev.clone(), 1024, 1, 64, PollShape { warps, slots })?;
+        let mut pk =
+            PersistentKernel::start_with(dev.clone(), 1024, 1, 64, PollShape { warps, slots })?;
         let mut i = 0u64;
         let t = time(100_000, || {
             i += 1;
             pk.round_trip(RingOp::Write(0, i))
         })?;
+        let t0 = Instant::now();
+        for k in 0..200_000u64 {
+            pk.submit(RingOp::Add(1, k))?;
+        }
+        let sub = pk.submitted();
+        pk.wait_for(sub)?;
+        let pipe = t0.elapsed().as_secs_f64() / 200_000.0;
         let st = pk.stop()?;
-        println!("persistent round trip warps={warps} slots={slots}: {:.3} us (mean empty poll {:.0} ns)", t * 1e6, st.mean_poll_ns);
+        println!("persistent warps={warps} slots={slots}: round trip {:.3} us, pipelined {:.0} ns (mean empty poll {:.0} ns)", t * 1e6, pipe * 1e9, st.mean_poll_ns);
         shapes.push((t, warps, slots));
     }
     let mut pk = PersistentKernel::start(dev.clone(), 1024, 1, 64)?;
@@ -655,7 +850,14 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     // A steady wave of 64 masked 4 KiB deltas: stream execution vs graph replay.
     let wave_pages: Vec<u64> = (0..64).map(|_| sc.alloc(4096)).collect::<Result<_>>()?;
     let ds: Vec<Delta> = (0..64)
-        .map(|i| Delta::masked(PageId(i + 1), 0, vec![i as u8; 4096], vec![0x5555_5555_5555_5555; 64]))
+        .map(|i| {
+            Delta::masked(
+                PageId(i + 1),
+                0,
+                vec![i as u8; 4096],
+                vec![0x5555_5555_5555_5555; 64],
+            )
+        })
         .collect();
     let items: Vec<(u64, &Delta)> = ds.iter().zip(&wave_pages).map(|(d, &p)| (p, d)).collect();
     let mut wave = SteadyBatch::new(dev.clone(), &items)?;
@@ -663,11 +865,51 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     wave.set_replay(true);
     let graph_wave = time(5_000, || wave.run())?;
     let results = vec![
-        result("steady_wave_64_deltas_graph_replay", graph_wave * 1e6, "us per wave (stage + apply + sync)", "the same wave issued on the stream", stream_wave * 1e6, stream_wave / graph_wave, Value::Null),
-        result("persistent_kernel_round_trip", persistent * 1e6, "us per command", "kernel launch + stream sync", launch * 1e6, launch / persistent, json!("<= 3 us")),
-        result("graph_replay_round_trip", graph * 1e6, "us per command", "kernel launch + stream sync", launch * 1e6, launch / graph, Value::Null),
-        result("launch_per_delta_round_trip", launch * 1e6, "us per command", "kernel launch + stream sync", launch * 1e6, 1.0, Value::Null),
-        result("persistent_kernel_pipelined", pipe * 1e9, "ns per command (1M commands, ring of 1024)", "kernel launch + stream sync", launch * 1e9, launch / pipe, Value::Null),
+        result(
+            "steady_wave_64_deltas_graph_replay",
+            graph_wave * 1e6,
+            "us per wave (stage + apply + sync)",
+            "the same wave issued on the stream",
+            stream_wave * 1e6,
+            stream_wave / graph_wave,
+            Value::Null,
+        ),
+        result(
+            "persistent_kernel_round_trip",
+            persistent * 1e6,
+            "us per command",
+            "kernel launch + stream sync",
+            launch * 1e6,
+            launch / persistent,
+            json!("<= 3 us"),
+        ),
+        result(
+            "graph_replay_round_trip",
+            graph * 1e6,
+            "us per command",
+            "kernel launch + stream sync",
+            launch * 1e6,
+            launch / graph,
+            Value::Null,
+        ),
+        result(
+            "launch_per_delta_round_trip",
+            launch * 1e6,
+            "us per command",
+            "kernel launch + stream sync",
+            launch * 1e6,
+            1.0,
+            Value::Null,
+        ),
+        result(
+            "persistent_kernel_pipelined",
+            pipe * 1e9,
+            "ns per command (1M commands, ring of 1024)",
+            "kernel launch + stream sync",
+            launch * 1e9,
+            launch / pipe,
+            Value::Null,
+        ),
     ];
     write_group(dir, "gpu-latency", gpu, results);
     Ok(())
@@ -676,34 +918,59 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
 fn bench_unified(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     let pages = 64usize;
     let page = 4usize << 20;
-    let mut bufs: Vec<UnifiedBuf> = (0..pages).map(|_| UnifiedBuf::new(dev.context(), page)).collect::<Result<_>>()?;
+    let mut bufs: Vec<UnifiedBuf> = (0..pages)
+        .map(|_| UnifiedBuf::new(dev.context(), page))
+        .collect::<Result<_>>()?;
     let mut sc = Scratch::new(dev);
     let t = sc.alloc(page)?;
     dev.memset(t, 1, page)?;
     dev.sync()?;
     let f_name = "mmsb_accumulate_plus_times_u8";
     let f = dev.function(KernelSource::Semiring, f_name)?;
-    let pstream = dev.context().new_stream().map_err(|e| mmsb_gpu::gpu_error::driver("stream", e))?;
+    let pstream = dev
+        .context()
+        .new_stream()
+        .map_err(|e| mmsb_gpu::gpu_error::driver("stream", e))?;
     let wave = |bufs: &[UnifiedBuf], prefetch: usize| -> Result<f64> {
         let t0 = Instant::now();
         let mut events = Vec::new();
         for (i, b) in bufs.iter().enumerate() {
             if prefetch > 0 {
                 let end = (i + prefetch).min(bufs.len());
-                let start = if i == 0 { 0 } else { (i + prefetch - 1).min(bufs.len()) };
+                let start = if i == 0 {
+                    0
+                } else {
+                    (i + prefetch - 1).min(bufs.len())
+                };
                 for (j, bj) in bufs.iter().enumerate().take(end).skip(start) {
                     bj.prefetch(0, page, true, &pstream)?;
-                    let e = pstream.record_event(None).map_err(|e| mmsb_gpu::gpu_error::driver("event", e))?;
+                    let e = pstream
+                        .record_event(None)
+                        .map_err(|e| mmsb_gpu::gpu_error::driver("event", e))?;
                     events.push((j, e));
                 }
                 if let Some((_, e)) = events.iter().find(|(j, _)| *j == i) {
-                    dev.stream().wait(e).map_err(|e| mmsb_gpu::gpu_error::driver("wait", e))?;
+                    dev.stream()
+                        .wait(e)
+                        .map_err(|e| mmsb_gpu::gpu_error::driver("wait", e))?;
                 }
             }
-            dev.launch(&f, ((page as u64).div_ceil(256) as u32, 1, 1), 256, &[Arg::U64(b.ptr()), Arg::U64(t), Arg::U64(0), Arg::U64(page as u64)])?;
+            dev.launch(
+                &f,
+                ((page as u64).div_ceil(256) as u32, 1, 1),
+                256,
+                &[
+                    Arg::U64(b.ptr()),
+                    Arg::U64(t),
+                    Arg::U64(0),
+                    Arg::U64(page as u64),
+                ],
+            )?;
         }
         dev.sync()?;
-        pstream.synchronize().map_err(|e| mmsb_gpu::gpu_error::driver("sync", e))?;
+        pstream
+            .synchronize()
+            .map_err(|e| mmsb_gpu::gpu_error::driver("sync", e))?;
         Ok(t0.elapsed().as_secs_f64())
     };
     let touch_host = |bufs: &mut [UnifiedBuf]| {
@@ -717,10 +984,22 @@ fn bench_unified(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     for b in bufs.iter().take(4) {
         let t0 = Instant::now();
         b.prefetch(0, page, true, &pstream)?;
-        pstream.synchronize().map_err(|e| mmsb_gpu::gpu_error::driver("sync", e))?;
+        pstream
+            .synchronize()
+            .map_err(|e| mmsb_gpu::gpu_error::driver("sync", e))?;
         tuner.record_prefetch(t0.elapsed().as_secs_f64());
         let t0 = Instant::now();
-        dev.launch(&f, ((page as u64).div_ceil(256) as u32, 1, 1), 256, &[Arg::U64(b.ptr()), Arg::U64(t), Arg::U64(0), Arg::U64(page as u64)])?;
+        dev.launch(
+            &f,
+            ((page as u64).div_ceil(256) as u32, 1, 1),
+            256,
+            &[
+                Arg::U64(b.ptr()),
+                Arg::U64(t),
+                Arg::U64(0),
+                Arg::U64(page as u64),
+            ],
+        )?;
         dev.sync()?;
         tuner.record_compute(t0.elapsed().as_secs_f64());
     }
@@ -741,8 +1020,24 @@ fn bench_unified(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     let resident = wave(&bufs, 0)?;
     let bytes = (pages * page) as f64;
     let results = vec![
-        result(&format!("unified_wave_prefetch_distance_{d}"), bytes / yes / 1e9, "GB/s (64 pages of 4 MiB, host-resident at start)", "the same wave without prefetch (demand faults)", bytes / no / 1e9, no / yes, Value::Null),
-        result("unified_wave_no_prefetch", bytes / no / 1e9, "GB/s (64 pages of 4 MiB, host-resident at start)", "the same wave with pages already on the device", bytes / resident / 1e9, resident / no, Value::Null),
+        result(
+            &format!("unified_wave_prefetch_distance_{d}"),
+            bytes / yes / 1e9,
+            "GB/s (64 pages of 4 MiB, host-resident at start)",
+            "the same wave without prefetch (demand faults)",
+            bytes / no / 1e9,
+            no / yes,
+            Value::Null,
+        ),
+        result(
+            "unified_wave_no_prefetch",
+            bytes / no / 1e9,
+            "GB/s (64 pages of 4 MiB, host-resident at start)",
+            "the same wave with pages already on the device",
+            bytes / resident / 1e9,
+            resident / no,
+            Value::Null,
+        ),
     ];
     write_group(dir, "gpu-unified", gpu, results);
     Ok(())
@@ -763,11 +1058,19 @@ fn bench_spmv(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
             row_ptr.push(cols.len() as u32);
         }
         let vals = (0..cols.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        Csr { nrows, ncols: nrows, row_ptr, cols, vals }
+        Csr {
+            nrows,
+            ncols: nrows,
+            row_ptr,
+            cols,
+            vals,
+        }
     };
     let x: Vec<f64> = (0..nrows).map(|_| rng.gen_range(-1.0..1.0)).collect();
     // Files for the cuSPARSE script.
-    let mdir = std::env::var_os("MMSB_SPMV_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("mmsb_spmv_matrix"));
+    let mdir = std::env::var_os("MMSB_SPMV_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("mmsb_spmv_matrix"));
     let _ = std::fs::create_dir_all(&mdir);
     let _ = std::fs::write(mdir.join("indptr.u32"), semiring_gpu::u32_bytes(&a.row_ptr));
     let _ = std::fs::write(mdir.join("indices.u32"), semiring_gpu::u32_bytes(&a.cols));
@@ -786,35 +1089,80 @@ fn bench_spmv(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     let reps = 50;
     let mut results = Vec::new();
     let flops = 2.0 * a.nnz() as f64;
-    for (name, sr) in [("spmv_plus_times_f64", Semiring::PlusTimes), ("spmv_min_plus_f64", Semiring::MinPlus)] {
+    for (name, sr) in [
+        ("spmv_plus_times_f64", Semiring::PlusTimes),
+        ("spmv_min_plus_f64", Semiring::MinPlus),
+    ] {
         let t = time(reps, || {
             semiring_gpu::spmv_device(dev, sr, mmsb_gpu::ElemType::F64, &ad, xd, yd)?;
             dev.sync()
         })?;
-        results.push(result(name, t * 1e3, "ms per SpMV (1M rows, 16.8M nnz)", "cuSPARSE plus-times f64 (see gpu-spmv-cusparse)", f64::NAN, f64::NAN, json!(">= 1x cuSPARSE")));
+        results.push(result(
+            name,
+            t * 1e3,
+            "ms per SpMV (1M rows, 16.8M nnz)",
+            "cuSPARSE plus-times f64 (see gpu-spmv-cusparse)",
+            f64::NAN,
+            f64::NAN,
+            json!(">= 1x cuSPARSE"),
+        ));
         let _ = flops;
     }
     let a32 = semiring_gpu::DeviceCsr { vals: v32, ..ad };
     let t = time(reps, || {
-        semiring_gpu::spmv_device(dev, Semiring::PlusTimes, mmsb_gpu::ElemType::F32, &a32, x32d, y32)?;
+        semiring_gpu::spmv_device(
+            dev,
+            Semiring::PlusTimes,
+            mmsb_gpu::ElemType::F32,
+            &a32,
+            x32d,
+            y32,
+        )?;
         dev.sync()
     })?;
     for lanes in [2u32, 4, 8, 16, 32] {
         let t = time(reps, || {
-            semiring_gpu::spmv_device_lanes(dev, Semiring::PlusTimes, mmsb_gpu::ElemType::F64, &ad, xd, yd, lanes)?;
+            semiring_gpu::spmv_device_lanes(
+                dev,
+                Semiring::PlusTimes,
+                mmsb_gpu::ElemType::F64,
+                &ad,
+                xd,
+                yd,
+                lanes,
+            )?;
             dev.sync()
         })?;
         println!("spmv plus_times f64 lanes={lanes}: {:.4} ms", t * 1e3);
     }
-    results.push(result("spmv_plus_times_f32", t * 1e3, "ms per SpMV (1M rows, 16.8M nnz)", "cuSPARSE plus-times f32", f64::NAN, f64::NAN, json!(">= 1x cuSPARSE")));
+    results.push(result(
+        "spmv_plus_times_f32",
+        t * 1e3,
+        "ms per SpMV (1M rows, 16.8M nnz)",
+        "cuSPARSE plus-times f32",
+        f64::NAN,
+        f64::NAN,
+        json!(">= 1x cuSPARSE"),
+    ));
     // Correctness of this very matrix against the CPU (plus-times, tolerance).
     let mut want = vec![0.0f64; nrows];
     semiring_cpu::spmv(Semiring::PlusTimes, &a, &x, &mut want)?;
-    semiring_gpu::spmv_device(dev, Semiring::PlusTimes, mmsb_gpu::ElemType::F64, &ad, xd, yd)?;
+    semiring_gpu::spmv_device(
+        dev,
+        Semiring::PlusTimes,
+        mmsb_gpu::ElemType::F64,
+        &ad,
+        xd,
+        yd,
+    )?;
     let mut b = vec![0u8; nrows * 8];
     dev.download(yd, &mut b)?;
     let got = semiring_gpu::from_bytes::<f64>(&b);
-    let maxerr = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max);
+    let maxerr = got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0.0, f64::max);
     println!("spmv 1M-row matrix: max abs error vs CPU {maxerr:e}");
     std::fs::write(mdir.join("y_mmsb.f64"), &b).ok();
     write_group(dir, "gpu-spmv", gpu, results);
@@ -832,7 +1180,10 @@ fn main() {
     let _ = std::fs::create_dir_all(&dir);
     let p = mmsb_gpu::probe();
     println!("probe: {p:?}");
-    let mut rep = Report { checks: Vec::new(), failed: 0 };
+    let mut rep = Report {
+        checks: Vec::new(),
+        failed: 0,
+    };
     let dev = match CudaDevice::open(0) {
         Ok(d) => Arc::new(d),
         Err(e) => {
@@ -845,45 +1196,111 @@ fn main() {
         }
     };
     let gpu = dev.name().to_string();
-    println!("device: {gpu} sm_{}{} ({} SMs)", dev.compute_capability().0, dev.compute_capability().1, dev.sm_count());
+    println!(
+        "device: {gpu} sm_{}{} ({} SMs)",
+        dev.compute_capability().0,
+        dev.compute_capability().1,
+        dev.sm_count()
+    );
     let t0 = Instant::now();
-    rep.check("nvrtc_compiles_every_kernel", s(dev.warm_up()).map(|_| format!("{:.2} s compiling", dev.compile_seconds())));
+    rep.check(
+        "nvrtc_compiles_every_kernel",
+        s(dev.warm_up()).map(|_| format!("{:.2} s compiling", dev.compile_seconds())),
+    );
     println!("warm-up took {:.2}s", t0.elapsed().as_secs_f64());
     rep.check("nvrtc_compiles_once_per_process", {
         let before = mmsb_gpu::kernel_cache::compile_count();
         match CudaDevice::open(0).and_then(|d| d.warm_up().map(|_| d)) {
-            Ok(d) if mmsb_gpu::kernel_cache::compile_count() == before && d.compile_seconds() == 0.0 => Ok(format!("{before} compilations, a second device reused them")),
+            Ok(d)
+                if mmsb_gpu::kernel_cache::compile_count() == before
+                    && d.compile_seconds() == 0.0 =>
+            {
+                Ok(format!(
+                    "{before} compilations, a second device reused them"
+                ))
+            }
             Ok(_) => Err("a second device recompiled".into()),
             Err(e) => Err(e.to_string()),
         }
     });
     let mut rng = StdRng::seed_from_u64(0x5eed);
     let batches = if quick { 20 } else { 200 };
-    rep.check("delta_apply_equals_cpu", check_delta_apply(&dev, &mut rng, batches, None, false));
-    rep.check("forced_kernel_failure_mid_batch_equals_cpu", check_delta_apply(&dev, &mut rng, batches / 4, Some(FailurePoint::Kernel), false));
-    rep.check("forced_kernel_failure_with_host_copy_equals_cpu", check_delta_apply(&dev, &mut rng, batches / 4, Some(FailurePoint::Kernel), true));
+    rep.check(
+        "delta_apply_equals_cpu",
+        check_delta_apply(&dev, &mut rng, batches, None, false),
+    );
+    rep.check(
+        "forced_kernel_failure_mid_batch_equals_cpu",
+        check_delta_apply(
+            &dev,
+            &mut rng,
+            batches / 4,
+            Some(FailurePoint::Kernel),
+            false,
+        ),
+    );
+    rep.check(
+        "forced_kernel_failure_with_host_copy_equals_cpu",
+        check_delta_apply(
+            &dev,
+            &mut rng,
+            batches / 4,
+            Some(FailurePoint::Kernel),
+            true,
+        ),
+    );
     let big = if quick { 100_003 } else { 1_000_003 };
-    rep.check("semiring_f32_equals_cpu", check_semiring_type::<f32>(&dev, &mut rng, big));
-    rep.check("semiring_f64_equals_cpu", check_semiring_type::<f64>(&dev, &mut rng, big));
-    rep.check("semiring_i32_equals_cpu", check_semiring_type::<i32>(&dev, &mut rng, big));
-    rep.check("semiring_i64_equals_cpu", check_semiring_type::<i64>(&dev, &mut rng, big));
-    rep.check("semiring_u8_equals_cpu", check_semiring_type::<u8>(&dev, &mut rng, big));
+    rep.check(
+        "semiring_f32_equals_cpu",
+        check_semiring_type::<f32>(&dev, &mut rng, big),
+    );
+    rep.check(
+        "semiring_f64_equals_cpu",
+        check_semiring_type::<f64>(&dev, &mut rng, big),
+    );
+    rep.check(
+        "semiring_i32_equals_cpu",
+        check_semiring_type::<i32>(&dev, &mut rng, big),
+    );
+    rep.check(
+        "semiring_i64_equals_cpu",
+        check_semiring_type::<i64>(&dev, &mut rng, big),
+    );
+    rep.check(
+        "semiring_u8_equals_cpu",
+        check_semiring_type::<u8>(&dev, &mut rng, big),
+    );
     rep.check("store_semiring_ops_fall_back_on_forced_failure", {
         let mut st = GpuStore::with_device(dev.clone());
         st.set_forced_failure(Some(FailurePoint::Kernel));
         let x: Vec<i64> = (0..1000).map(|_| rng.gen_range(-100..100)).collect();
         match st.fold_add(Semiring::PlusTimes, &x) {
-            Ok(v) if v == x.iter().sum::<i64>() && st.stats().ops_finished_on_cpu == 1 => Ok(format!("{:?}", st.stats())),
+            Ok(v) if v == x.iter().sum::<i64>() && st.stats().ops_finished_on_cpu == 1 => {
+                Ok(format!("{:?}", st.stats()))
+            }
             other => Err(format!("{other:?} {:?}", st.stats())),
         }
     });
-    rep.check("persistent_kernel_1m_commands_in_order", check_persistent(&dev, if quick { 100_000 } else { 1_000_000 }));
-    rep.check("graph_replay_equals_stream_execution", check_graph_replay(&dev, &mut rng));
+    rep.check(
+        "persistent_kernel_1m_commands_in_order",
+        check_persistent(&dev, if quick { 100_000 } else { 1_000_000 }),
+    );
+    rep.check(
+        "graph_replay_equals_stream_execution",
+        check_graph_replay(&dev, &mut rng),
+    );
     rep.check("pool_8_streams_stats_return_to_zero", check_pool(&dev));
     let checks = json!({"group": "gpu-check", "date": today(), "machine": machine(&gpu),
                         "passed": rep.checks.len() - rep.failed, "failed": rep.failed, "checks": rep.checks});
-    let _ = std::fs::write(dir.join("gpu-check.json"), serde_json::to_string_pretty(&checks).unwrap_or_default() + "\n");
-    println!("{} passed, {} failed", rep.checks.len() - rep.failed, rep.failed);
+    let _ = std::fs::write(
+        dir.join("gpu-check.json"),
+        serde_json::to_string_pretty(&checks).unwrap_or_default() + "\n",
+    );
+    println!(
+        "{} passed, {} failed",
+        rep.checks.len() - rep.failed,
+        rep.failed
+    );
     if !args.iter().any(|a| a == "--no-bench") {
         for (name, r) in [
             ("delta", bench_delta(&dev, &dir, &gpu)),
