@@ -7,7 +7,7 @@
 //   slot the device has not consumed: it waits until ctl->done > i - capacity.
 // * the device polls the next slots (several warps, staggered), executes the
 //   ready ones in order, and stores ctl->done = (commands executed) after a
-//   system-scope release fence (the host's completion signal).
+//   release fence of the chosen scope (the host's completion signal).
 // * OP_STOP ends the loop; the device writes its statistics into ctl and exits,
 //   so the launch completes and the stream can be synchronised.
 
@@ -36,9 +36,23 @@ __device__ __forceinline__ u64 global_ns() {
     return t;
 }
 
-// Orders this thread's earlier writes before its later ones for every
-// observer, host included (lighter than __threadfence_system's fence.sc).
-__device__ __forceinline__ void release_sys() { asm volatile("fence.acq_rel.sys;" ::: "memory"); }
+// The fence before `done` is published (argument `fence_scope`):
+// 0 = system scope (fence.acq_rel.sys: the host may read the effects of the
+//     commands through mapped memory as soon as it sees `done`);
+// 1 = GPU scope (fence.acq_rel.gpu: other device work sees them);
+// 2 = block scope (the effects are read after stop(), whose kernel exit
+//     orders everything for the host).
+// A system-scope fence costs a bus round trip, as it waits for earlier
+// writes to reach the host.
+__device__ __forceinline__ void publish_fence(u64 scope) {
+    if (scope == 0) {
+        asm volatile("fence.acq_rel.sys;" ::: "memory");
+    } else if (scope == 1) {
+        asm volatile("fence.acq_rel.gpu;" ::: "memory");
+    } else {
+        __threadfence_block();
+    }
+}
 
 // One or more warps poll (blockDim.x / 32), each on its own schedule (started
 // a fraction of a bus round trip apart), so a new command is seen by whichever
@@ -54,7 +68,8 @@ __device__ __forceinline__ void release_sys() { asm volatile("fence.acq_rel.sys;
 // (lane 0), then one fence and one store of `done` publish the prefix.
 extern "C" __global__ void mmsb_persistent(const volatile u64* ring, u64 capacity,
                                            volatile RingCtl* ctl, u64* out_log, u64 log_cap,
-                                           u64* page, u64 page_words, u64 slots_per_poll) {
+                                           u64* page, u64 page_words, u64 slots_per_poll,
+                                           u64 fence_scope) {
     __shared__ volatile u64 s_next;
     __shared__ volatile int s_stop;
     __shared__ int s_lock;
@@ -124,7 +139,7 @@ extern "C" __global__ void mmsb_persistent(const volatile u64* ring, u64 capacit
         }
         if (lane == 0) {
             const u64 next = base + executed;
-            release_sys();
+            publish_fence(fence_scope);
             ctl->done = stop ? next + 1 : next;
             s_next = next;
             if (stop) s_stop = 1;

@@ -46,20 +46,40 @@ const CTL_BAD: usize = 3;
 const CTL_POLL_NS: usize = 4;
 const CTL_POLL_SAMPLES: usize = 5;
 const CTL_WORDS: usize = 8;
-/// How the kernel polls: warps (staggered pollers) and slots read per poll.
+/// The scope of the fence the kernel issues before it publishes `done`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FenceScope {
+    /// The host may read command effects through mapped memory as soon as it
+    /// sees `done` (costs a bus round trip per publication).
+    System = 0,
+    /// Other device work sees the effects once `done` is published.
+    Gpu = 1,
+    /// Effects are read after [`PersistentKernel::stop`] (kernel exit orders
+    /// them for the host); `done` means consumed and executed in order.
+    Block = 2,
+}
+
+/// How the kernel polls and publishes: warps (staggered pollers), slots read
+/// per poll, and the fence before `done`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PollShape {
     /// Polling warps, 1 to 8.
     pub warps: u32,
     /// Ring slots read per poll, 1 to 8.
     pub slots: u32,
+    /// Fence scope before `done` is published.
+    pub fence: FenceScope,
 }
 
 impl Default for PollShape {
     /// Two staggered warps reading 8 slots a poll: the best round trip of
     /// the shapes measured on H200 (see docs/gpu.md), with full-speed pipelining.
     fn default() -> PollShape {
-        PollShape { warps: 2, slots: 8 }
+        PollShape {
+            warps: 2,
+            slots: 8,
+            fence: FenceScope::Gpu,
+        }
     }
 }
 
@@ -149,6 +169,7 @@ impl PersistentKernel {
                 Arg::U64(page),
                 Arg::U64(page_words),
                 Arg::U64(slots),
+                Arg::U64(shape.fence as u64),
             ],
         )?;
         Ok(PersistentKernel {

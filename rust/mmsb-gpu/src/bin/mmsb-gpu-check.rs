@@ -20,7 +20,7 @@ use mmsb_gpu::cuda_device::{Arg, CudaDevice};
 use mmsb_gpu::delta_gpu;
 use mmsb_gpu::graph_replay::SteadyBatch;
 use mmsb_gpu::kernel_cache::KernelSource;
-use mmsb_gpu::persistent::{PersistentKernel, PollShape, RingOp};
+use mmsb_gpu::persistent::{FenceScope, PersistentKernel, PollShape, RingOp};
 use mmsb_gpu::semiring_cpu::{self, Elem, Semiring};
 use mmsb_gpu::semiring_gpu::{self, FoldOp, Scratch};
 use mmsb_gpu::unified::{PrefetchTuner, UnifiedBuf};
@@ -601,6 +601,16 @@ fn blocks_needed(len: u64) -> u32 {
     len.div_ceil(16).div_ceil(256).max(1) as u32
 }
 
+/// The median of `trials` measurements of [`time`] (latencies are noisy).
+fn median_time<F: FnMut() -> Result<()>>(trials: usize, reps: usize, mut f: F) -> Result<f64> {
+    let mut v = Vec::with_capacity(trials);
+    for _ in 0..trials {
+        v.push(time(reps, &mut f)?);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Ok(v[v.len() / 2])
+}
+
 fn bench_delta(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     let n: usize = 256 << 20;
     let mut rng = StdRng::seed_from_u64(1);
@@ -786,7 +796,7 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     dev.memset(counter, 0, 8)?;
     let f = dev.function(KernelSource::DeltaApply, "mmsb_touch")?;
     let n = 20_000;
-    let launch = time(n, || {
+    let launch = median_time(5, n / 5, || {
         dev.launch(&f, (1, 1, 1), 32, &[Arg::U64(counter)])?;
         dev.sync()
     })?;
@@ -804,7 +814,7 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
         .map_err(|e| mmsb_gpu::gpu_error::driver("end capture", e))?;
     issued?;
     let g = g.ok_or_else(|| mmsb_gpu::gpu_error::gpu("no graph"))?;
-    let graph = time(n, || {
+    let graph = median_time(5, n / 5, || {
         g.launch()
             .map_err(|e| mmsb_gpu::gpu_error::driver("graph launch", e))?;
         stream
@@ -812,9 +822,28 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
             .map_err(|e| mmsb_gpu::gpu_error::driver("sync", e))
     })?;
     let mut shapes = Vec::new();
-    for (warps, slots) in [(1u32, 8u32), (1, 1), (1, 2), (2, 1), (2, 8), (4, 1)] {
-        let mut pk =
-            PersistentKernel::start_with(dev.clone(), 1024, 1, 64, PollShape { warps, slots })?;
+    for (warps, slots, fence) in [
+        (1u32, 8u32, FenceScope::System),
+        (2, 8, FenceScope::System),
+        (2, 1, FenceScope::System),
+        (1, 8, FenceScope::Gpu),
+        (2, 8, FenceScope::Gpu),
+        (2, 1, FenceScope::Gpu),
+        (1, 8, FenceScope::Block),
+        (2, 8, FenceScope::Block),
+        (2, 1, FenceScope::Block),
+    ] {
+        let mut pk = PersistentKernel::start_with(
+            dev.clone(),
+            1024,
+            1,
+            64,
+            PollShape {
+                warps,
+                slots,
+                fence,
+            },
+        )?;
         let mut i = 0u64;
         let t = time(100_000, || {
             i += 1;
@@ -828,12 +857,12 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
         pk.wait_for(sub)?;
         let pipe = t0.elapsed().as_secs_f64() / 200_000.0;
         let st = pk.stop()?;
-        println!("persistent warps={warps} slots={slots}: round trip {:.3} us, pipelined {:.0} ns (mean empty poll {:.0} ns)", t * 1e6, pipe * 1e9, st.mean_poll_ns);
+        println!("persistent warps={warps} slots={slots} fence={fence:?}: round trip {:.3} us, pipelined {:.0} ns (mean empty poll {:.0} ns)", t * 1e6, pipe * 1e9, st.mean_poll_ns);
         shapes.push((t, warps, slots));
     }
     let mut pk = PersistentKernel::start(dev.clone(), 1024, 1, 64)?;
     let mut i = 0u64;
-    let persistent = time(200_000, || {
+    let persistent = median_time(5, 40_000, || {
         i += 1;
         pk.round_trip(RingOp::Write(0, i))
     })?;
