@@ -65,6 +65,7 @@ CONST_FAMILIES = [
     (re.compile(r"^MMSB_LOCATION_[A-Z0-9_]+$"), "UInt8"),
     (re.compile(r"^MMSB_DTYPE_[A-Z0-9_]+$"), "UInt8"),
     (re.compile(r"^MMSB_DURABILITY_[A-Z0-9_]+$"), "UInt8"),
+    (re.compile(r"^MMSB_GPU_FAIL_[A-Z0-9_]+$"), "Int32"),
 ]
 
 JULIA_KEYWORDS = {
