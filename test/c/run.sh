@@ -40,7 +40,7 @@ version="$(sed -n 's/^version = "\([^"]*\)".*/\1/p' "$root/rust/Cargo.toml" | he
 cflags=(-std=c11 -Wall -Wextra -Werror -g -O1 -pthread -I"$include")
 [ -n "$version" ] && cflags+=("-DMMSB_EXPECTED_VERSION=\"$version\"")
 
-tests=(test_capi test_durable)
+tests=(test_capi test_durable test_gpu)
 for t in "${tests[@]}"; do
     step "compile $t (shared library, rpath $libdir)"
     "$cc" "${cflags[@]}" -o "$build/${t}_shared" "$here/$t.c" \
