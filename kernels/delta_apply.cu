@@ -8,7 +8,7 @@
 // number of set bits before mask word w, so every thread finds its first value
 // without a scan.
 //
-// Dense payloads go 16 bytes (16 mask bits) per thread, sparse ones 8.
+// Each thread owns 16-byte lanes (16 mask bits), dense or sparse payload.
 
 typedef unsigned long long u64;
 typedef unsigned int u32;
@@ -41,10 +41,7 @@ __device__ __forceinline__ void apply_bytes(u8* __restrict__ dst, const u8* __re
     }
 }
 
-// Dense payloads: each thread owns 16-byte lanes (16 mask bits). All-zero
-// lanes touch nothing, all-one lanes are one 16-byte store, mixed lanes blend.
-// Ranges whose destination and payload are both 16-byte aligned take the
-// vector path; others go byte by byte.
+// One 16-byte lane of a dense payload under its 16 mask bits `m` (non-zero).
 __device__ __forceinline__ void apply_lane16(u8* __restrict__ dst, const u8* __restrict__ src,
                                             u32 m, u64 t, u64 len, bool aligned) {
     const u64 base = t * 16;
@@ -90,16 +87,17 @@ __device__ __forceinline__ void apply_dense(u8* __restrict__ dst, const u8* __re
     }
 }
 
-// Sparse payloads: each thread owns 8-byte lanes (one mask byte) and finds
-// its first value from the word's prefix count plus the bits before it.
+// Sparse payloads: each thread owns 16-byte lanes (16 mask bits, like the
+// dense path) and finds its first value from the word's prefix count plus the
+// set bits of the word before its lane.
 __device__ __forceinline__ void apply_sparse_lane(u8* __restrict__ dst, const u8* __restrict__ src,
                                                  const u64* __restrict__ mask,
                                                  const u32* __restrict__ prefix, u32 m, u64 t) {
-    const u64 word = mask[t >> 3];
-    const u32 sub = (u32)(t & 7);
-    u64 k = prefix[t >> 3];
-    if (sub) k += (u64)__popcll(word & ((1ULL << (8 * sub)) - 1ULL));
-    const u64 base = t * 8;
+    const u64 word = mask[t >> 2];
+    const u32 sub = (u32)(t & 3);
+    u64 k = prefix[t >> 2];
+    if (sub) k += (u64)__popcll(word & ((1ULL << (16 * sub)) - 1ULL));
+    const u64 base = t * 16;
     while (m) {
         const u32 i = (u32)(__ffs(m) - 1);
         dst[base + i] = src[k++];
@@ -111,14 +109,14 @@ template <int UNROLL>
 __device__ __forceinline__ void apply_sparse(u8* __restrict__ dst, const u8* __restrict__ src,
                                             const u64* __restrict__ mask, const u32* __restrict__ prefix,
                                             u64 len, u64 tid, u64 nthreads) {
-    const u8* mbytes = (const u8*)mask;
-    const u64 lanes = (len + 7) / 8;
+    const unsigned short* m16 = (const unsigned short*)mask;
+    const u64 lanes = (len + 15) / 16;
     for (u64 t0 = tid; t0 < lanes; t0 += UNROLL * nthreads) {
         u32 m[UNROLL];
 #pragma unroll
         for (int j = 0; j < UNROLL; j++) {
             const u64 t = t0 + j * nthreads;
-            m[j] = t < lanes ? (u32)mbytes[t] : 0u;
+            m[j] = t < lanes ? (u32)m16[t] : 0u;
         }
 #pragma unroll
         for (int j = 0; j < UNROLL; j++) {
