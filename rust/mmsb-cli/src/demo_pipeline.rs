@@ -267,9 +267,8 @@ impl Pipeline {
         // (From scratch, all-zero inputs and config give all-zero derived
         // pages: the model starts equal to the freshly created pages.)
         p.attach(store, false)?;
-        println!(
-            "  pipeline: {SENSORS} sensor pages ({READINGS} f64 readings) + config -> {SENSORS} calibrated -> sum, max (a diamond) -> report; report -control-> dashboard, config -compiler-> plan"
-        );
+        println!("  derived pages: sensor0..3 + config -> calibrated0..3 -> sum, max -> report (a diamond)");
+        println!("    report -control-> dashboard (stale mark), config -compiler-> plan (invalidation event)");
         let mut ops: Vec<Op> = (0..SENSORS)
             .map(|i| Op::Delta(p.sensor_delta(i, 0, READINGS)))
             .collect();
@@ -626,10 +625,10 @@ impl Pipeline {
             marks += "; dashboard stale";
         }
         if config {
-            marks += &format!("; plan invalidated (event #{seen})");
+            marks += &format!("; plan invalidated (#{seen})");
         }
         println!(
-            "  wave {}: {name:<22} LSN {:>5}: {} recomputed, {cut} cut off, {} derived deltas logged{marks}",
+            "  wave {} {name:<20} LSN {}: {} recomputed, {cut} cut off, {} derived deltas logged{marks}",
             self.waves,
             r.lsn,
             ran.len(),
@@ -641,7 +640,7 @@ impl Pipeline {
     /// Prints the summary line of the checks.
     pub fn summary(&self) {
         println!(
-            "  verified after every wave: derived pages equal a from-scratch recomputation, each function ran once per affected page ({} calls), no glitch in the diamond, marks and events as expected",
+            "  verified after every wave: pages = from-scratch recomputation, each affected function ran once ({} calls), no glitch",
             self.calls()
         );
     }
@@ -686,7 +685,7 @@ impl Pipeline {
             return Err("a recompute function ran during recovery".into());
         }
         println!(
-            "  pipeline round trip: graph ({} pages, {} edges, order included) and all {} pipeline pages byte-exact; recompute calls during reopen: {}",
+            "  round trip: graph ({} nodes, {} edges) and {} pipeline pages byte-exact; {} recompute calls on reopen",
             graph.nodes.len(),
             graph.edges.len(),
             before.pages.len(),
