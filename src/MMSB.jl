@@ -55,6 +55,7 @@ include("Page.jl")
 include("Delta.jl")
 include("TLog.jl")
 include("Gpu.jl")
+include("PropagationEngine.jl")
 
 """
     library_version() -> VersionNumber
@@ -114,5 +115,9 @@ export ReadOnlyState, Commit, commit!, create_page!, apply!, checkpoint!, replay
 # Gpu.jl
 export GpuStore, gpu_available, open_gpu_store, migrate_page!, apply_deltas!,
     set_forced_failure!, set_host_copy!, gpu_stats
+# PropagationEngine.jl
+export add_dependency!, remove_dependency!, register_recompute!, clear_recompute!,
+    set_propagation_mode!, propagation_mode, propagate!, recompute_all!, batch_route_deltas!,
+    subscribe, unsubscribe!, is_stale, is_invalidated, children, parents, topo_order, cycle_path
 
 end # module MMSB

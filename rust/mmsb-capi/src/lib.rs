@@ -25,6 +25,7 @@ mod ffi_util;
 pub mod gpu_api;
 pub mod handle;
 pub mod page_api;
+pub mod propagation_api;
 pub mod status;
 pub mod store_api;
 
@@ -33,5 +34,6 @@ pub use durable_api::*;
 pub use error_api::*;
 pub use gpu_api::*;
 pub use page_api::*;
+pub use propagation_api::*;
 pub use status::*;
 pub use store_api::*;
