@@ -18,6 +18,10 @@
 //! and there is no host copy, the batch fails with `GpuError` and the caller
 //! restores the page from the log.
 //!
+//! **Gpu-sync edges.** [`GpuStore::sync_from`] takes the pending device
+//! syncs of a durable store (children of gpu-sync edges whose parent changed in
+//! a wave) and refreshes their device copies here, bytes and epoch.
+//!
 //! **Forced failure.** [`GpuStore::set_forced_failure`] (or the environment
 //! variable `MMSB_GPU_FORCE_FAIL=init|kernel|copy`) makes that step fail on
 //! purpose, so the fallback is tested on any machine; [`GpuStore::emulated`]
@@ -383,6 +387,100 @@ impl GpuStore {
                 b.free(&buf);
             }
         }
+        Ok(())
+    }
+
+    /// Acts on gpu-sync edges: takes the pending device syncs of `store` (the
+    /// children of gpu-sync edges whose parents changed) and refreshes the
+    /// device copy of each with the page's current bytes and epoch. A page not
+    /// mirrored yet is created here at `location`; one already here keeps its
+    /// location; one deleted from `store` is removed here. Returns the pages
+    /// refreshed, in id order.
+    pub fn sync_from(
+        &mut self,
+        store: &mmsb_core::Store,
+        location: PageLocation,
+    ) -> Result<Vec<PageId>> {
+        let mut done = Vec::new();
+        for id in store.take_gpu_sync() {
+            let page = match store.page(id) {
+                Ok(p) => p,
+                Err(e) if e.code == ErrorCode::NotFound => {
+                    if self.pages.contains_key(&id) {
+                        self.remove_page(id)?;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            self.mirror_page(id, page.bytes(), page.epoch(), location)?;
+            done.push(id);
+        }
+        done.sort();
+        Ok(done)
+    }
+
+    /// Sets page `id` to `bytes` at `epoch` (a mirror of a page kept
+    /// elsewhere), creating it at `location` if absent or if its size changed.
+    pub fn mirror_page(
+        &mut self,
+        id: PageId,
+        bytes: &[u8],
+        epoch: u64,
+        location: PageLocation,
+    ) -> Result<()> {
+        let at = match self.pages.get(&id) {
+            Some(slot) if slot.len == bytes.len() => mem_location(&slot.mem),
+            Some(_) => {
+                let at = self.location(id)?;
+                self.remove_page(id)?;
+                at
+            }
+            None => location,
+        };
+        if !self.pages.contains_key(&id) {
+            let mem = self.place(bytes.len(), at, Some(bytes))?;
+            let keep = self.keep_host_copy && matches!(mem, Mem::Device(_));
+            self.pages.insert(
+                id,
+                Slot {
+                    len: bytes.len(),
+                    epoch,
+                    mem,
+                    host_copy: keep.then(|| bytes.to_vec()),
+                },
+            );
+            return Ok(());
+        }
+        let forced_copy = self.forced(FailurePoint::Copy);
+        let keep = self.keep_host_copy;
+        let slot = self
+            .pages
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found(format!("no page {id} in the GPU store")))?;
+        match &mut slot.mem {
+            Mem::Host(v) => v.copy_from_slice(bytes),
+            Mem::Device(buf) => {
+                let r = match (forced_copy, self.backend.as_mut()) {
+                    (true, _) => Err(gpu_error::gpu("forced copy failure")),
+                    (false, Some(b)) => b.upload(buf, bytes),
+                    (false, None) => Err(gpu_error::unavailable("no device")),
+                };
+                if r.is_err() {
+                    // The device copy could not be refreshed: keep the page on the host.
+                    self.stats.copy_failures += 1;
+                    self.stats.pages_moved_to_cpu += 1;
+                    let old = std::mem::replace(&mut slot.mem, Mem::Host(bytes.to_vec()));
+                    slot.host_copy = None;
+                    if let (Mem::Device(b), Some(be)) = (old, self.backend.as_mut()) {
+                        be.free(&b);
+                    }
+                } else if keep {
+                    slot.host_copy = Some(bytes.to_vec());
+                }
+            }
+        }
+        slot.epoch = epoch;
         Ok(())
     }
 

@@ -229,3 +229,51 @@ proptest! {
         prop_assert_eq!(semiring_cpu::fold_add(Semiring::PlusTimes, &x), want);
     }
 }
+
+#[test]
+fn gpu_sync_edges_refresh_the_device_copy_of_the_child_after_a_wave() {
+    use mmsb_core::{EdgeKind, Op, Store};
+    let store = Store::in_memory();
+    let r = store
+        .commit(vec![
+            Op::CreatePage {
+                size: 16,
+                location: PageLocation::Cpu,
+            },
+            Op::CreatePage {
+                size: 16,
+                location: PageLocation::Cpu,
+            },
+        ])
+        .unwrap();
+    let (a, b) = (r.created[0], r.created[1]);
+    store.add_edge(a, b, EdgeKind::GpuSync, None).unwrap();
+    store
+        .commit(vec![Op::Delta(Delta::dense(b, 0, vec![9; 16]))])
+        .unwrap();
+    let mut gs = GpuStore::emulated();
+    // Whatever the setup left pending (writing the child directly marks nothing).
+    let _ = gs.sync_from(&store, PageLocation::Gpu).unwrap();
+    // A change of the parent marks the child for a device sync.
+    store
+        .commit(vec![Op::Delta(Delta::dense(a, 0, vec![1; 4]))])
+        .unwrap();
+    assert_eq!(gs.sync_from(&store, PageLocation::Gpu).unwrap(), vec![b]);
+    assert_eq!(gs.location(b).unwrap(), PageLocation::Gpu);
+    assert_eq!(gs.read(b).unwrap(), store.read(b).unwrap());
+    assert_eq!(gs.epoch(b).unwrap(), store.page(b).unwrap().epoch());
+    // Drained: nothing pending until the parent changes again.
+    assert!(gs.sync_from(&store, PageLocation::Gpu).unwrap().is_empty());
+    store
+        .commit(vec![Op::Delta(Delta::dense(b, 0, vec![3; 16]))])
+        .unwrap();
+    store
+        .commit(vec![Op::Delta(Delta::dense(a, 0, vec![2; 4]))])
+        .unwrap();
+    // A copy failure keeps the refreshed bytes, on the host.
+    gs.set_forced_failure(Some(FailurePoint::Copy));
+    assert_eq!(gs.sync_from(&store, PageLocation::Gpu).unwrap(), vec![b]);
+    gs.set_forced_failure(None);
+    assert_eq!(gs.read(b).unwrap(), vec![3; 16]);
+    assert_eq!(gs.location(b).unwrap(), PageLocation::Cpu);
+}
