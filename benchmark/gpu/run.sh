@@ -3,7 +3,7 @@
 # driver and NVRTC; no Rust toolchain needed: build mmsb-gpu-check elsewhere
 # with `cargo build --release -p mmsb-gpu` and bring rust/target/release/mmsb-gpu-check).
 #
-#   bash benchmark/gpu/run.sh [OUT_DIR]      (default: benchmark/results)
+#   bash benchmark/gpu/run.sh [OUT_DIR] [--quick] [--no-bench]   (default OUT_DIR: benchmark/results)
 #
 # Writes gpu-check.json (the tests) and gpu-delta/pool/latency/unified/spmv.json
 # (the benchmarks, naming the card), then times cuSPARSE SpMV on the same
@@ -32,6 +32,8 @@ fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
 "$bin" "$out" "$@"
 rc=$?
-python3 "$root/benchmark/gpu/cusparse_spmv.py" "$MMSB_SPMV_DIR" "$out" || echo "cuSPARSE comparison failed"
+if [ -f "$out/gpu-spmv.json" ] && [ -f "$MMSB_SPMV_DIR/x.f64" ]; then
+  python3 "$root/benchmark/gpu/cusparse_spmv.py" "$MMSB_SPMV_DIR" "$out" || echo "cuSPARSE comparison failed"
+fi
 rm -rf "$MMSB_SPMV_DIR"
 exit $rc

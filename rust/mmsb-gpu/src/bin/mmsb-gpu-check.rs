@@ -412,6 +412,50 @@ fn random_csr<T: Gen>(
     }
 }
 
+/// A gpu-sync edge of a durable (in-memory) store: after the parent changes,
+/// `sync_from` puts the child's bytes and epoch in device memory.
+fn check_gpu_sync(dev: &Arc<CudaDevice>) -> std::result::Result<String, String> {
+    use mmsb_core::{EdgeKind, Op, Store};
+    let store = Store::in_memory();
+    let r = s(store.commit(vec![
+        Op::CreatePage {
+            size: 4096,
+            location: PageLocation::Cpu,
+        },
+        Op::CreatePage {
+            size: 1 << 20,
+            location: PageLocation::Cpu,
+        },
+    ]))?;
+    let (a, b) = (r.created[0], r.created[1]);
+    s(store.add_edge(a, b, EdgeKind::GpuSync, None))?;
+    let mut gs = GpuStore::with_device(dev.clone());
+    let _ = s(gs.sync_from(&store, PageLocation::Gpu))?;
+    let mut rng = StdRng::seed_from_u64(9);
+    for round in 0..3 {
+        let bytes: Vec<u8> = (0..1 << 20).map(|_| rng.gen()).collect();
+        s(store.commit(vec![Op::Delta(Delta::dense(b, 0, bytes))]))?;
+        s(store.commit(vec![Op::Delta(Delta::dense(
+            a,
+            0,
+            vec![round as u8 + 1; 8],
+        ))]))?;
+        let synced = s(gs.sync_from(&store, PageLocation::Gpu))?;
+        if synced != vec![b] {
+            return Err(format!("round {round}: synced {synced:?}, expected [{b}]"));
+        }
+        if s(gs.location(b))? != PageLocation::Gpu || s(gs.read(b))? != s(store.read(b))? {
+            return Err(format!(
+                "round {round}: the device copy differs from the store"
+            ));
+        }
+        if s(gs.epoch(b))? != s(store.page(b))?.epoch() {
+            return Err(format!("round {round}: epoch differs"));
+        }
+    }
+    Ok("3 waves: the child's device copy equals the store's page (bytes, epoch)".into())
+}
+
 fn check_persistent(dev: &Arc<CudaDevice>, n: u64) -> std::result::Result<String, String> {
     let mut pk = s(PersistentKernel::start(dev.clone(), 4096, n, 64))?;
     let t0 = Instant::now();
@@ -1328,6 +1372,10 @@ fn main() {
             other => Err(format!("{other:?} {:?}", st.stats())),
         }
     });
+    rep.check(
+        "gpu_sync_edge_refreshes_the_device_copy",
+        check_gpu_sync(&dev),
+    );
     rep.check(
         "persistent_kernel_1m_commands_in_order",
         check_persistent(&dev, if quick { 100_000 } else { 1_000_000 }),
