@@ -23,6 +23,15 @@ const MMSB_DURABILITY_BUFFERED = UInt8(1)
 """Durability: no files at all (an in-memory store behind the durable API)."""
 const MMSB_DURABILITY_NONE = UInt8(2)
 
+"""No forced failure (`mmsb_gpu_set_forced_failure`)."""
+const MMSB_GPU_FAIL_NONE = Int32(0)
+
+"""Force kernel failures: a batch fails halfway through a launch group."""
+const MMSB_GPU_FAIL_KERNEL = Int32(2)
+
+"""Force host/device copy failures."""
+const MMSB_GPU_FAIL_COPY = Int32(3)
+
 """Edge kind: the child is recomputed from its data parents."""
 const MMSB_EDGE_DATA = UInt8(0)
 
@@ -320,6 +329,37 @@ end
 
 """A page-history handle (0 is null)."""
 const MmsbHistory = UInt64
+
+"""A GPU store handle (0 is null)."""
+const MmsbGpuStore = UInt64
+
+"""
+    MmsbGpuStats
+
+What `mmsb_gpu_stats` reports (see `FallbackStats` in `docs/gpu.md`).
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbGpuStats
+    """Whether the store runs on a device (real or emulated)."""
+    has_device::Bool
+    """Pages asked for in GPU or unified memory but placed in host memory."""
+    placement_fallbacks::UInt64
+    """Kernel failures seen (real or forced)."""
+    kernel_failures::UInt64
+    """Copy failures seen (real or forced)."""
+    copy_failures::UInt64
+    """Batches that finished on the CPU after a device failure."""
+    batches_finished_on_cpu::UInt64
+    """Deltas applied on the CPU because of a device failure."""
+    deltas_finished_on_cpu::UInt64
+    """Device pages recovered to host memory."""
+    pages_moved_to_cpu::UInt64
+    """Pages restored from their host copy."""
+    pages_restored_from_host_copy::UInt64
+    """Launch groups applied on the device."""
+    gpu_groups::UInt64
+end
 
 """
     MmsbPageInfo
@@ -1078,6 +1118,203 @@ a leak check for bindings and tests.
 """
 function mmsb_live_handles(out_count)
     ccall((:mmsb_live_handles, libmmsb), Int32, (Ptr{UInt64},), out_count)
+end
+
+"""
+    mmsb_gpu_available(out_available) -> Int32
+
+C: `int32_t mmsb_gpu_available(bool *out_available)`
+
+Probes for a usable GPU (driver, NVRTC, a device) and writes the answer
+into `*out_available`. Never fails for want of a GPU.
+
+# Safety
+`out_available` is null or valid for one write.
+"""
+function mmsb_gpu_available(out_available)
+    ccall((:mmsb_gpu_available, libmmsb), Int32, (Ptr{Bool},), out_available)
+end
+
+"""
+    mmsb_gpu_store_open(out_store) -> Int32
+
+C: `int32_t mmsb_gpu_store_open(MmsbGpuStore *out_store)`
+
+Opens a GPU store on device 0, or a CPU-only one when no GPU is usable
+(honours `MMSB_GPU_DISABLE` and `MMSB_GPU_FORCE_FAIL`). Close it with
+`mmsb_gpu_store_close`.
+
+# Safety
+`out_store` is null or valid for one write.
+"""
+function mmsb_gpu_store_open(out_store)
+    ccall((:mmsb_gpu_store_open, libmmsb), Int32, (Ptr{MmsbGpuStore},), out_store)
+end
+
+"""
+    mmsb_gpu_store_open_emulated(out_store) -> Int32
+
+C: `int32_t mmsb_gpu_store_open_emulated(MmsbGpuStore *out_store)`
+
+Opens a GPU store on a device emulated in host memory (for testing the
+GPU paths and the fallback on machines without a GPU).
+
+# Safety
+`out_store` is null or valid for one write.
+"""
+function mmsb_gpu_store_open_emulated(out_store)
+    ccall((:mmsb_gpu_store_open_emulated, libmmsb), Int32, (Ptr{MmsbGpuStore},), out_store)
+end
+
+"""
+    mmsb_gpu_store_close(store) -> Int32
+
+C: `int32_t mmsb_gpu_store_close(MmsbGpuStore store)`
+
+Closes a GPU store and frees its pages; the handle becomes stale.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_store_close(store)
+    ccall((:mmsb_gpu_store_close, libmmsb), Int32, (MmsbGpuStore,), store)
+end
+
+"""
+    mmsb_gpu_set_forced_failure(store, point) -> Int32
+
+C: `int32_t mmsb_gpu_set_forced_failure(MmsbGpuStore store, int32_t point)`
+
+Makes a step fail on purpose: `MMSB_GPU_FAIL_NONE`, `MMSB_GPU_FAIL_KERNEL`
+or `MMSB_GPU_FAIL_COPY` (initialisation failure is the environment
+variable `MMSB_GPU_FORCE_FAIL=init` at open).
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_set_forced_failure(store, point)
+    ccall((:mmsb_gpu_set_forced_failure, libmmsb), Int32, (MmsbGpuStore, Int32), store, point)
+end
+
+"""
+    mmsb_gpu_set_host_copy(store, on) -> Int32
+
+C: `int32_t mmsb_gpu_set_host_copy(MmsbGpuStore store, bool on)`
+
+Keeps (or stops keeping) a host copy of every device page, so a failure
+that loses the device bytes is still recovered.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_set_host_copy(store, on)
+    ccall((:mmsb_gpu_set_host_copy, libmmsb), Int32, (MmsbGpuStore, Bool), store, on)
+end
+
+"""
+    mmsb_gpu_create_page(store, page, size, location, out_location) -> Int32
+
+C: `int32_t mmsb_gpu_create_page(MmsbGpuStore store, MmsbPageId page, uint64_t size, uint8_t location, uint8_t *out_location)`
+
+Creates a zeroed page `page` (a caller-chosen non-zero id) of `size` bytes
+at `location` (`MMSB_LOCATION_*`) and writes where it was placed into
+`*out_location` (host memory when there is no device).
+
+# Safety
+`out_location` is null or valid for one write.
+"""
+function mmsb_gpu_create_page(store, page, size, location, out_location)
+    ccall((:mmsb_gpu_create_page, libmmsb), Int32, (MmsbGpuStore, MmsbPageId, UInt64, UInt8, Ptr{UInt8}), store, page, size, location, out_location)
+end
+
+"""
+    mmsb_gpu_migrate_page(store, page, location) -> Int32
+
+C: `int32_t mmsb_gpu_migrate_page(MmsbGpuStore store, MmsbPageId page, uint8_t location)`
+
+Moves a page to `location`, keeping its bytes and epoch.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_migrate_page(store, page, location)
+    ccall((:mmsb_gpu_migrate_page, libmmsb), Int32, (MmsbGpuStore, MmsbPageId, UInt8), store, page, location)
+end
+
+"""
+    mmsb_gpu_remove_page(store, page) -> Int32
+
+C: `int32_t mmsb_gpu_remove_page(MmsbGpuStore store, MmsbPageId page)`
+
+Frees a page of a GPU store.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_remove_page(store, page)
+    ccall((:mmsb_gpu_remove_page, libmmsb), Int32, (MmsbGpuStore, MmsbPageId), store, page)
+end
+
+"""
+    mmsb_gpu_page_info(store, page, out_location, out_epoch, out_size) -> Int32
+
+C: `int32_t mmsb_gpu_page_info(MmsbGpuStore store, MmsbPageId page, uint8_t *out_location, uint64_t *out_epoch, uint64_t *out_size)`
+
+Writes a page's location (`MMSB_LOCATION_*`), epoch and size (any pointer
+may be null if not wanted).
+
+# Safety
+Each out-pointer is null or valid for one write.
+"""
+function mmsb_gpu_page_info(store, page, out_location, out_epoch, out_size)
+    ccall((:mmsb_gpu_page_info, libmmsb), Int32, (MmsbGpuStore, MmsbPageId, Ptr{UInt8}, Ptr{UInt64}, Ptr{UInt64}), store, page, out_location, out_epoch, out_size)
+end
+
+"""
+    mmsb_gpu_read_page(store, page, buf, cap, out_len) -> Int32
+
+C: `int32_t mmsb_gpu_read_page(MmsbGpuStore store, MmsbPageId page, uint8_t *buf, uint64_t cap, uint64_t *out_len)`
+
+Copies a page's bytes (from the device when it lives there) into `buf`
+(`cap` bytes) and writes its size into `*out_len`. With `buf` null and
+`cap` 0 only the size is reported; too small a buffer is
+`MMSB_ERR_BUFFER_TOO_SMALL`.
+
+# Safety
+`buf` is null or valid for `cap` bytes; `out_len` is null or valid for one write.
+"""
+function mmsb_gpu_read_page(store, page, buf, cap, out_len)
+    ccall((:mmsb_gpu_read_page, libmmsb), Int32, (MmsbGpuStore, MmsbPageId, Ptr{UInt8}, UInt64, Ptr{UInt64}), store, page, buf, cap, out_len)
+end
+
+"""
+    mmsb_gpu_apply_deltas(store, deltas, count) -> Int32
+
+C: `int32_t mmsb_gpu_apply_deltas(MmsbGpuStore store, const MmsbDelta *deltas, uint64_t count)`
+
+Applies `count` deltas (handles from `mmsb_delta_new_*`) in order as one
+batch: every page it touches gains one epoch. All deltas are validated
+first; on an error nothing changed. Device failures finish on the CPU.
+
+# Safety
+`deltas` is null (only with `count` 0) or valid for `count` handles.
+"""
+function mmsb_gpu_apply_deltas(store, deltas, count)
+    ccall((:mmsb_gpu_apply_deltas, libmmsb), Int32, (MmsbGpuStore, Ptr{MmsbDelta}, UInt64), store, deltas, count)
+end
+
+"""
+    mmsb_gpu_stats(store, out_stats) -> Int32
+
+C: `int32_t mmsb_gpu_stats(MmsbGpuStore store, MmsbGpuStats *out_stats)`
+
+Writes the store's fallback statistics into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_gpu_stats(store, out_stats)
+    ccall((:mmsb_gpu_stats, libmmsb), Int32, (MmsbGpuStore, Ptr{MmsbGpuStats}), store, out_stats)
 end
 
 """

@@ -85,6 +85,9 @@ end
     @testset "PropagationEngine" begin
         include("test_PropagationEngine.jl")
     end
+    @testset "Gpu (GPU stores)" begin
+        include("test_Gpu.jl")
+    end
     @testset "Transaction" begin
         include("test_transaction.jl")
     end
