@@ -116,6 +116,11 @@ pub struct CommitPlan {
     deleted: Vec<PageId>,
     derived_count: usize,
     version: u64,
+    /// Set by the unlinked fast path of [`Engine::plan_records`]: the pages its
+    /// deltas touch with their epochs before the commit. The pages that
+    /// changed are found after applying (an epoch moves only on a change),
+    /// instead of staging a copy of each page.
+    unlinked: Option<Vec<(PageId, u64)>>,
 }
 
 impl CommitPlan {
@@ -594,6 +599,9 @@ impl Engine {
     /// [`Engine::apply_records_commit`], passing `records` followed by the
     /// derived deltas — exactly what the log holds.
     pub fn plan_records(&self, records: &[Record], wave: bool) -> Result<CommitPlan> {
+        if let Some(plan) = self.plan_unlinked(records, wave) {
+            return Ok(plan);
+        }
         let mut st = Staging::new(&self.store, &self.graph);
         let mut changed = Changed::default();
         let mut forced = BTreeSet::new();
@@ -614,6 +622,63 @@ impl Engine {
         plan.input_count = 0;
         plan.deleted = deleted;
         Ok(plan)
+    }
+
+    /// The fast path of [`Engine::plan_records`] for a commit that cannot start
+    /// or feed a wave: no graph edits, no page it writes or deletes is in the
+    /// graph, and (if `wave`) no dirty or forced page is waiting. Such a commit
+    /// derives nothing and marks nothing, so nothing is staged (no page copy);
+    /// `records` were validated by `commit::prepare`. `None`: take the full path.
+    fn plan_unlinked(&self, records: &[Record], wave: bool) -> Option<CommitPlan> {
+        if wave && (!self.dirty.is_empty() || !self.forced.is_empty()) {
+            return None;
+        }
+        let mut touched: Vec<(PageId, u64)> = Vec::new();
+        let mut seen = HashSet::new();
+        let mut deleted = Vec::new();
+        for r in records {
+            match r {
+                Record::AddEdge { .. } | Record::RemoveEdge { .. } => return None,
+                Record::CreatePage { .. }
+                | Record::SetMetadata { .. }
+                | Record::RemoveMetadata { .. }
+                | Record::SetView { .. } => {}
+                Record::DeletePage { id } => {
+                    if self.graph.contains_node(*id) {
+                        return None;
+                    }
+                    deleted.push(*id);
+                }
+                Record::Delta(d) => {
+                    if self.graph.contains_node(d.page) {
+                        return None;
+                    }
+                    if seen.insert(d.page) {
+                        let epoch = self.store.page(d.page).map_or(0, |p| p.epoch());
+                        touched.push((d.page, epoch));
+                    }
+                }
+            }
+        }
+        Some(CommitPlan {
+            deltas: Vec::new(),
+            input_count: 0,
+            commands: CommandBuffer::default(),
+            recomputed: Vec::new(),
+            changed: Vec::new(),
+            stale: Vec::new(),
+            gpu_sync: Vec::new(),
+            invalidated: Vec::new(),
+            wave,
+            dirty_consumed: Vec::new(),
+            forced_consumed: Vec::new(),
+            made_dirty: Vec::new(),
+            made_forced: Vec::new(),
+            deleted,
+            derived_count: 0,
+            version: self.version,
+            unlinked: Some(touched),
+        })
     }
 
     /// The wave (if `wave`) and the marks, on staged inputs. `deltas` are the
@@ -648,6 +713,7 @@ impl Engine {
             deleted: Vec::new(),
             derived_count: 0,
             version: self.version,
+            unlinked: None,
         };
         if !wave {
             self.mark(&st.graph, &mut plan, &changed, &changed_set);
@@ -825,6 +891,21 @@ impl Engine {
         })?;
         for p in &plan.deleted {
             self.forget_page(*p);
+        }
+        if let Some(touched) = &plan.unlinked {
+            // Which touched pages changed: their epoch moved (a delta that
+            // changes nothing leaves it), and they still exist.
+            let changed: Vec<PageId> = touched
+                .iter()
+                .filter(|&&(p, before)| self.store.page(p).is_ok_and(|pg| pg.epoch() != before))
+                .map(|&(p, _)| p)
+                .collect();
+            let mut plan = plan.clone();
+            if !plan.wave {
+                plan.made_dirty = changed.clone();
+            }
+            plan.changed = changed;
+            return Ok(self.finish(&plan));
         }
         Ok(self.finish(plan))
     }
