@@ -14,6 +14,7 @@
 //! GPU command ring or a captured CUDA graph wants later.
 
 use crate::dependency_graph::{DependencyGraph, EdgeKind};
+use crate::id_hash::IdHashMap;
 use crate::page_id::PageId;
 use crate::recompute::FunctionId;
 use std::collections::{BTreeSet, HashMap};
@@ -52,13 +53,14 @@ impl CommandBuffer {
         changed: &BTreeSet<PageId>,
         forced: &BTreeSet<PageId>,
     ) -> CommandBuffer {
-        let mut region = graph.descendants_by(changed.iter().chain(forced).copied(), |e| {
+        let forced_list: Vec<PageId> = forced.iter().copied().collect();
+        let region = graph.region_in_order(changed.iter().copied(), &forced_list, |e| {
             e.kind == EdgeKind::Data
         });
-        region.extend(forced.iter().copied());
-        let mut level: HashMap<PageId, u32> = HashMap::new();
-        let mut commands = Vec::new();
-        for page in graph.topo_order_of(region) {
+        let mut level: IdHashMap<PageId, u32> = IdHashMap::default();
+        level.reserve(region.len());
+        let mut commands = Vec::with_capacity(region.len());
+        for page in region {
             let Some(&function) = functions.get(&page) else {
                 continue;
             };
@@ -74,7 +76,7 @@ impl CommandBuffer {
                 function,
                 inputs,
                 level: l,
-                forced: forced.contains(&page),
+                forced: !forced.is_empty() && forced.contains(&page),
             });
         }
         commands.sort_by_key(|c| c.level); // stable: topological within a level

@@ -40,6 +40,7 @@
 //! ```
 
 pub mod apply;
+pub mod byte_diff;
 #[cfg(target_arch = "x86_64")]
 mod apply_avx2;
 #[cfg(target_arch = "x86_64")]
@@ -57,6 +58,7 @@ pub mod error;
 pub mod events;
 #[cfg(any(test, feature = "failpoints"))]
 pub mod fault_fs;
+pub mod id_hash;
 pub mod location;
 pub mod mask;
 pub mod page;
