@@ -29,6 +29,9 @@ cargo build --manifest-path rust/fuzz/Cargo.toml --locked --bins
 step "log benchmark smoke run (bench log --quick)"
 rust/target/release/mmsb bench log --quick --out "$(mktemp -d)"
 
+step "propagation benchmark smoke run (bench propagation --quick)"
+rust/target/release/mmsb bench propagation --quick --out "$(mktemp -d)"
+
 step "C ABI test under valgrind"
 MMSB_LIB_DIR="$root/rust/target/release" bash test/c/run.sh
 

@@ -76,10 +76,10 @@ use std::time::Instant;
 #[derive(Args)]
 pub struct BenchPropagationArgs {
     /// Seconds per measurement (each side of each case).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.3)]
     pub seconds: f64,
     /// Alternating repetitions per case (the best of each side is reported).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     pub reps: usize,
     /// Threads of the rayon pool the engine's waves run on (salsa runs on one).
     #[arg(long, default_value_t = 1)]
@@ -267,7 +267,7 @@ impl Shape {
 }
 
 fn human(n: usize) -> String {
-    if n >= 1000 && n % 1000 == 0 {
+    if n >= 1000 && n.is_multiple_of(1000) {
         format!("{}k", n / 1000)
     } else {
         n.to_string()
@@ -375,7 +375,12 @@ impl EngineSide {
     }
 
     fn bytes(&self, node: usize) -> Result<&[u8], String> {
-        Ok(self.engine.store().page(self.pages[node]).map_err(es)?.bytes())
+        Ok(self
+            .engine
+            .store()
+            .page(self.pages[node])
+            .map_err(es)?
+            .bytes())
     }
 }
 
@@ -844,9 +849,14 @@ fn graph_cases(
     reps: usize,
     want: &dyn Fn(&str) -> bool,
 ) -> Result<(), String> {
-    if !["graph_build", "graph_topo_sort", "graph_topo_order", "graph_bfs"]
-        .iter()
-        .any(|n| want(n))
+    if ![
+        "graph_build",
+        "graph_topo_sort",
+        "graph_topo_order",
+        "graph_bfs",
+    ]
+    .iter()
+    .any(|n| want(n))
     {
         return Ok(());
     }
@@ -890,7 +900,10 @@ fn graph_cases(
         }
     }
     if g.edge_count() != edges {
-        return Err(format!("graph has {} edges, wanted {edges}", g.edge_count()));
+        return Err(format!(
+            "graph has {} edges, wanted {edges}",
+            g.edge_count()
+        ));
     }
     if want("graph_build") {
         rep.add(
@@ -944,7 +957,10 @@ fn graph_cases(
     {
         return Err("the engine's topological order puts a child first".into());
     }
-    let visited_edges = ybfs.iter().map(|&w| adj.out[w as usize].len()).sum::<usize>() as f64;
+    let visited_edges = ybfs
+        .iter()
+        .map(|&w| adj.out[w as usize].len())
+        .sum::<usize>() as f64;
 
     let bestof = |f: &mut dyn FnMut()| -> f64 {
         let mut best = f64::INFINITY;

@@ -411,7 +411,11 @@ impl DependencyGraph {
         follow: impl Fn(&Edge) -> bool,
     ) -> Vec<PageId> {
         let seen: IdHashSet<PageId> = extra.iter().copied().collect();
-        let region = self.reach(roots.into_iter().chain(extra.iter().copied()), &follow, seen);
+        let region = self.reach(
+            roots.into_iter().chain(extra.iter().copied()),
+            &follow,
+            seen,
+        );
         let mut v: Vec<(u64, PageId)> = region
             .into_iter()
             .filter_map(|p| self.nodes.get(&p).map(|n| (n.ord, p)))

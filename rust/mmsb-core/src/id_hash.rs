@@ -77,12 +77,10 @@ pub type IdHashSet<K> = HashSet<K, IdBuildHasher>;
 mod tests {
     use super::*;
     use crate::page_id::PageId;
-    use std::hash::{BuildHasher, Hash};
+    use std::hash::BuildHasher;
 
     fn h(p: PageId) -> u64 {
-        let mut s = IdBuildHasher::default().build_hasher();
-        p.hash(&mut s);
-        s.finish()
+        IdBuildHasher::default().hash_one(p)
     }
 
     #[test]

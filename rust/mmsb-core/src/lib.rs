@@ -40,11 +40,11 @@
 //! ```
 
 pub mod apply;
-pub mod byte_diff;
 #[cfg(target_arch = "x86_64")]
 mod apply_avx2;
 #[cfg(target_arch = "x86_64")]
 mod apply_avx512;
+pub mod byte_diff;
 pub mod checkpoint;
 pub mod command_buffer;
 pub mod commit;
