@@ -60,7 +60,11 @@ impl CommandBuffer {
         let mut level: IdHashMap<PageId, u32> = IdHashMap::default();
         level.reserve(region.len());
         let mut commands = Vec::with_capacity(region.len());
-        for page in region {
+        // Pages outside the graph (a function on a page without edges) have
+        // no inputs and no children: they go first, by id. Only forced pages
+        // can be such (every reached page is a node), and `forced` is sorted.
+        let loose = forced.iter().copied().filter(|p| !graph.contains_node(*p));
+        for page in loose.chain(region) {
             let Some(&function) = functions.get(&page) else {
                 continue;
             };
