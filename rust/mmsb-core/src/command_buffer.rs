@@ -17,7 +17,7 @@ use crate::dependency_graph::{DependencyGraph, EdgeKind};
 use crate::id_hash::IdHashMap;
 use crate::page_id::PageId;
 use crate::recompute::FunctionId;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::ops::Range;
 
 /// Recompute one page.
@@ -49,7 +49,7 @@ impl CommandBuffer {
     /// `forced`, plus `forced` itself, that has a function in `functions`.
     pub fn plan(
         graph: &DependencyGraph,
-        functions: &HashMap<PageId, FunctionId>,
+        functions: &IdHashMap<PageId, FunctionId>,
         changed: &BTreeSet<PageId>,
         forced: &BTreeSet<PageId>,
     ) -> CommandBuffer {

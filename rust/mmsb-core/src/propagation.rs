@@ -76,7 +76,9 @@ use crate::recompute::{FunctionId, RecomputeFn, RecomputeInputs};
 use crate::tlog_record::Record;
 use rayon::prelude::*;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+// Ids are hashed with the fast id hash (the wave hashes several per page).
+use crate::id_hash::{IdHashMap as HashMap, IdHashSet as HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// When waves run.
@@ -211,8 +213,8 @@ impl<'a> Staging<'a> {
         Staging {
             store,
             graph: Cow::Borrowed(graph),
-            pages: HashMap::new(),
-            deleted: HashSet::new(),
+            pages: HashMap::default(),
+            deleted: HashSet::default(),
         }
     }
 
