@@ -15,11 +15,13 @@ use std::process::ExitCode;
 mod bench_delta;
 mod bench_log;
 mod bench_propagation;
+mod bench_txn;
 mod cmd_checkpoint;
 mod cmd_log;
 mod cmd_recover;
 mod cmd_replay;
 mod demo;
+mod demo_pipeline;
 mod machine;
 
 /// The Memory-Mapped State Bus command-line tool.
@@ -66,6 +68,9 @@ enum BenchGroup {
     /// own cost per recomputed page, topological sort and BFS of the
     /// dependency graph against plain adjacency lists.
     Propagation(bench_propagation::BenchPropagationArgs),
+    /// Optimistic transactions/s (low and high contention) and snapshot reads
+    /// against a global Mutex<HashMap> and SQLite BEGIN IMMEDIATE.
+    Txn(bench_txn::BenchTxnArgs),
 }
 
 /// Where result files go unless told otherwise: `benchmark/results` under the
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
             BenchGroup::Delta(a) => bench_delta::run(a),
             BenchGroup::Log(a) => bench_log::run(a),
             BenchGroup::Propagation(a) => bench_propagation::run(a),
+            BenchGroup::Txn(a) => bench_txn::run(a),
         },
         Command::Log { cmd } => cmd_log::run(cmd),
         Command::Checkpoint { cmd } => cmd_checkpoint::run(cmd),
