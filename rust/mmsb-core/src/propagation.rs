@@ -63,6 +63,7 @@
 //! Many deltas in one call always make one wave.
 
 use crate::apply;
+use crate::byte_diff::{first_difference, last_difference};
 use crate::command_buffer::CommandBuffer;
 use crate::delta::{Delta, MAX_SOURCE_LEN};
 use crate::dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
@@ -75,7 +76,9 @@ use crate::recompute::{FunctionId, RecomputeFn, RecomputeInputs};
 use crate::tlog_record::Record;
 use rayon::prelude::*;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+// Ids are hashed with the fast id hash (the wave hashes several per page).
+use crate::id_hash::{IdHashMap as HashMap, IdHashSet as HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// When waves run.
@@ -215,8 +218,8 @@ impl<'a> Staging<'a> {
         Staging {
             store,
             graph: Cow::Borrowed(graph),
-            pages: HashMap::new(),
-            deleted: HashSet::new(),
+            pages: HashMap::default(),
+            deleted: HashSet::default(),
         }
     }
 
@@ -779,14 +782,10 @@ impl Engine {
                 let (page, out) = r?;
                 plan.recomputed.push(page);
                 let old = st.bytes(page)?;
-                let Some(first) = old.iter().zip(&out).position(|(a, b)| a != b) else {
+                let Some(first) = first_difference(old, &out) else {
                     continue; // cutoff: same bytes, nothing downstream from here
                 };
-                let last = old
-                    .iter()
-                    .zip(&out)
-                    .rposition(|(a, b)| a != b)
-                    .unwrap_or(first);
+                let last = last_difference(old, &out).unwrap_or(first);
                 let causes: Vec<PageId> = c
                     .inputs
                     .iter()
@@ -1014,6 +1013,11 @@ impl Engine {
 }
 
 /// The derived delta for `page`: `bytes` at `offset`, with provenance.
+///
+/// The source and the intent are written by hand rather than through
+/// `serde_json::json!`: this runs once per changed page of every wave, and the
+/// intent is known to be valid JSON (numbers, booleans and one escaped string),
+/// so it is set without being parsed back.
 fn derived_delta(
     page: PageId,
     offset: usize,
@@ -1022,27 +1026,59 @@ fn derived_delta(
     cmd: &crate::command_buffer::Command,
     fname: &str,
 ) -> Result<Delta> {
-    let mut source = String::from("derived:");
+    use std::fmt::Write as _;
+    let mut source = String::with_capacity(16 + 12 * causes.len().min(64));
+    source.push_str("derived:");
     for (i, c) in causes.iter().enumerate() {
-        let part = format!("{}{c}", if i > 0 { "," } else { "" });
-        if source.len() + part.len() + 32 > MAX_SOURCE_LEN {
-            source.push_str(&format!(",+{} more", causes.len() - i));
+        let mark = source.len();
+        if i > 0 {
+            source.push(',');
+        }
+        let _ = write!(source, "{c}");
+        if source.len() + 32 > MAX_SOURCE_LEN {
+            source.truncate(mark);
+            let _ = write!(source, ",+{} more", causes.len() - i);
             break;
         }
-        source.push_str(&part);
     }
     if causes.is_empty() {
-        source.push_str(&page.to_string());
+        let _ = write!(source, "{page}");
     }
-    let intent = serde_json::json!({
-        "cause": "propagation",
-        "page": page.get(),
-        "function": cmd.function.0,
-        "function_kind": fname,
-        "forced": cmd.forced,
-        "changed_parents": causes.iter().map(|c| c.get()).collect::<Vec<_>>(),
-    });
-    Delta::dense(page, offset as u64, bytes.to_vec())
-        .with_source(source)
-        .with_intent(intent.to_string())
+    // The keys in the order docs/propagation.md shows.
+    let mut intent = String::with_capacity(128 + 12 * causes.len());
+    let _ = write!(
+        intent,
+        "{{\"cause\":\"propagation\",\"page\":{},\"function\":{},\"function_kind\":",
+        page.get(),
+        cmd.function.0
+    );
+    push_json_string(&mut intent, fname);
+    let _ = write!(intent, ",\"forced\":{},\"changed_parents\":[", cmd.forced);
+    for (i, c) in causes.iter().enumerate() {
+        if i > 0 {
+            intent.push(',');
+        }
+        let _ = write!(intent, "{}", c.get());
+    }
+    intent.push_str("]}");
+    let mut d = Delta::dense(page, offset as u64, bytes.to_vec()).with_source(source);
+    d.intent = Some(intent);
+    Ok(d)
+}
+
+/// Appends `s` to `out` as a JSON string literal.
+fn push_json_string(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
