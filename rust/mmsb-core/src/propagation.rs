@@ -637,7 +637,7 @@ impl Engine {
             return None;
         }
         let mut touched: Vec<(PageId, u64)> = Vec::new();
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         let mut deleted = Vec::new();
         for r in records {
             match r {
