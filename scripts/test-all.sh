@@ -20,6 +20,10 @@ step "clippy (-D warnings)"
 step "cargo test (workspace)"
 (cd rust && cargo test --workspace --locked)
 
+step "loom model check of the allocator's lock-free freelist (cfg loom, bounded preemptions)"
+(cd rust && RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
+    cargo test --locked -p mmsb-core --test loom_freelist)
+
 step "release build (library, CLI)"
 (cd rust && cargo build --release --locked -p mmsb-capi -p mmsb-cli)
 

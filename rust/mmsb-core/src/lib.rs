@@ -60,6 +60,7 @@ pub mod fault_fs;
 pub mod location;
 pub mod mask;
 pub mod page;
+pub mod page_alloc;
 pub mod page_buf;
 pub mod page_id;
 pub mod page_store;
