@@ -182,3 +182,37 @@ fn racing_double_free_is_refused_once() {
         assert_eq!(drain(&list, &slots), vec![0]);
     });
 }
+
+/// A thread cache takes a whole list while another thread pops and pushes:
+/// the taken chain and the popped slot are disjoint, and everything comes back.
+#[test]
+fn take_all_races_with_pop_and_push() {
+    model(|| {
+        let list = Arc::new(Freelist::new());
+        let slots = Arc::new(Slots::on_list(3, &list));
+        let (l, s) = (list.clone(), slots.clone());
+        let b = loom::thread::spawn(move || {
+            let mut r = 0;
+            if let Some(i) = l.pop(&*s, &mut r) {
+                s.own(i, 7);
+                assert!(Freelist::mark_free(&*s, i));
+                l.push(&*s, i, &mut r);
+            }
+        });
+        let mut r = 0;
+        let top = list.take_all(&mut r);
+        // Walk the taken chain, owning each slot, then give it back whole.
+        let mut chain = Vec::new();
+        let mut i = top;
+        while i != freelist::NIL {
+            slots.own(i, 9);
+            chain.push(i);
+            i = slots.links[i as usize].load(sync::Ordering::Relaxed);
+        }
+        if let (Some(&first), Some(&last)) = (chain.first(), chain.last()) {
+            list.push_chain(&*slots, first, last, &mut r);
+        }
+        b.join().unwrap();
+        assert_eq!(drain(&list, &slots), vec![0, 1, 2]);
+    });
+}

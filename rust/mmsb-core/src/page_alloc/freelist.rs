@@ -50,10 +50,12 @@ pub trait Links {
     fn link(&self, index: u32) -> &AtomicU32;
 }
 
+#[inline]
 fn pack(tag: u32, index: u32) -> u64 {
     (u64::from(tag) << 32) | u64::from(index)
 }
 
+#[inline]
 fn unpack(word: u64) -> (u32, u32) {
     ((word >> 32) as u32, word as u32)
 }
@@ -79,6 +81,7 @@ impl Freelist {
 
     /// Takes the top free slot, marking its link [`LIVE`]; `None` when empty.
     /// Adds the number of failed compare-and-swaps to `retries`.
+    #[inline]
     pub fn pop<L: Links + ?Sized>(&self, links: &L, retries: &mut u64) -> Option<u32> {
         let mut cur = self.head.load(Ordering::Acquire);
         loop {
@@ -107,9 +110,35 @@ impl Freelist {
         }
     }
 
+    /// Takes the whole list at once: returns its top index ([`NIL`] when
+    /// empty); the caller now owns the chain, linked through `links` and ending
+    /// in [`NIL`]. Their links are left as they are (not [`LIVE`]).
+    pub fn take_all(&self, retries: &mut u64) -> u32 {
+        let mut cur = self.head.load(Ordering::Acquire);
+        loop {
+            let (tag, top) = unpack(cur);
+            if top == NIL {
+                return NIL;
+            }
+            match self.head.compare_exchange_weak(
+                cur,
+                pack(tag.wrapping_add(1), NIL),
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return top,
+                Err(now) => {
+                    *retries += 1;
+                    cur = now;
+                }
+            }
+        }
+    }
+
     /// Pushes the chain `first -> ... -> last` (already linked through
     /// `links`, each link but `last`'s pointing at the next) in one CAS.
     /// The slots must be owned by the caller and on no list.
+    #[inline]
     pub fn push_chain<L: Links + ?Sized>(
         &self,
         links: &L,
@@ -137,6 +166,7 @@ impl Freelist {
     }
 
     /// Pushes one slot the caller owns (see [`Freelist::mark_free`]).
+    #[inline]
     pub fn push<L: Links + ?Sized>(&self, links: &L, index: u32, retries: &mut u64) {
         self.push_chain(links, index, index, retries);
     }
@@ -144,6 +174,7 @@ impl Freelist {
     /// Checks that slot `index` is allocated and marks it as being freed.
     /// Returns `false` (and changes nothing) when the slot is not [`LIVE`]:
     /// it is already free, so this would be a double free.
+    #[inline]
     pub fn mark_free<L: Links + ?Sized>(links: &L, index: u32) -> bool {
         links
             .link(index)

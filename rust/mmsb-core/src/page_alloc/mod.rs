@@ -13,6 +13,9 @@
 //!   model-checked with loom (`tests/loom_freelist.rs`).
 //! * [`slab_class`]: one class: chunks of about 1 MiB carved into slots, and
 //!   [`SHARDS`] freelists so that threads do not contend on one head.
+//! * [`thread_cache`]: per-thread lists in front of the shared freelists, for
+//!   the process-wide allocator: the common allocate and free touch no shared
+//!   line and execute no locked instruction.
 //! * [`large`]: pages above 64 KiB, through the system allocator under a mutex.
 //! * [`stats`]: live pages and bytes per class, allocations, frees, CAS
 //!   retries, slow-path entries.
@@ -30,6 +33,7 @@ pub mod size_class;
 pub mod slab_class;
 pub mod stats;
 pub mod sync;
+pub mod thread_cache;
 
 pub use slab_class::SHARDS;
 pub use stats::{AllocStats, ClassStats};
@@ -41,7 +45,8 @@ use slab_class::SlabClass;
 use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
+use thread_cache::ThreadCache;
 
 /// `Block::class` of a block from the large path.
 const LARGE: u8 = u8::MAX;
@@ -54,8 +59,9 @@ const LARGE: u8 = u8::MAX;
 pub struct Block {
     ptr: NonNull<u8>,
     len: usize,
-    index: u32,
-    class: u8,
+    /// `class << 32 | index`, one word (two narrower fields written apart
+    /// and read back together stall the store-forwarding of the return).
+    meta: u64,
 }
 
 // SAFETY: a Block is the sole owner of its memory region (like a Box<[u8]>
@@ -67,11 +73,13 @@ unsafe impl Sync for Block {}
 
 impl Block {
     /// Start of the memory (64-byte aligned).
+    #[inline]
     pub fn ptr(&self) -> NonNull<u8> {
         self.ptr
     }
 
     /// Length in bytes, as requested.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -83,7 +91,27 @@ impl Block {
 
     /// The size class serving this block, `None` for the large path.
     pub fn class(&self) -> Option<usize> {
-        (self.class != LARGE).then_some(self.class as usize)
+        let c = self.class_byte();
+        (c != LARGE).then_some(c as usize)
+    }
+
+    #[inline]
+    fn new(ptr: NonNull<u8>, len: usize, class: u8, index: u32) -> Block {
+        Block {
+            ptr,
+            len,
+            meta: (u64::from(class) << 32) | u64::from(index),
+        }
+    }
+
+    #[inline]
+    fn class_byte(&self) -> u8 {
+        (self.meta >> 32) as u8
+    }
+
+    #[inline]
+    fn index(&self) -> u32 {
+        self.meta as u32
     }
 
     /// Gives up the token, returning the pointer; free it with
@@ -100,6 +128,7 @@ static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
 /// The shard of the calling thread: threads are numbered in order of first
 /// use, round robin over the shards.
+#[inline]
 fn shard_no() -> usize {
     SHARD
         .try_with(|s| {
@@ -114,6 +143,59 @@ fn shard_no() -> usize {
         .unwrap_or(0)
 }
 
+/// A thread's cache of the global allocator, registered while the thread lives.
+struct LocalHandle {
+    cache: Arc<ThreadCache>,
+}
+
+impl LocalHandle {
+    fn register() -> LocalHandle {
+        let cache = Arc::new(ThreadCache::new(shard_no()));
+        PageAllocator::global().registry().push(Arc::clone(&cache));
+        LocalHandle { cache }
+    }
+}
+
+impl Drop for LocalHandle {
+    fn drop(&mut self) {
+        // The thread is exiting: give its slots back and fold its counters
+        // into the classes, atomically with respect to `stats`.
+        let a = PageAllocator::global();
+        let mut reg = a.registry();
+        for (c, lc) in self.cache.classes.iter().enumerate() {
+            lc.drain(&a.classes[c], self.cache.shard);
+            let (al, fr) = lc.counts();
+            a.classes[c].add_counts(al, fr);
+        }
+        reg.retain(|x| !Arc::ptr_eq(x, &self.cache));
+    }
+}
+
+thread_local! {
+    static CACHE: LocalHandle = LocalHandle::register();
+}
+
+/// Zeroes the first `len` bytes of a slot. Small pages are zeroed in whole
+/// 64-byte lines by inline vector stores (slot sizes are multiples of 64 and
+/// slots 64-byte aligned, so the rounded-up range stays inside the slot); a
+/// call to `memset` costs more than the stores for them.
+#[inline]
+fn zero_slot(ptr: NonNull<u8>, len: usize) {
+    if len <= 1024 {
+        let lines = len.div_ceil(64);
+        let p = ptr.as_ptr().cast::<[u64; 8]>();
+        for i in 0..lines {
+            // SAFETY: the slot is 64-byte aligned and at least
+            // lines * 64 bytes long (its size is a multiple of 64 >= len), and
+            // the caller owns it exclusively.
+            unsafe { p.add(i).write([0u64; 8]) };
+        }
+    } else {
+        // SAFETY: the slot holds at least `len` bytes, owned by the caller.
+        unsafe { ptr.as_ptr().write_bytes(0, len) };
+    }
+}
+
 /// The page allocator: size-class slabs with lock-free freelists for pages up
 /// to 64 KiB, a mutex path above. Memory of the slabs is kept (and reused)
 /// until the allocator is dropped; [`PageAllocator::global`] lives for the
@@ -121,6 +203,10 @@ fn shard_no() -> usize {
 pub struct PageAllocator {
     classes: Box<[SlabClass]>,
     large: LargeAlloc,
+    /// Whether thread caches serve this allocator (the global one only).
+    cached: bool,
+    /// Live thread caches (for statistics).
+    registry: Mutex<Vec<Arc<ThreadCache>>>,
 }
 
 impl Default for PageAllocator {
@@ -136,40 +222,62 @@ impl std::fmt::Debug for PageAllocator {
 }
 
 impl PageAllocator {
-    /// A fresh allocator with no memory reserved yet.
+    /// A fresh allocator with no memory reserved yet. It serves every thread
+    /// from the shared (sharded, lock-free) freelists; only
+    /// [`PageAllocator::global`] adds per-thread caches in front.
     pub fn new() -> PageAllocator {
         PageAllocator {
             classes: (0..NUM_CLASSES)
                 .map(|c| SlabClass::new(class_size(c)))
                 .collect(),
             large: LargeAlloc::default(),
+            cached: false,
+            registry: Mutex::new(Vec::new()),
         }
     }
 
-    /// The process-wide allocator every [`PageBuf`](crate::page_buf::PageBuf) uses.
+    /// The process-wide allocator every [`PageBuf`](crate::page_buf::PageBuf)
+    /// uses, with per-thread caches (see [`thread_cache`]).
     pub fn global() -> &'static PageAllocator {
         static GLOBAL: OnceLock<PageAllocator> = OnceLock::new();
-        GLOBAL.get_or_init(PageAllocator::new)
+        GLOBAL.get_or_init(|| PageAllocator {
+            cached: true,
+            ..PageAllocator::new()
+        })
     }
 
+    fn registry(&self) -> std::sync::MutexGuard<'_, Vec<Arc<ThreadCache>>> {
+        // Registry updates are single push/retain calls: consistent even
+        // after a panic elsewhere.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot of `class`: from the thread cache when this allocator has them
+    /// and the thread's cache is alive, else from the shared freelists.
+    #[inline]
+    fn take_slot(&self, class: usize) -> Result<(NonNull<u8>, u32)> {
+        let sc = &self.classes[class];
+        if self.cached {
+            if let Ok(r) = CACHE.try_with(|h| h.cache.classes[class].take(sc, h.cache.shard)) {
+                let (index, ptr) = r?;
+                return Ok((ptr, index));
+            }
+        }
+        sc.alloc(shard_no())
+    }
+
+    #[inline]
     fn alloc(&self, len: usize, zeroed: bool) -> Result<Block> {
         if len == 0 {
             return Err(Error::invalid("allocation of a zero-length page"));
         }
         if let Some(class) = class_of(len) {
-            match self.classes[class].alloc(shard_no()) {
+            match self.take_slot(class) {
                 Ok((ptr, index)) => {
                     if zeroed {
-                        // SAFETY: ptr is the start of a slot of at least `len`
-                        // bytes that we now own exclusively.
-                        unsafe { ptr.as_ptr().write_bytes(0, len) };
+                        zero_slot(ptr, len);
                     }
-                    return Ok(Block {
-                        ptr,
-                        len,
-                        index,
-                        class: class as u8,
-                    });
+                    return Ok(Block::new(ptr, len, class as u8, index));
                 }
                 // A full chunk table: serve it from the large path instead.
                 Err(e) if e.code == ErrorCode::OutOfMemory => {}
@@ -177,37 +285,49 @@ impl PageAllocator {
             }
         }
         let ptr = self.large.alloc(len, zeroed)?;
-        Ok(Block {
-            ptr,
-            len,
-            index: 0,
-            class: LARGE,
-        })
+        Ok(Block::new(ptr, len, LARGE, 0))
     }
 
     /// A zeroed, 64-byte aligned block of `len` (> 0) bytes.
+    #[inline]
     pub fn alloc_zeroed(&self, len: usize) -> Result<Block> {
         self.alloc(len, true)
     }
 
     /// A 64-byte aligned block of `len` (> 0) bytes with unspecified contents
     /// (for callers that overwrite it at once).
+    #[inline]
     pub fn alloc_uninit(&self, len: usize) -> Result<Block> {
         self.alloc(len, false)
     }
 
     /// Gives a block back. An error (and nothing freed) if the block is not a
     /// live allocation of this allocator.
+    #[inline]
     pub fn free(&self, block: Block) -> Result<()> {
-        if block.class == LARGE {
+        if block.class_byte() == LARGE {
             return self.large.free(block.ptr, block.len);
         }
         let class = self
             .classes
-            .get(block.class as usize)
+            .get(block.class_byte() as usize)
             .filter(|c| c.slot_size() >= block.len)
             .ok_or_else(|| Error::invalid("free of a block with a bad size class"))?;
-        class.free(block.ptr, block.index, shard_no())
+        if self.cached {
+            let link = class.check(block.ptr, block.index())?;
+            // No double-free check here: a `Block` is an owned token (not
+            // `Clone`), so freeing one twice takes unsafe forgery. `check`
+            // above is what safe code can get wrong (a block of another
+            // allocator); `free_raw` checks double frees strictly.
+            let c = block.class_byte() as usize;
+            if CACHE
+                .try_with(|h| h.cache.classes[c].give(class, h.cache.shard, block.index(), link))
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        class.free(block.ptr, block.index(), shard_no())
     }
 
     /// Frees the block at `ptr` of `len` bytes, as returned by
@@ -224,12 +344,9 @@ impl PageAllocator {
         let nn = NonNull::new(ptr).ok_or_else(|| Error::invalid("free of a null pointer"))?;
         if let Some(class) = class_of(len) {
             if let Some(index) = self.classes[class].index_of(ptr) {
-                return self.free(Block {
-                    ptr: nn,
-                    len,
-                    index,
-                    class: class as u8,
-                });
+                // The strict path: a CAS on the slot's link decides between
+                // racing frees, and the slot goes to the shared freelists.
+                return self.classes[class].free(nn, index, shard_no());
             }
         }
         if self.large.len_of(ptr).is_some() {
@@ -242,8 +359,22 @@ impl PageAllocator {
 
     /// Statistics per class and for the large path.
     pub fn stats(&self) -> AllocStats {
+        let reg = self.registry();
+        let mut extra = vec![(0u64, 0u64); NUM_CLASSES];
+        for tc in reg.iter() {
+            for (e, lc) in extra.iter_mut().zip(tc.classes.iter()) {
+                let (a, f) = lc.counts();
+                e.0 += a;
+                e.1 += f;
+            }
+        }
         AllocStats {
-            classes: self.classes.iter().map(SlabClass::stats).collect(),
+            classes: self
+                .classes
+                .iter()
+                .zip(extra)
+                .map(|(c, e)| c.stats(e))
+                .collect(),
             large: self.large.stats(),
         }
     }

@@ -29,6 +29,7 @@ pub const fn class_size(class: usize) -> usize {
 
 /// The class serving a request of `len` bytes, `None` when `len` is 0 or
 /// larger than [`MAX_SMALL`].
+#[inline]
 pub fn class_of(len: usize) -> Option<usize> {
     if len == 0 || len > MAX_SMALL {
         return None;
@@ -39,7 +40,7 @@ pub fn class_of(len: usize) -> Option<usize> {
     // len in (2^b, 2^(b+1)] with b >= 9: quarter steps of 2^b / 4.
     let b = usize::BITS - 1 - (len - 1).leading_zeros(); // floor(log2(len - 1))
     let base = 1usize << b;
-    let quarter = (len - base - 1) / (base / 4); // 0..=3
+    let quarter = (len - base - 1) >> (b - 2); // 0..=3 (base / 4 = 2^(b-2); no division)
     Some(8 + (b as usize - 9) * 4 + quarter)
 }
 

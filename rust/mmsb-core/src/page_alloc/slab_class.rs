@@ -19,7 +19,7 @@
 //! the link table, so the pages of a fresh chunk become resident when they are
 //! first used, not when the chunk is reserved.
 
-use super::freelist::{Freelist, Links, NIL};
+use super::freelist::{Freelist, Links, LIVE, NIL};
 use super::stats::ClassStats;
 use super::sync::{AtomicU32, Ordering};
 use crate::error::{Error, ErrorCode, Result};
@@ -58,6 +58,9 @@ pub(crate) struct SlabClass {
     nchunks: AtomicUsize,
     grow: Mutex<()>,
     slow_path: AtomicU64,
+    /// Slots a thread cache's free list holds before flushing (see
+    /// [`flush_limit`](super::thread_cache::flush_limit)).
+    flush_limit: u32,
 }
 
 impl SlabClass {
@@ -75,13 +78,16 @@ impl SlabClass {
             nchunks: AtomicUsize::new(0),
             grow: Mutex::new(()),
             slow_path: AtomicU64::new(0),
+            flush_limit: super::thread_cache::flush_limit(slot_size),
         }
     }
 
+    #[inline]
     fn slots_per_chunk(&self) -> usize {
         1 << self.shift
     }
 
+    #[inline]
     fn slot_bytes(&self) -> usize {
         self.slot_size << self.shift
     }
@@ -93,11 +99,33 @@ impl SlabClass {
     }
 
     /// Base of chunk `c`, which must be below `nchunks`.
+    #[inline]
     fn chunk(&self, c: usize) -> *mut u8 {
         self.chunks[c].load(Ordering::Acquire)
     }
 
+    /// The link word and the address of slot `index` (a published slot),
+    /// computed together (one chunk-table lookup).
+    #[inline]
+    pub fn slot(&self, index: u32) -> (&AtomicU32, NonNull<u8>) {
+        let base = self.chunk((index >> self.shift) as usize);
+        let slot = index as usize & (self.slots_per_chunk() - 1);
+        // SAFETY: `index` names a slot of a published chunk (callers pass
+        // indices from a freelist of this class, or checked ones), so `base`
+        // is non-null; the slot lies inside the chunk's slot area and its link
+        // inside the link table after it, initialised before publication,
+        // 4-byte aligned, and alive as long as `self`.
+        unsafe {
+            let link = &*base.add(self.slot_bytes()).cast::<AtomicU32>().add(slot);
+            (
+                link,
+                NonNull::new_unchecked(base.add(slot * self.slot_size)),
+            )
+        }
+    }
+
     /// Address of slot `index` (a published slot).
+    #[inline]
     fn slot_ptr(&self, index: u32) -> NonNull<u8> {
         let base = self.chunk((index >> self.shift) as usize);
         let off = (index as usize & (self.slots_per_chunk() - 1)) * self.slot_size;
@@ -108,6 +136,7 @@ impl SlabClass {
     }
 
     /// Allocates a slot from shard `shard`: its address and index.
+    #[inline]
     pub fn alloc(&self, shard: usize) -> Result<(NonNull<u8>, u32)> {
         let s = &self.shards[shard];
         let mut retries = 0;
@@ -134,6 +163,20 @@ impl SlabClass {
         if let Some(i) = self.shards[shard].list.pop(self, retries) {
             return Ok(i);
         }
+        let first = self.carve()?;
+        self.set_link(first, LIVE);
+        // Slot `first` is ours; the rest go onto our shard as one chain.
+        let last = first + self.slots_per_chunk() as u32 - 1;
+        self.shards[shard]
+            .list
+            .push_chain(self, first + 1, last, retries);
+        Ok(first)
+    }
+
+    /// Reserves a new chunk (the grow mutex must be held) and returns the
+    /// index of its first slot; its slots are linked in order, the last to
+    /// [`NIL`], and owned by the caller.
+    fn carve(&self) -> Result<u32> {
         let n = self.nchunks.load(Ordering::Relaxed);
         if n == MAX_CHUNKS {
             return Err(Error::new(
@@ -150,44 +193,115 @@ impl SlabClass {
                 format!("could not reserve a chunk of {} bytes", layout.size()),
             ));
         }
-        let spc = self.slots_per_chunk() as u32;
+        let spc = self.slots_per_chunk();
         let first = (n as u32) << self.shift;
-        {
-            // SAFETY: the link table occupies the last 4 * spc bytes of the
-            // fresh allocation, which is 4-byte aligned (slot bytes are a
-            // multiple of 64, the chunk 4096-aligned); nobody else can see the
-            // chunk yet. We initialise every link before publishing.
-            let links = unsafe {
-                let p = base.add(self.slot_bytes()).cast::<AtomicU32>();
-                for s in 0..spc as usize {
-                    p.add(s).write(AtomicU32::new(NIL));
-                }
-                std::slice::from_raw_parts(p, spc as usize)
-            };
-            for (s, link) in links.iter().enumerate().take(spc as usize - 1) {
-                link.store(first + s as u32 + 1, Ordering::Relaxed);
+        // SAFETY: the link table occupies the last 4 * spc bytes of the fresh
+        // allocation, which is 4-byte aligned (slot bytes are a multiple of 64,
+        // the chunk 4096-aligned); nobody else can see the chunk yet, and every
+        // link is written (initialised) here, before the chunk is published.
+        unsafe {
+            let p = base.add(self.slot_bytes()).cast::<AtomicU32>();
+            for s in 0..spc {
+                let next = if s + 1 < spc {
+                    first + s as u32 + 1
+                } else {
+                    NIL
+                };
+                p.add(s).write(AtomicU32::new(next));
             }
-            links[0].store(super::freelist::LIVE, Ordering::Relaxed);
         }
         self.chunks[n].store(base, Ordering::Release);
         self.nchunks.store(n + 1, Ordering::Release);
-        // Slot `first` is ours; the rest go onto our shard as one chain.
+        Ok(first)
+    }
+
+    /// For a thread cache: takes a whole chain of free slots (the shard's
+    /// list, else another shard's, else a fresh chunk). Returns its first
+    /// index; the chain is linked through the link table and ends in [`NIL`].
+    pub fn take_chain(&self, shard: usize) -> Result<u32> {
+        let mut retries = 0;
+        let r = self.take_chain_inner(shard, &mut retries);
+        if retries > 0 {
+            self.shards[shard]
+                .retries
+                .fetch_add(retries, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn take_chain_inner(&self, shard: usize, retries: &mut u64) -> Result<u32> {
+        let top = self.shards[shard].list.take_all(retries);
+        if top != NIL {
+            return Ok(top);
+        }
+        self.slow_path.fetch_add(1, Ordering::Relaxed);
+        for k in 1..SHARDS {
+            let top = self.shards[(shard + k) % SHARDS].list.take_all(retries);
+            if top != NIL {
+                return Ok(top);
+            }
+        }
+        let _g = self.grow.lock().unwrap_or_else(|p| p.into_inner());
+        let top = self.shards[shard].list.take_all(retries);
+        if top != NIL {
+            return Ok(top);
+        }
+        self.carve()
+    }
+
+    /// For a thread cache: puts a chain `first -> ... -> last` it owns onto
+    /// shard `shard`.
+    pub fn give_chain(&self, shard: usize, first: u32, last: u32) {
+        let mut retries = 0;
         self.shards[shard]
             .list
-            .push_chain(self, first + 1, first + spc - 1, retries);
-        Ok(first)
+            .push_chain(self, first, last, &mut retries);
+        if retries > 0 {
+            self.shards[shard]
+                .retries
+                .fetch_add(retries, Ordering::Relaxed);
+        }
+    }
+
+    /// The link word of slot `index` (its successor while on a list).
+    #[inline]
+    pub fn next_of(&self, index: u32) -> u32 {
+        self.link(index).load(Ordering::Relaxed)
+    }
+
+    /// Sets the link word of slot `index`, which the caller owns.
+    #[inline]
+    pub fn set_link(&self, index: u32, value: u32) {
+        self.link(index).store(value, Ordering::Relaxed);
+    }
+
+    /// Adds counts kept elsewhere (a retiring thread cache) to shard 0.
+    pub fn add_counts(&self, allocs: u64, frees: u64) {
+        self.shards[0].allocs.fetch_add(allocs, Ordering::Relaxed);
+        self.shards[0].frees.fetch_add(frees, Ordering::Relaxed);
+    }
+
+    /// Checks that (`ptr`, `index`) names a slot of this class; returns the
+    /// slot's link word.
+    #[inline]
+    pub fn check(&self, ptr: NonNull<u8>, index: u32) -> Result<&AtomicU32> {
+        let c = (index >> self.shift) as usize;
+        if c < self.nchunks.load(Ordering::Acquire) {
+            let (link, p) = self.slot(index);
+            if p == ptr {
+                return Ok(link);
+            }
+        }
+        Err(Error::invalid(format!(
+            "free of {ptr:p}: not a slot of the {} B class of this allocator",
+            self.slot_size
+        )))
     }
 
     /// Checks that (`ptr`, `index`) is a live slot of this class and frees it
     /// to shard `shard`.
     pub fn free(&self, ptr: NonNull<u8>, index: u32, shard: usize) -> Result<()> {
-        let c = (index >> self.shift) as usize;
-        if c >= self.nchunks.load(Ordering::Acquire) || self.slot_ptr(index) != ptr {
-            return Err(Error::invalid(format!(
-                "free of {ptr:p}: not a slot of the {} B class of this allocator",
-                self.slot_size
-            )));
-        }
+        self.check(ptr, index)?;
         if !Freelist::mark_free(self, index) {
             return Err(Error::invalid(format!(
                 "double free of {ptr:p} ({} B class)",
@@ -217,14 +331,22 @@ impl SlabClass {
         })
     }
 
+    /// Slots a thread cache may hold in its free list of this class.
+    #[inline]
+    pub fn flush_limit(&self) -> u32 {
+        self.flush_limit
+    }
+
     /// Slot size in bytes.
+    #[inline]
     pub fn slot_size(&self) -> usize {
         self.slot_size
     }
 
     /// A snapshot of the counters (see [`stats`](super::stats)).
-    pub fn stats(&self) -> ClassStats {
-        let (mut frees, mut allocs, mut retries) = (0, 0, 0);
+    /// `extra` = (allocations, frees) counted by thread caches.
+    pub fn stats(&self, extra: (u64, u64)) -> ClassStats {
+        let (mut allocs, mut frees, mut retries) = (extra.0, extra.1, 0);
         for s in self.shards.iter() {
             frees += s.frees.load(Ordering::Relaxed);
         }
@@ -248,6 +370,7 @@ impl SlabClass {
 }
 
 impl Links for SlabClass {
+    #[inline]
     fn link(&self, index: u32) -> &AtomicU32 {
         let base = self.chunk((index >> self.shift) as usize);
         let slot = index as usize & (self.slots_per_chunk() - 1);
