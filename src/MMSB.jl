@@ -54,6 +54,7 @@ include("Store.jl")
 include("Page.jl")
 include("Delta.jl")
 include("TLog.jl")
+include("Allocator.jl")
 
 """
     library_version() -> VersionNumber
@@ -110,5 +111,7 @@ export Delta, DeltaInfo, mask_words, sparse_delta, set_source!, set_intent!,
 export ReadOnlyState, Commit, commit!, create_page!, apply!, checkpoint!, replay, store_lsn,
     state_timestamp, durable_stats, sync!, log_summary, recovery_report, page_history,
     HistoryEntry
+# Allocator.jl
+export allocator_stats
 
 end # module MMSB
