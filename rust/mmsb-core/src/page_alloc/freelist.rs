@@ -218,7 +218,8 @@ mod tests {
         let popped: Vec<u32> = std::iter::from_fn(|| f.pop(&t, &mut r)).collect();
         assert_eq!(popped, vec![3, 2, 1, 0]);
         assert!(f.is_empty());
-        assert_eq!(r, 0);
+        // (No assertion on `r`: a weak CAS may fail spuriously even alone, as
+        // Miri simulates.)
     }
 
     #[test]

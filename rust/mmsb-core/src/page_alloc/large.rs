@@ -63,7 +63,8 @@ impl LargeAlloc {
             )
         })?;
         let mut g = self.lock();
-        g.live.insert(ptr.as_ptr() as usize, len);
+        // Exposed, so that Drop can rebuild the pointer from the address.
+        g.live.insert(ptr.as_ptr().expose_provenance(), len);
         let s = &mut g.stats;
         s.allocations += 1;
         s.slow_path += 1;
@@ -131,7 +132,7 @@ impl Drop for LargeAlloc {
             // responsible for outliving its blocks, see PageAllocator).
             unsafe {
                 alloc::dealloc(
-                    addr as *mut u8,
+                    std::ptr::with_exposed_provenance_mut::<u8>(addr),
                     Layout::from_size_align_unchecked(len, PAGE_ALIGN),
                 )
             };

@@ -58,11 +58,15 @@ const LARGE: u8 = u8::MAX;
 #[derive(Debug)]
 pub struct Block {
     ptr: NonNull<u8>,
-    len: usize,
-    /// `class << 32 | index`, one word (two narrower fields written apart
-    /// and read back together stall the store-forwarding of the return).
+    /// Everything else in one word, so a `Block` is two words and travels in
+    /// registers: bits 56..64 the class ([`LARGE`] for the large path); for
+    /// a class, bits 32..56 the length (at most 64 KiB) and bits 0..32 the
+    /// slot index; for a large block, bits 0..56 the length.
     meta: u64,
 }
+
+/// Largest length a large block can carry in [`Block::meta`] (2^56 - 1).
+const LEN_MASK: u64 = (1 << 56) - 1;
 
 // SAFETY: a Block is the sole owner of its memory region (like a Box<[u8]>
 // without drop glue); it exposes only a raw pointer, so sending or sharing the
@@ -81,12 +85,16 @@ impl Block {
     /// Length in bytes, as requested.
     #[inline]
     pub fn len(&self) -> usize {
-        self.len
+        if self.class_byte() == LARGE {
+            (self.meta & LEN_MASK) as usize
+        } else {
+            ((self.meta >> 32) & 0xFF_FFFF) as usize
+        }
     }
 
     /// Whether the block has no bytes (never: zero-length requests are refused).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// The size class serving this block, `None` for the large path.
@@ -95,18 +103,27 @@ impl Block {
         (c != LARGE).then_some(c as usize)
     }
 
+    /// A block of size class `class` (len <= 64 KiB).
     #[inline]
-    fn new(ptr: NonNull<u8>, len: usize, class: u8, index: u32) -> Block {
+    fn small(ptr: NonNull<u8>, len: usize, class: u8, index: u32) -> Block {
         Block {
             ptr,
-            len,
-            meta: (u64::from(class) << 32) | u64::from(index),
+            meta: (u64::from(class) << 56) | ((len as u64) << 32) | u64::from(index),
+        }
+    }
+
+    /// A large block (len < 2^56, checked by the caller).
+    #[inline]
+    fn large(ptr: NonNull<u8>, len: usize) -> Block {
+        Block {
+            ptr,
+            meta: (u64::from(LARGE) << 56) | (len as u64 & LEN_MASK),
         }
     }
 
     #[inline]
     fn class_byte(&self) -> u8 {
-        (self.meta >> 32) as u8
+        (self.meta >> 56) as u8
     }
 
     #[inline]
@@ -117,7 +134,7 @@ impl Block {
     /// Gives up the token, returning the pointer; free it with
     /// [`PageAllocator::free_raw`] (same pointer and length).
     pub fn into_raw(self) -> (NonNull<u8>, usize) {
-        (self.ptr, self.len)
+        (self.ptr, self.len())
     }
 }
 
@@ -173,6 +190,13 @@ impl Drop for LocalHandle {
 
 thread_local! {
     static CACHE: LocalHandle = LocalHandle::register();
+}
+
+/// The error of a `Block` whose size class does not exist or cannot hold it.
+#[cold]
+#[inline(never)]
+fn bad_class() -> Error {
+    Error::invalid("free of a block with a bad size class")
 }
 
 /// Zeroes the first `len` bytes of a slot. Small pages are zeroed in whole
@@ -277,15 +301,18 @@ impl PageAllocator {
                     if zeroed {
                         zero_slot(ptr, len);
                     }
-                    return Ok(Block::new(ptr, len, class as u8, index));
+                    return Ok(Block::small(ptr, len, class as u8, index));
                 }
                 // A full chunk table: serve it from the large path instead.
                 Err(e) if e.code == ErrorCode::OutOfMemory => {}
                 Err(e) => return Err(e),
             }
         }
+        if len as u64 > LEN_MASK {
+            return Err(Error::invalid(format!("page size {len} is too large")));
+        }
         let ptr = self.large.alloc(len, zeroed)?;
-        Ok(Block::new(ptr, len, LARGE, 0))
+        Ok(Block::large(ptr, len))
     }
 
     /// A zeroed, 64-byte aligned block of `len` (> 0) bytes.
@@ -306,13 +333,13 @@ impl PageAllocator {
     #[inline]
     pub fn free(&self, block: Block) -> Result<()> {
         if block.class_byte() == LARGE {
-            return self.large.free(block.ptr, block.len);
+            return self.large.free(block.ptr, block.len());
         }
         let class = self
             .classes
             .get(block.class_byte() as usize)
-            .filter(|c| c.slot_size() >= block.len)
-            .ok_or_else(|| Error::invalid("free of a block with a bad size class"))?;
+            .filter(|c| c.slot_size() >= block.len())
+            .ok_or_else(bad_class)?;
         if self.cached {
             let link = class.check(block.ptr, block.index())?;
             // No double-free check here: a `Block` is an owned token (not
@@ -321,7 +348,9 @@ impl PageAllocator {
             // allocator); `free_raw` checks double frees strictly.
             let c = block.class_byte() as usize;
             if CACHE
-                .try_with(|h| h.cache.classes[c].give(class, h.cache.shard, block.index(), link))
+                .try_with(|h| {
+                    h.cache.classes[c].give(class, h.cache.shard, block.index(), block.ptr, link)
+                })
                 .is_ok()
             {
                 return Ok(());

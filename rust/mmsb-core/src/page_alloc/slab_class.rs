@@ -292,10 +292,7 @@ impl SlabClass {
                 return Ok(link);
             }
         }
-        Err(Error::invalid(format!(
-            "free of {ptr:p}: not a slot of the {} B class of this allocator",
-            self.slot_size
-        )))
+        Err(not_a_slot(ptr, self.slot_size))
     }
 
     /// Checks that (`ptr`, `index`) is a live slot of this class and frees it
@@ -367,6 +364,16 @@ impl SlabClass {
             lock_contended: 0,
         }
     }
+}
+
+/// The error of a free that names no slot of the class (kept out of line so
+/// the fast paths stay small).
+#[cold]
+#[inline(never)]
+fn not_a_slot(ptr: NonNull<u8>, slot_size: usize) -> Error {
+    Error::invalid(format!(
+        "free of {ptr:p}: not a slot of the {slot_size} B class of this allocator"
+    ))
 }
 
 impl Links for SlabClass {

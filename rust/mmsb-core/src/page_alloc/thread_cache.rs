@@ -26,7 +26,8 @@
 use super::freelist::{LIVE, NIL};
 use super::size_class::NUM_CLASSES;
 use super::slab_class::SlabClass;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 /// Slots a thread's free list of a class may hold before it is flushed.
 pub fn flush_limit(slot_size: usize) -> u32 {
@@ -35,10 +36,18 @@ pub fn flush_limit(slot_size: usize) -> u32 {
 
 /// One class of one thread. Written only by the owning thread; the counters
 /// are read by others.
+///
+/// The free list is intrusive: a slot on it holds, in its first 16 bytes, the
+/// address of the next slot (8 bytes) and its own index (4 bytes). That is
+/// sound because a slot on a thread's free list belongs to that thread alone
+/// (its `Block` was given up, and no shared list holds it), and it makes an
+/// allocation a single load from memory the allocation is about to zero
+/// anyway, instead of a walk through the link table. The slot's link word
+/// meanwhile holds [`NIL`] (not `LIVE`), so `free_raw` still refuses it.
 #[derive(Default)]
 pub(crate) struct LocalClass {
-    free_head: AtomicU32,
-    free_tail: AtomicU32,
+    /// First slot of the free list (null when empty).
+    free_head: AtomicPtr<u8>,
     free_count: AtomicU32,
     alloc_head: AtomicU32,
     allocs: AtomicU64,
@@ -51,11 +60,20 @@ fn bump(c: &AtomicU64) {
     c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
+/// Reads the (next, index) pair a free-list slot holds.
+///
+/// # Safety
+/// `p` is a slot on the calling thread's free list (written by `give`).
+#[inline]
+unsafe fn read_entry(p: *mut u8) -> (*mut u8, u32) {
+    // SAFETY: the caller's contract: `p` is a 64-byte aligned slot of at least
+    // 64 bytes, owned by this thread, whose first 12 bytes `give` wrote.
+    unsafe { (p.cast::<*mut u8>().read(), p.add(8).cast::<u32>().read()) }
+}
+
 impl LocalClass {
     fn new() -> LocalClass {
         LocalClass {
-            free_head: AtomicU32::new(NIL),
-            free_tail: AtomicU32::new(NIL),
             alloc_head: AtomicU32::new(NIL),
             ..LocalClass::default()
         }
@@ -76,68 +94,87 @@ impl LocalClass {
         &self,
         class: &SlabClass,
         shard: usize,
-    ) -> crate::error::Result<(u32, std::ptr::NonNull<u8>)> {
+    ) -> crate::error::Result<(u32, NonNull<u8>)> {
         let f = self.free_head.load(Ordering::Relaxed);
-        let (index, from_free) = if f != NIL {
-            (f, true)
+        if let Some(p) = NonNull::new(f) {
+            // SAFETY: a non-null free head is a slot on this thread's free list.
+            let (next, index) = unsafe { read_entry(f) };
+            self.free_head.store(next, Ordering::Relaxed);
+            let n = self.free_count.load(Ordering::Relaxed);
+            self.free_count.store(n - 1, Ordering::Relaxed);
+            class.slot(index).0.store(LIVE, Ordering::Relaxed);
+            bump(&self.allocs);
+            return Ok((index, p));
+        }
+        let a = self.alloc_head.load(Ordering::Relaxed);
+        let index = if a != NIL {
+            a
         } else {
-            let a = self.alloc_head.load(Ordering::Relaxed);
-            (
-                if a != NIL {
-                    a
-                } else {
-                    class.take_chain(shard)?
-                },
-                false,
-            )
+            class.take_chain(shard)?
         };
         let (link, ptr) = class.slot(index);
-        let next = link.load(Ordering::Relaxed);
+        self.alloc_head
+            .store(link.load(Ordering::Relaxed), Ordering::Relaxed);
         link.store(LIVE, Ordering::Relaxed);
-        if from_free {
-            self.free_head.store(next, Ordering::Relaxed);
-            let n = self.free_count.load(Ordering::Relaxed) - 1;
-            self.free_count.store(n, Ordering::Relaxed);
-            if n == 0 {
-                self.free_tail.store(NIL, Ordering::Relaxed);
-            }
-        } else {
-            self.alloc_head.store(next, Ordering::Relaxed);
-        }
         bump(&self.allocs);
         Ok((index, ptr))
     }
 
-    /// Takes back a slot the owning thread frees (already checked).
+    /// Takes back a slot the owning thread frees (already checked): slot
+    /// `index` at `ptr`, whose link word is `link`.
     #[inline]
-    pub fn give(&self, class: &SlabClass, shard: usize, index: u32, link: &AtomicU32) {
+    pub fn give(
+        &self,
+        class: &SlabClass,
+        shard: usize,
+        index: u32,
+        ptr: NonNull<u8>,
+        link: &AtomicU32,
+    ) {
+        link.store(NIL, Ordering::Relaxed);
         let head = self.free_head.load(Ordering::Relaxed);
-        link.store(head, Ordering::Relaxed);
-        self.free_head.store(index, Ordering::Relaxed);
-        if head == NIL {
-            self.free_tail.store(index, Ordering::Relaxed);
+        // SAFETY: the slot (64-byte aligned, at least 64 bytes) was just given
+        // up by its owner and now belongs to this thread's free list alone.
+        unsafe {
+            ptr.as_ptr().cast::<*mut u8>().write(head);
+            ptr.as_ptr().add(8).cast::<u32>().write(index);
         }
+        self.free_head.store(ptr.as_ptr(), Ordering::Relaxed);
         let n = self.free_count.load(Ordering::Relaxed) + 1;
         bump(&self.frees);
         if n >= class.flush_limit() {
-            let tail = self.free_tail.load(Ordering::Relaxed);
-            class.give_chain(shard, index, tail);
-            self.free_head.store(NIL, Ordering::Relaxed);
-            self.free_tail.store(NIL, Ordering::Relaxed);
-            self.free_count.store(0, Ordering::Relaxed);
+            self.flush(class, shard);
         } else {
             self.free_count.store(n, Ordering::Relaxed);
         }
     }
 
+    /// Moves the whole free list to shard `shard` as one chain: links it
+    /// through the link table (a walk of at most the flush limit), one CAS.
+    #[cold]
+    fn flush(&self, class: &SlabClass, shard: usize) {
+        let mut p = self.free_head.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        self.free_count.store(0, Ordering::Relaxed);
+        if p.is_null() {
+            return;
+        }
+        // SAFETY: p is the head of this thread's free list.
+        let (mut next, first) = unsafe { read_entry(p) };
+        let mut last = first;
+        while !next.is_null() {
+            p = next;
+            // SAFETY: every entry of the list is a slot on this thread's free list.
+            let (n, index) = unsafe { read_entry(p) };
+            class.set_link(last, index);
+            last = index;
+            next = n;
+        }
+        class.give_chain(shard, first, last);
+    }
+
     /// Gives every cached slot back to the shared freelists.
     pub fn drain(&self, class: &SlabClass, shard: usize) {
-        let f = self.free_head.swap(NIL, Ordering::Relaxed);
-        if f != NIL {
-            class.give_chain(shard, f, self.free_tail.load(Ordering::Relaxed));
-        }
-        self.free_tail.store(NIL, Ordering::Relaxed);
-        self.free_count.store(0, Ordering::Relaxed);
+        self.flush(class, shard);
         let a = self.alloc_head.swap(NIL, Ordering::Relaxed);
         if a != NIL {
             let mut last = a;
