@@ -20,6 +20,10 @@ step "clippy (-D warnings)"
 step "cargo test (workspace)"
 (cd rust && cargo test --workspace --locked)
 
+step "GPU layer without a GPU: the check binary probes, reports unavailable, exits 2 (no panic)"
+rc=0; rust/target/debug/mmsb-gpu-check "$(mktemp -d)" || rc=$?
+[ "$rc" -eq 2 ] || { echo "mmsb-gpu-check exited $rc, expected 2 (no GPU here)"; exit 1; }
+
 step "loom model check of the allocator's lock-free freelist (cfg loom, bounded preemptions)"
 (cd rust && RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
     cargo test --locked -p mmsb-core --test loom_freelist)

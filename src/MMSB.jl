@@ -54,6 +54,8 @@ include("Store.jl")
 include("Page.jl")
 include("Delta.jl")
 include("TLog.jl")
+include("Gpu.jl")
+include("PropagationEngine.jl")
 include("Allocator.jl")
 
 """
@@ -111,6 +113,13 @@ export Delta, DeltaInfo, mask_words, sparse_delta, set_source!, set_intent!,
 export ReadOnlyState, Commit, commit!, create_page!, apply!, checkpoint!, replay, store_lsn,
     state_timestamp, durable_stats, sync!, log_summary, recovery_report, page_history,
     HistoryEntry
+# Gpu.jl
+export GpuStore, gpu_available, open_gpu_store, migrate_page!, apply_deltas!,
+    set_forced_failure!, set_host_copy!, gpu_stats
+# PropagationEngine.jl
+export add_dependency!, remove_dependency!, register_recompute!, clear_recompute!,
+    set_propagation_mode!, propagation_mode, propagate!, recompute_all!, batch_route_deltas!,
+    subscribe, unsubscribe!, is_stale, is_invalidated, children, parents, topo_order, cycle_path
 # Allocator.jl
 export allocator_stats
 

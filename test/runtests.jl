@@ -82,6 +82,12 @@ end
     @testset "TLog (durable store)" begin
         include("test_TLog.jl")
     end
+    @testset "PropagationEngine" begin
+        include("test_PropagationEngine.jl")
+    end
+    @testset "Gpu (GPU stores)" begin
+        include("test_Gpu.jl")
+    end
     @testset "Allocator" begin
         include("test_Allocator.jl")
     end
