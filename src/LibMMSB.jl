@@ -161,6 +161,34 @@ const MMSB_DTYPE_U32 = UInt8(7)
 """Numeric view element: u64."""
 const MMSB_DTYPE_U64 = UInt8(8)
 
+"""
+    MmsbAllocStats
+
+Counters of the page allocator: the totals, the large path, or one size class.
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbAllocStats
+    """Slot size in bytes of a size class; 0 for the totals and the large path."""
+    slot_size::UInt64
+    """Pages currently allocated."""
+    live_pages::UInt64
+    """Bytes currently allocated (slot bytes for a class, page bytes for large pages)."""
+    live_bytes::UInt64
+    """Bytes reserved from the system (slab chunks; live large pages)."""
+    reserved_bytes::UInt64
+    """Allocations since the process started."""
+    allocations::UInt64
+    """Frees since the process started."""
+    frees::UInt64
+    """Failed compare-and-swaps on the lock-free freelists (contention)."""
+    cas_retries::UInt64
+    """Slow-path entries: an empty freelist (steal or carve a chunk); every large-page call."""
+    slow_path::UInt64
+    """Large path only: times its mutex was found held by another thread."""
+    lock_contended::UInt64
+end
+
 """A page id (0 is never a page)."""
 const MmsbPageId = UInt64
 
@@ -461,6 +489,66 @@ struct MmsbTxnStats
     aborted::UInt64
     """Retries made by the Rust `with_transaction` (the C ABI's callers retry themselves)."""
     retries::UInt64
+end
+
+"""
+    mmsb_allocator_stats(out_stats) -> Int32
+
+C: `int32_t mmsb_allocator_stats(MmsbAllocStats *out_stats)`
+
+Writes the page allocator's totals (every size class plus the large path)
+into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_allocator_stats(out_stats)
+    ccall((:mmsb_allocator_stats, libmmsb), Int32, (Ptr{MmsbAllocStats},), out_stats)
+end
+
+"""
+    mmsb_allocator_large_stats(out_stats) -> Int32
+
+C: `int32_t mmsb_allocator_large_stats(MmsbAllocStats *out_stats)`
+
+Writes the counters of the large-page path (pages above 64 KiB) into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_allocator_large_stats(out_stats)
+    ccall((:mmsb_allocator_large_stats, libmmsb), Int32, (Ptr{MmsbAllocStats},), out_stats)
+end
+
+"""
+    mmsb_allocator_class_count(out_count) -> Int32
+
+C: `int32_t mmsb_allocator_class_count(uint64_t *out_count)`
+
+Writes the number of size classes (valid `class_index` values are below it)
+into `*out_count`.
+
+# Safety
+`out_count` is null or valid for one write.
+"""
+function mmsb_allocator_class_count(out_count)
+    ccall((:mmsb_allocator_class_count, libmmsb), Int32, (Ptr{UInt64},), out_count)
+end
+
+"""
+    mmsb_allocator_class_stats(class_index, out_stats) -> Int32
+
+C: `int32_t mmsb_allocator_class_stats(uint64_t class_index, MmsbAllocStats *out_stats)`
+
+Writes the counters of size class `class_index` (0 = the smallest slot size)
+into `*out_stats`. An index not below `mmsb_allocator_class_count` is
+`MMSB_ERR_INVALID_ARGUMENT`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_allocator_class_stats(class_index, out_stats)
+    ccall((:mmsb_allocator_class_stats, libmmsb), Int32, (UInt64, Ptr{MmsbAllocStats}), class_index, out_stats)
 end
 
 """

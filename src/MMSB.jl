@@ -57,6 +57,7 @@ include("TLog.jl")
 include("Gpu.jl")
 include("PropagationEngine.jl")
 include("Transaction.jl")
+include("Allocator.jl")
 
 """
     library_version() -> VersionNumber
@@ -122,5 +123,7 @@ export add_dependency!, remove_dependency!, register_recompute!, clear_recompute
     subscribe, unsubscribe!, is_stale, is_invalidated, children, parents, topo_order, cycle_path
 # Transaction.jl
 export Transaction, begin_transaction, with_transaction, page_epoch, abort!, transaction_stats
+# Allocator.jl
+export allocator_stats
 
 end # module MMSB

@@ -155,6 +155,28 @@
 // Numeric view element: u64.
 #define MMSB_DTYPE_U64 8
 
+// Counters of the page allocator: the totals, the large path, or one size class.
+typedef struct {
+  // Slot size in bytes of a size class; 0 for the totals and the large path.
+  uint64_t slot_size;
+  // Pages currently allocated.
+  uint64_t live_pages;
+  // Bytes currently allocated (slot bytes for a class, page bytes for large pages).
+  uint64_t live_bytes;
+  // Bytes reserved from the system (slab chunks; live large pages).
+  uint64_t reserved_bytes;
+  // Allocations since the process started.
+  uint64_t allocations;
+  // Frees since the process started.
+  uint64_t frees;
+  // Failed compare-and-swaps on the lock-free freelists (contention).
+  uint64_t cas_retries;
+  // Slow-path entries: an empty freelist (steal or carve a chunk); every large-page call.
+  uint64_t slow_path;
+  // Large path only: times its mutex was found held by another thread.
+  uint64_t lock_contended;
+} MmsbAllocStats;
+
 // A page id (0 is never a page).
 typedef uint64_t MmsbPageId;
 
@@ -396,6 +418,35 @@ typedef struct {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Writes the page allocator's totals (every size class plus the large path)
+// into `*out_stats`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_allocator_stats(MmsbAllocStats *out_stats);
+
+// Writes the counters of the large-page path (pages above 64 KiB) into `*out_stats`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_allocator_large_stats(MmsbAllocStats *out_stats);
+
+// Writes the number of size classes (valid `class_index` values are below it)
+// into `*out_count`.
+//
+// # Safety
+// `out_count` is null or valid for one write.
+int32_t mmsb_allocator_class_count(uint64_t *out_count);
+
+// Writes the counters of size class `class_index` (0 = the smallest slot size)
+// into `*out_stats`. An index not below `mmsb_allocator_class_count` is
+// `MMSB_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_allocator_class_stats(uint64_t class_index,
+                                   MmsbAllocStats *out_stats);
 
 // Builds a delta that writes `payload` (`len` bytes) at `offset` of `page`,
 // where `mask` (`mask_words` u64 words, one bit per byte) is set; a null mask

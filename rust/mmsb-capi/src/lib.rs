@@ -18,6 +18,7 @@
 //!
 //! Memory ownership (when to copy, when a borrow ends) is in `docs/api.md`.
 
+pub mod alloc_api;
 pub mod delta_api;
 pub mod durable_api;
 pub mod error_api;
@@ -30,6 +31,7 @@ pub mod status;
 pub mod store_api;
 pub mod txn_api;
 
+pub use alloc_api::*;
 pub use delta_api::*;
 pub use durable_api::*;
 pub use error_api::*;

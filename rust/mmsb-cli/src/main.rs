@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod bench_alloc;
 mod bench_delta;
 mod bench_log;
 mod bench_propagation;
@@ -59,6 +60,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchGroup {
+    /// The page allocator: allocate+free latency against malloc and
+    /// mimalloc, and resident memory of 1M pages of 1 KiB.
+    Alloc(bench_alloc::BenchAllocArgs),
     /// Delta apply kernels (scalar, AVX2, AVX-512) against memcpy.
     Delta(bench_delta::BenchDeltaArgs),
     /// The durable log: commits/s against SQLite, append bandwidth against
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Bench { group } => match group {
+            BenchGroup::Alloc(a) => bench_alloc::run(a),
             BenchGroup::Delta(a) => bench_delta::run(a),
             BenchGroup::Log(a) => bench_log::run(a),
             BenchGroup::Propagation(a) => bench_propagation::run(a),

@@ -9,6 +9,8 @@
 //! A guide to the modules, in the order a reader meets them:
 //!
 //! * [`error`]: the error taxonomy with stable codes, shared with the C ABI and Julia.
+//! * [`page_alloc`]: layer 0, the page allocator (size-class slabs, lock-free
+//!   freelists, thread caches, a mutex path for large pages, statistics).
 //! * [`page_id`], [`location`], [`dtype`], [`page_buf`], [`page`]: what a page is.
 //! * [`mask`], [`delta`]: what a change is, and its validation rules.
 //! * [`apply`]: the apply kernels (reference, scalar, SIMD) and their dispatch.
@@ -67,6 +69,7 @@ pub mod id_hash;
 pub mod location;
 pub mod mask;
 pub mod page;
+pub mod page_alloc;
 pub mod page_buf;
 pub mod page_id;
 pub mod page_store;
