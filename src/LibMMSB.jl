@@ -359,6 +359,10 @@ struct MmsbGpuStats
     pages_restored_from_host_copy::UInt64
     """Launch groups applied on the device."""
     gpu_groups::UInt64
+    """Launch groups captured into a CUDA graph (graph replay on)."""
+    graph_captures::UInt64
+    """Launch groups run by replaying a captured graph."""
+    graph_replays::UInt64
 end
 
 """
@@ -1186,6 +1190,25 @@ None beyond passing a handle value (checked).
 """
 function mmsb_gpu_set_host_copy(store, on)
     ccall((:mmsb_gpu_set_host_copy, libmmsb), Int32, (MmsbGpuStore, Bool), store, on)
+end
+
+"""
+    mmsb_gpu_set_graph_replay(store, on) -> Int32
+
+C: `int32_t mmsb_gpu_set_graph_replay(MmsbGpuStore store, bool on)`
+
+Turns CUDA-graph replay of steady batches on or off (off by default).
+With it on, a batch whose device deltas touch each page once is captured
+into a graph once per batch shape (same pages, ranges and masks) and
+replayed for every later batch of that shape: for repetitive workloads.
+Results are the same either way; `mmsb_gpu_stats` counts captures and
+replays (the emulated device counts what a GPU would have done).
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_set_graph_replay(store, on)
+    ccall((:mmsb_gpu_set_graph_replay, libmmsb), Int32, (MmsbGpuStore, Bool), store, on)
 end
 
 """

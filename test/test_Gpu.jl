@@ -66,3 +66,28 @@ end
         @test_throws InvalidArgumentError set_forced_failure!(gs, :sometimes)
     end
 end
+
+@testset "graph replay toggle: same bytes, one capture per batch shape" begin
+    open_gpu_store(; emulated = true) do gs
+        for p in 1:2
+            create_page(gs, p, 64; location = :gpu)
+        end
+        ref = Dict(p => zeros(UInt8, 64) for p in 1:2)
+        set_graph_replay!(gs, true)
+        for wave in 1:5
+            deltas = [Delta(PageId(p), 8, UInt8[(wave * 13 + p + k) % 256 for k in 1:16]) for p in 1:2]
+            apply_deltas!(gs, deltas)
+            for p in 1:2
+                ref_apply!(ref[p], 8, UInt8[(wave * 13 + p + k) % 256 for k in 1:16], nothing)
+            end
+            foreach(close, deltas)
+        end
+        set_graph_replay!(gs, false)
+        for p in 1:2
+            @test read_page(gs, p) == ref[p]
+        end
+        st = gpu_stats(gs)
+        @test st.graph_captures == 1
+        @test st.graph_replays == 4
+    end
+end

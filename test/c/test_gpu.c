@@ -121,6 +121,45 @@ static void test_migration_keeps_bytes_and_epoch(void) {
     EXPECT_OK(mmsb_gpu_store_close(s));
 }
 
+/* Graph replay on: waves of the same shape (one dense delta per page, same
+ * ranges) are captured once and replayed; the bytes equal a C model; turning
+ * replay off returns to the stream path. */
+static void test_graph_replay_toggle(void) {
+    enum { PAGES = 2, SIZE = 64 };
+    uint8_t model[PAGES][SIZE];
+    memset(model, 0, sizeof model);
+    MmsbGpuStore s = 0;
+    EXPECT_OK(mmsb_gpu_store_open_emulated(&s));
+    for (int p = 0; p < PAGES; p++) {
+        uint8_t at = 99;
+        EXPECT_OK(mmsb_gpu_create_page(s, (uint64_t)p + 1, SIZE, MMSB_LOCATION_GPU, &at));
+    }
+    EXPECT_OK(mmsb_gpu_set_graph_replay(s, true));
+    for (int wave = 0; wave < 6; wave++) {
+        if (wave == 4) EXPECT_OK(mmsb_gpu_set_graph_replay(s, false));
+        MmsbDelta ds[PAGES];
+        for (int p = 0; p < PAGES; p++) {
+            uint8_t bytes[16];
+            for (int k = 0; k < 16; k++) bytes[k] = (uint8_t)(wave * 31 + p * 7 + k);
+            EXPECT_OK(mmsb_delta_new_dense((uint64_t)p + 1, 8, bytes, 16, NULL, 0, &ds[p]));
+            memcpy(&model[p][8], bytes, 16);
+        }
+        EXPECT_OK(mmsb_gpu_apply_deltas(s, ds, PAGES));
+        for (int p = 0; p < PAGES; p++) EXPECT_OK(mmsb_delta_free(ds[p]));
+    }
+    for (int p = 0; p < PAGES; p++) {
+        uint8_t buf[SIZE];
+        uint64_t len = 0;
+        EXPECT_OK(mmsb_gpu_read_page(s, (uint64_t)p + 1, buf, SIZE, &len));
+        CHECK(len == SIZE && memcmp(buf, model[p], SIZE) == 0);
+    }
+    MmsbGpuStats st;
+    EXPECT_OK(mmsb_gpu_stats(s, &st));
+    CHECK(st.graph_captures == 1 && st.graph_replays == 3);
+    EXPECT_ERR(mmsb_gpu_set_graph_replay(0, true), MMSB_ERR_INVALID_HANDLE, NULL);
+    EXPECT_OK(mmsb_gpu_store_close(s));
+}
+
 int main(void) {
     /* Helpers of the shared harness this program does not need. */
     (void)page_equals;
@@ -133,6 +172,7 @@ int main(void) {
     test_emulated_fallback(0);
     test_emulated_fallback(1);
     test_migration_keeps_bytes_and_epoch();
+    test_graph_replay_toggle();
     CHECK(live_handles() == live_start);
     int pass = atomic_load(&g_pass), fail = atomic_load(&g_fail);
     printf("%d passed, %d failed\n", pass, fail);

@@ -311,6 +311,10 @@ typedef struct {
   uint64_t pages_restored_from_host_copy;
   // Launch groups applied on the device.
   uint64_t gpu_groups;
+  // Launch groups captured into a CUDA graph (graph replay on).
+  uint64_t graph_captures;
+  // Launch groups run by replaying a captured graph.
+  uint64_t graph_replays;
 } MmsbGpuStats;
 
 // What `mmsb_page_info` reports.
@@ -815,6 +819,18 @@ int32_t mmsb_gpu_set_forced_failure(MmsbGpuStore store,
 // None beyond passing a handle value (checked).
 int32_t mmsb_gpu_set_host_copy(MmsbGpuStore store,
                                bool on);
+
+// Turns CUDA-graph replay of steady batches on or off (off by default).
+// With it on, a batch whose device deltas touch each page once is captured
+// into a graph once per batch shape (same pages, ranges and masks) and
+// replayed for every later batch of that shape: for repetitive workloads.
+// Results are the same either way; `mmsb_gpu_stats` counts captures and
+// replays (the emulated device counts what a GPU would have done).
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_set_graph_replay(MmsbGpuStore store,
+                                  bool on);
 
 // Creates a zeroed page `page` (a caller-chosen non-zero id) of `size` bytes
 // at `location` (`MMSB_LOCATION_*`) and writes where it was placed into

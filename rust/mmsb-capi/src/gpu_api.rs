@@ -50,6 +50,10 @@ pub struct MmsbGpuStats {
     pub pages_restored_from_host_copy: u64,
     /// Launch groups applied on the device.
     pub gpu_groups: u64,
+    /// Launch groups captured into a CUDA graph (graph replay on).
+    pub graph_captures: u64,
+    /// Launch groups run by replaying a captured graph.
+    pub graph_replays: u64,
 }
 
 /// Runs `f` on the GPU store behind `store` (under its lock).
@@ -154,6 +158,25 @@ pub unsafe extern "C" fn mmsb_gpu_set_forced_failure(store: MmsbGpuStore, point:
 #[no_mangle]
 pub unsafe extern "C" fn mmsb_gpu_set_host_copy(store: MmsbGpuStore, on: bool) -> i32 {
     call(|| with_gpu(store, |g| g.set_host_copy(on)))
+}
+
+/// Turns CUDA-graph replay of steady batches on or off (off by default).
+/// With it on, a batch whose device deltas touch each page once is captured
+/// into a graph once per batch shape (same pages, ranges and masks) and
+/// replayed for every later batch of that shape: for repetitive workloads.
+/// Results are the same either way; `mmsb_gpu_stats` counts captures and
+/// replays (the emulated device counts what a GPU would have done).
+///
+/// # Safety
+/// None beyond passing a handle value (checked).
+#[no_mangle]
+pub unsafe extern "C" fn mmsb_gpu_set_graph_replay(store: MmsbGpuStore, on: bool) -> i32 {
+    call(|| {
+        with_gpu(store, |g| {
+            g.set_graph_replay(on);
+            Ok(())
+        })
+    })
 }
 
 /// Creates a zeroed page `page` (a caller-chosen non-zero id) of `size` bytes
@@ -308,6 +331,8 @@ pub unsafe extern "C" fn mmsb_gpu_stats(store: MmsbGpuStore, out_stats: *mut Mms
             pages_moved_to_cpu: s.pages_moved_to_cpu,
             pages_restored_from_host_copy: s.pages_restored_from_host_copy,
             gpu_groups: s.gpu_groups,
+            graph_captures: s.graph_captures,
+            graph_replays: s.graph_replays,
         };
         // SAFETY: caller contract above.
         unsafe { out(out_stats, v, "out_stats") }

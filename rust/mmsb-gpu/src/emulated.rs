@@ -18,6 +18,8 @@ use std::collections::HashMap;
 pub struct EmulatedDevice {
     bufs: HashMap<u64, Vec<u8>>,
     next: u64,
+    /// The batch shape of the last "captured graph" (graph replay emulation).
+    pub(crate) graph_shape: Option<(usize, usize, u64)>,
 }
 
 impl EmulatedDevice {
@@ -26,6 +28,7 @@ impl EmulatedDevice {
         EmulatedDevice {
             bufs: HashMap::new(),
             next: 1 << 20,
+            graph_shape: None,
         }
     }
 
