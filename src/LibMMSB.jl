@@ -365,6 +365,25 @@ struct MmsbGpuStats
     graph_replays::UInt64
 end
 
+"""A GPU mirror handle (0 is null): see `mmsb_gpu_mirror_attach`."""
+const MmsbGpuMirror = UInt64
+
+"""
+    MmsbGpuMirrorStats
+
+What `mmsb_gpu_mirror_stats` reports.
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbGpuMirrorStats
+    """Refresh rounds run (one per acknowledged commit that marked pages)."""
+    refreshes::UInt64
+    """Device copies refreshed (pages, summed over rounds)."""
+    pages_refreshed::UInt64
+    """Rounds that failed (the commits themselves were not affected)."""
+    errors::UInt64
+end
+
 """
     MmsbPageInfo
 
@@ -1315,6 +1334,56 @@ Writes the store's fallback statistics into `*out_stats`.
 """
 function mmsb_gpu_stats(store, out_stats)
     ccall((:mmsb_gpu_stats, libmmsb), Int32, (MmsbGpuStore, Ptr{MmsbGpuStats}), store, out_stats)
+end
+
+"""
+    mmsb_gpu_mirror_attach(gpu, durable, location, out_mirror) -> Int32
+
+C: `int32_t mmsb_gpu_mirror_attach(MmsbGpuStore gpu, MmsbStore durable, uint8_t location, MmsbGpuMirror *out_mirror)`
+
+Makes gpu-sync edges of the durable store `durable` (from
+`mmsb_store_open`) act by themselves:
+after every later acknowledged commit that marks pages for a device sync
+(children of gpu-sync edges whose parent changed), the GPU store `gpu`'s
+copies of those pages are refreshed with their bytes and epoch (created at
+`location`, an `MMSB_LOCATION_*`, the first time), before the commit call
+returns. Pages pending now are refreshed at once. Detach with
+`mmsb_gpu_mirror_detach`. Do not call `mmsb_gpu_*` on `gpu` from inside
+another subscriber's callback of the same store.
+
+# Safety
+`out_mirror` is null or valid for one write.
+"""
+function mmsb_gpu_mirror_attach(gpu, durable, location, out_mirror)
+    ccall((:mmsb_gpu_mirror_attach, libmmsb), Int32, (MmsbGpuStore, MmsbStore, UInt8, Ptr{MmsbGpuMirror}), gpu, durable, location, out_mirror)
+end
+
+"""
+    mmsb_gpu_mirror_stats(mirror, out_stats) -> Int32
+
+C: `int32_t mmsb_gpu_mirror_stats(MmsbGpuMirror mirror, MmsbGpuMirrorStats *out_stats)`
+
+Writes what a GPU mirror did into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_gpu_mirror_stats(mirror, out_stats)
+    ccall((:mmsb_gpu_mirror_stats, libmmsb), Int32, (MmsbGpuMirror, Ptr{MmsbGpuMirrorStats}), mirror, out_stats)
+end
+
+"""
+    mmsb_gpu_mirror_detach(mirror) -> Int32
+
+C: `int32_t mmsb_gpu_mirror_detach(MmsbGpuMirror mirror)`
+
+Stops a GPU mirror (later commits refresh nothing); the handle becomes stale.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_mirror_detach(mirror)
+    ccall((:mmsb_gpu_mirror_detach, libmmsb), Int32, (MmsbGpuMirror,), mirror)
 end
 
 """
