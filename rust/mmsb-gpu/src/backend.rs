@@ -8,6 +8,7 @@
 use crate::csr::Csr;
 use crate::cuda_device::CudaDevice;
 use crate::delta_gpu;
+use crate::device_wave::WaveCommand;
 use crate::emulated::EmulatedDevice;
 use crate::graph_replay::{batch_shape, SteadyBatch};
 use crate::semiring_cpu::{self, Elem, Semiring};
@@ -195,6 +196,15 @@ impl Backend {
                 }
                 r.map(|()| run)
             }
+        }
+    }
+
+    /// Runs one level of a device wave (`kernels/wave.cu`); returns, per
+    /// command, whether its page's bytes changed.
+    pub fn wave_level(&mut self, cmds: &[WaveCommand]) -> Result<Vec<bool>> {
+        match self {
+            Backend::Emulated(e) => e.wave_level(cmds),
+            Backend::Cuda(c) => crate::device_wave_gpu::launch_level(&c.dev, cmds),
         }
     }
 

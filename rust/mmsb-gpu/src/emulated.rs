@@ -9,6 +9,7 @@
 //! failure halfway through a batch.
 
 use crate::backend::DevBuf;
+use crate::device_wave::WaveCommand;
 use mmsb_core::delta::Delta;
 use mmsb_core::error::{Error, Result};
 use std::collections::HashMap;
@@ -80,5 +81,23 @@ impl EmulatedDevice {
             mmsb_core::apply::apply(&mut b[lo..hi], d)?;
         }
         Ok(())
+    }
+
+    /// One level of a device wave, on the CPU: `dst = f(src)` per command.
+    pub fn wave_level(&mut self, cmds: &[WaveCommand]) -> Result<Vec<bool>> {
+        let mut changed = Vec::with_capacity(cmds.len());
+        for c in cmds {
+            let src = self
+                .bufs
+                .get(&c.src.addr)
+                .ok_or_else(|| Error::invalid("unknown emulated buffer"))?[..c.len]
+                .to_vec();
+            let dst = self
+                .bufs
+                .get_mut(&c.dst.addr)
+                .ok_or_else(|| Error::invalid("unknown emulated buffer"))?;
+            changed.push(c.f.run_cpu(&src, &mut dst[..c.len]));
+        }
+        Ok(changed)
     }
 }

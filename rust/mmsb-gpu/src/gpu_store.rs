@@ -218,6 +218,56 @@ impl GpuStore {
         Ok(())
     }
 
+    /// The device buffer of a page that lives on the device.
+    pub(crate) fn device_buf(&self, id: PageId) -> Option<DevBuf> {
+        match self.pages.get(&id) {
+            Some(Slot {
+                mem: Mem::Device(b),
+                ..
+            }) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// Whether `p` is the forced failure point.
+    pub(crate) fn forced_failure(&self, p: FailurePoint) -> bool {
+        self.forced(p)
+    }
+
+    /// The device, if there is one.
+    pub(crate) fn backend_mut(&mut self) -> Option<&mut Backend> {
+        self.backend.as_mut()
+    }
+
+    /// Counts a kernel failure whose work finished on the CPU.
+    pub(crate) fn note_kernel_failure(&mut self) {
+        self.stats.kernel_failures += 1;
+        self.stats.ops_finished_on_cpu += 1;
+    }
+
+    /// Replaces a page's bytes, keeping its location and epoch (a failed
+    /// upload keeps the bytes on the host, as `mirror_page` does).
+    pub(crate) fn overwrite(&mut self, id: PageId, bytes: &[u8]) -> Result<()> {
+        let (epoch, at) = (self.epoch(id)?, self.location(id)?);
+        self.mirror_page(id, bytes, epoch, at)
+    }
+
+    /// After a device wave changed page `id`: one more epoch, and its host
+    /// copy (if kept) follows the device bytes.
+    pub(crate) fn bump_after_wave(&mut self, id: PageId) -> Result<()> {
+        let refresh = self.keep_host_copy && self.is_device(id);
+        let copy = if refresh { Some(self.read(id)?) } else { None };
+        let slot = self
+            .pages
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found(format!("no page {id} in the GPU store")))?;
+        slot.epoch += 1;
+        if copy.is_some() {
+            slot.host_copy = copy;
+        }
+        Ok(())
+    }
+
     /// Turns CUDA-graph replay of steady batches on or off. With it on, a
     /// batch whose device deltas form one launch group (no page twice) is
     /// staged into a graph captured once per batch shape (staged bytes,
