@@ -463,6 +463,29 @@ struct MmsbStoreStats
     bytes_written::UInt64
 end
 
+"""A transaction handle (0 is null)."""
+const MmsbTxn = UInt64
+
+"""
+    MmsbTxnStats
+
+Transaction counters of a durable store (`mmsb_txn_stats`).
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbTxnStats
+    """Transactions begun (each retry counts)."""
+    begun::UInt64
+    """Transactions committed (read-only ones included)."""
+    committed::UInt64
+    """Attempts that failed with a conflict (at a read or at commit)."""
+    conflicts::UInt64
+    """Transactions aborted (explicitly, freed unfinished, or by a failed commit)."""
+    aborted::UInt64
+    """Retries made by the Rust `with_transaction` (the C ABI's callers retry themselves)."""
+    retries::UInt64
+end
+
 """
     mmsb_delta_new_dense(page, offset, payload, len, mask, mask_words, out_delta) -> Int32
 
@@ -1963,6 +1986,143 @@ None beyond passing handle values (checked).
 """
 function mmsb_store_check_delta(store, delta)
     ccall((:mmsb_store_check_delta, libmmsb), Int32, (MmsbStore, MmsbDelta), store, delta)
+end
+
+"""
+    mmsb_txn_begin(store, out_txn) -> Int32
+
+C: `int32_t mmsb_txn_begin(MmsbStore store, MmsbTxn *out_txn)`
+
+Begins a transaction on the durable store `store` and writes its handle
+into `*out_txn`. Free it with `mmsb_txn_free`.
+
+# Safety
+`out_txn` is null or valid for one write.
+"""
+function mmsb_txn_begin(store, out_txn)
+    ccall((:mmsb_txn_begin, libmmsb), Int32, (MmsbStore, Ptr{MmsbTxn}), store, out_txn)
+end
+
+"""
+    mmsb_txn_read(txn, page, offset, buf, len) -> Int32
+
+C: `int32_t mmsb_txn_read(MmsbTxn txn, MmsbPageId page, uint64_t offset, uint8_t *buf, uint64_t len)`
+
+Copies `len` bytes of the page, starting at `offset`, as the transaction
+sees it (the version it read, with its own buffered deltas applied) into
+`buf`. The first read of a page adds it to the read set; if a page read
+earlier has changed since, this fails with `MMSB_ERR_TRANSACTION_CONFLICT`.
+
+# Safety
+`buf` is null (only with `len` 0) or valid for writing `len` bytes.
+"""
+function mmsb_txn_read(txn, page, offset, buf, len)
+    ccall((:mmsb_txn_read, libmmsb), Int32, (MmsbTxn, MmsbPageId, UInt64, Ptr{UInt8}, UInt64), txn, page, offset, buf, len)
+end
+
+"""
+    mmsb_txn_page_epoch(txn, page, out_epoch) -> Int32
+
+C: `int32_t mmsb_txn_page_epoch(MmsbTxn txn, MmsbPageId page, uint64_t *out_epoch)`
+
+The page's epoch as the transaction read it (reading it if not yet read).
+
+# Safety
+`out_epoch` is null or valid for one write.
+"""
+function mmsb_txn_page_epoch(txn, page, out_epoch)
+    ccall((:mmsb_txn_page_epoch, libmmsb), Int32, (MmsbTxn, MmsbPageId, Ptr{UInt64}), txn, page, out_epoch)
+end
+
+"""
+    mmsb_txn_write_delta(txn, delta) -> Int32
+
+C: `int32_t mmsb_txn_write_delta(MmsbTxn txn, MmsbDelta delta)`
+
+Buffers \"apply this delta\" (copied: the delta handle stays the caller's).
+Validated against its page now; applied only if the transaction commits.
+
+# Safety
+None beyond passing handle values (checked).
+"""
+function mmsb_txn_write_delta(txn, delta)
+    ccall((:mmsb_txn_write_delta, libmmsb), Int32, (MmsbTxn, MmsbDelta), txn, delta)
+end
+
+"""
+    mmsb_txn_set_intent(txn, json) -> Int32
+
+C: `int32_t mmsb_txn_set_intent(MmsbTxn txn, const char *json)`
+
+Sets the intent recorded with the commit: a NUL-terminated JSON document,
+stored on every delta of the commit that has no intent of its own.
+
+# Safety
+`json` is null or a NUL-terminated string.
+"""
+function mmsb_txn_set_intent(txn, json)
+    ccall((:mmsb_txn_set_intent, libmmsb), Int32, (MmsbTxn, Cstring), txn, json)
+end
+
+"""
+    mmsb_txn_commit(txn, out_lsn) -> Int32
+
+C: `int32_t mmsb_txn_commit(MmsbTxn txn, uint64_t *out_lsn)`
+
+Commits the transaction and writes the commit's LSN into `*out_lsn` (for a
+transaction that only read: the LSN it was validated at; nothing is logged).
+A conflict is `MMSB_ERR_TRANSACTION_CONFLICT` (retryable: free the
+transaction and run it again) and leaves no trace. Either way the
+transaction is finished.
+
+# Safety
+`out_lsn` is null or valid for one write.
+"""
+function mmsb_txn_commit(txn, out_lsn)
+    ccall((:mmsb_txn_commit, libmmsb), Int32, (MmsbTxn, Ptr{UInt64}), txn, out_lsn)
+end
+
+"""
+    mmsb_txn_abort(txn) -> Int32
+
+C: `int32_t mmsb_txn_abort(MmsbTxn txn)`
+
+Aborts the transaction: its buffered writes are dropped, nothing reached
+the store. A finished transaction is left as it is.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_txn_abort(txn)
+    ccall((:mmsb_txn_abort, libmmsb), Int32, (MmsbTxn,), txn)
+end
+
+"""
+    mmsb_txn_free(txn) -> Int32
+
+C: `int32_t mmsb_txn_free(MmsbTxn txn)`
+
+Frees a transaction handle, aborting it if it is still open.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_txn_free(txn)
+    ccall((:mmsb_txn_free, libmmsb), Int32, (MmsbTxn,), txn)
+end
+
+"""
+    mmsb_txn_stats(store, out_stats) -> Int32
+
+C: `int32_t mmsb_txn_stats(MmsbStore store, MmsbTxnStats *out_stats)`
+
+Writes the durable store's transaction counters into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_txn_stats(store, out_stats)
+    ccall((:mmsb_txn_stats, libmmsb), Int32, (MmsbStore, Ptr{MmsbTxnStats}), store, out_stats)
 end
 
 end # module LibMMSB

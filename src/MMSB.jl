@@ -56,6 +56,7 @@ include("Delta.jl")
 include("TLog.jl")
 include("Gpu.jl")
 include("PropagationEngine.jl")
+include("Transaction.jl")
 
 """
     library_version() -> VersionNumber
@@ -119,5 +120,7 @@ export GpuStore, gpu_available, open_gpu_store, migrate_page!, apply_deltas!,
 export add_dependency!, remove_dependency!, register_recompute!, clear_recompute!,
     set_propagation_mode!, propagation_mode, propagate!, recompute_all!, batch_route_deltas!,
     subscribe, unsubscribe!, is_stale, is_invalidated, children, parents, topo_order, cycle_path
+# Transaction.jl
+export Transaction, begin_transaction, with_transaction, page_epoch, abort!, transaction_stats
 
 end # module MMSB

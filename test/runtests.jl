@@ -88,6 +88,9 @@ end
     @testset "Gpu (GPU stores)" begin
         include("test_Gpu.jl")
     end
+    @testset "Transaction" begin
+        include("test_transaction.jl")
+    end
     @testset "no leaked handles" begin
         # Deltas the tests dropped without `close` are freed by their finalizers.
         for _ in 1:20

@@ -393,6 +393,23 @@ typedef struct {
   uint64_t bytes_written;
 } MmsbStoreStats;
 
+// A transaction handle (0 is null).
+typedef uint64_t MmsbTxn;
+
+// Transaction counters of a durable store (`mmsb_txn_stats`).
+typedef struct {
+  // Transactions begun (each retry counts).
+  uint64_t begun;
+  // Transactions committed (read-only ones included).
+  uint64_t committed;
+  // Attempts that failed with a conflict (at a read or at commit).
+  uint64_t conflicts;
+  // Transactions aborted (explicitly, freed unfinished, or by a failed commit).
+  uint64_t aborted;
+  // Retries made by the Rust `with_transaction` (the C ABI's callers retry themselves).
+  uint64_t retries;
+} MmsbTxnStats;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -1328,6 +1345,82 @@ int32_t mmsb_store_apply_delta(MmsbStore store,
 // None beyond passing handle values (checked).
 int32_t mmsb_store_check_delta(MmsbStore store,
                                MmsbDelta delta);
+
+// Begins a transaction on the durable store `store` and writes its handle
+// into `*out_txn`. Free it with `mmsb_txn_free`.
+//
+// # Safety
+// `out_txn` is null or valid for one write.
+int32_t mmsb_txn_begin(MmsbStore store,
+                       MmsbTxn *out_txn);
+
+// Copies `len` bytes of the page, starting at `offset`, as the transaction
+// sees it (the version it read, with its own buffered deltas applied) into
+// `buf`. The first read of a page adds it to the read set; if a page read
+// earlier has changed since, this fails with `MMSB_ERR_TRANSACTION_CONFLICT`.
+//
+// # Safety
+// `buf` is null (only with `len` 0) or valid for writing `len` bytes.
+int32_t mmsb_txn_read(MmsbTxn txn,
+                      MmsbPageId page,
+                      uint64_t offset,
+                      uint8_t *buf,
+                      uint64_t len);
+
+// The page's epoch as the transaction read it (reading it if not yet read).
+//
+// # Safety
+// `out_epoch` is null or valid for one write.
+int32_t mmsb_txn_page_epoch(MmsbTxn txn,
+                            MmsbPageId page,
+                            uint64_t *out_epoch);
+
+// Buffers "apply this delta" (copied: the delta handle stays the caller's).
+// Validated against its page now; applied only if the transaction commits.
+//
+// # Safety
+// None beyond passing handle values (checked).
+int32_t mmsb_txn_write_delta(MmsbTxn txn,
+                             MmsbDelta delta);
+
+// Sets the intent recorded with the commit: a NUL-terminated JSON document,
+// stored on every delta of the commit that has no intent of its own.
+//
+// # Safety
+// `json` is null or a NUL-terminated string.
+int32_t mmsb_txn_set_intent(MmsbTxn txn,
+                            const char *json);
+
+// Commits the transaction and writes the commit's LSN into `*out_lsn` (for a
+// transaction that only read: the LSN it was validated at; nothing is logged).
+// A conflict is `MMSB_ERR_TRANSACTION_CONFLICT` (retryable: free the
+// transaction and run it again) and leaves no trace. Either way the
+// transaction is finished.
+//
+// # Safety
+// `out_lsn` is null or valid for one write.
+int32_t mmsb_txn_commit(MmsbTxn txn,
+                        uint64_t *out_lsn);
+
+// Aborts the transaction: its buffered writes are dropped, nothing reached
+// the store. A finished transaction is left as it is.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_txn_abort(MmsbTxn txn);
+
+// Frees a transaction handle, aborting it if it is still open.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_txn_free(MmsbTxn txn);
+
+// Writes the durable store's transaction counters into `*out_stats`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_txn_stats(MmsbStore store,
+                       MmsbTxnStats *out_stats);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -14,6 +14,7 @@
 //! object lives until that call returns).
 
 use crate::durable_api::{CommitBuilder, History};
+use crate::txn_api::Txn;
 use mmsb_core::{Delta, Error, ErrorCode, PageSnapshot, PageStore, ReadOnlyState, Result, Store};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -35,6 +36,8 @@ pub(crate) enum Object {
     Gpu(Arc<Mutex<mmsb_gpu::GpuStore>>),
     /// A GPU mirror of a durable store's gpu-sync children.
     GpuMirror(Arc<mmsb_gpu::GpuMirror>),
+    /// An optimistic transaction on a durable store.
+    Txn(Arc<Mutex<Txn>>),
 }
 
 impl Object {
@@ -49,6 +52,7 @@ impl Object {
             Object::History(_) => TAG_HISTORY,
             Object::Gpu(_) => TAG_GPU,
             Object::GpuMirror(_) => TAG_GPU_MIRROR,
+            Object::Txn(_) => TAG_TXN,
         }
     }
 }
@@ -62,6 +66,7 @@ pub(crate) const TAG_COMMIT: u64 = 0xC0;
 pub(crate) const TAG_HISTORY: u64 = 0x4E;
 pub(crate) const TAG_GPU: u64 = 0x6B;
 pub(crate) const TAG_GPU_MIRROR: u64 = 0x6C;
+pub(crate) const TAG_TXN: u64 = 0x7A;
 
 fn tag_name(tag: u64) -> &'static str {
     match tag {
@@ -74,6 +79,7 @@ fn tag_name(tag: u64) -> &'static str {
         TAG_HISTORY => "page history",
         TAG_GPU => "GPU store",
         TAG_GPU_MIRROR => "GPU mirror",
+        TAG_TXN => "transaction",
         _ => "unknown",
     }
 }

@@ -28,6 +28,7 @@ pub mod page_api;
 pub mod propagation_api;
 pub mod status;
 pub mod store_api;
+pub mod txn_api;
 
 pub use delta_api::*;
 pub use durable_api::*;
@@ -37,3 +38,4 @@ pub use page_api::*;
 pub use propagation_api::*;
 pub use status::*;
 pub use store_api::*;
+pub use txn_api::*;

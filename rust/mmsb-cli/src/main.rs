@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 mod bench_delta;
 mod bench_log;
+mod bench_txn;
 mod cmd_checkpoint;
 mod cmd_log;
 mod cmd_recover;
@@ -62,6 +63,9 @@ enum BenchGroup {
     /// The durable log: commits/s against SQLite, append bandwidth against
     /// write(2), recovery replay and checkpoint speed.
     Log(bench_log::BenchLogArgs),
+    /// Optimistic transactions/s (low and high contention) and snapshot reads
+    /// against a global Mutex<HashMap> and SQLite BEGIN IMMEDIATE.
+    Txn(bench_txn::BenchTxnArgs),
 }
 
 /// Where result files go unless told otherwise: `benchmark/results` under the
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         Command::Bench { group } => match group {
             BenchGroup::Delta(a) => bench_delta::run(a),
             BenchGroup::Log(a) => bench_log::run(a),
+            BenchGroup::Txn(a) => bench_txn::run(a),
         },
         Command::Log { cmd } => cmd_log::run(cmd),
         Command::Checkpoint { cmd } => cmd_checkpoint::run(cmd),

@@ -31,6 +31,9 @@
 //!   [`Engine`] that commits deltas and propagates them (see `docs/propagation.md`);
 //!   the durable [`Store`] holds an engine, so its commits propagate too, with
 //!   derived deltas and graph edits in the commit's log group.
+//! * [`snapshot`], [`transaction`]: consistent multi-page reads at a commit
+//!   boundary, and optimistic serializable transactions with retry (see
+//!   `docs/transactions.md`).
 //!
 //! ```
 //! use mmsb_core::{Delta, PageLocation, PageStore};
@@ -70,12 +73,14 @@ pub mod recompute;
 pub mod recovery;
 pub mod replay;
 pub mod retry;
+pub mod snapshot;
 pub mod tlog_compression;
 pub mod tlog_frame;
 pub mod tlog_reader;
 pub mod tlog_record;
 pub mod tlog_segment;
 pub mod tlog_writer;
+pub mod transaction;
 pub mod vfs;
 
 pub use apply::Kernel;
@@ -95,3 +100,5 @@ pub use propagation::{CommitPlan, CommitReport, Engine, EngineStats, Propagation
 pub use recompute::{ByteTransform, CRecomputeFn, FunctionId, RecomputeFn, RecomputeInputs};
 pub use recovery::{RecoveryOptions, RecoveryReport, Target};
 pub use replay::{HistoryEntry, ReadOnlyState};
+pub use snapshot::Snapshot;
+pub use transaction::{Committed, Transaction, TxnBuffer, TxnStats, TXN_RETRY};
