@@ -1073,6 +1073,8 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
         (1, 8, FenceScope::Block),
         (2, 8, FenceScope::Block),
         (2, 1, FenceScope::Block),
+        (1, 8, FenceScope::Deferred),
+        (2, 8, FenceScope::Deferred),
     ] {
         let mut pk = PersistentKernel::start_with(
             dev.clone(),
@@ -1107,6 +1109,34 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
         i += 1;
         pk.round_trip(RingOp::Write(0, i))
     })?;
+    // The distribution of single round trips (default shape), and of the
+    // round trip to GPU-wide visibility (`visible`).
+    let mut rt = Vec::with_capacity(100_000);
+    let mut rv = Vec::with_capacity(100_000);
+    for _ in 0..100_000 {
+        i += 1;
+        let t0 = Instant::now();
+        pk.round_trip(RingOp::Write(0, i))?;
+        rt.push(t0.elapsed().as_secs_f64());
+        i += 1;
+        let t0 = Instant::now();
+        let k = pk.submit(RingOp::Write(0, i))?;
+        pk.wait_visible(k + 1)?;
+        rv.push(t0.elapsed().as_secs_f64());
+    }
+    let pct = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * q) as usize]
+    };
+    let (rt50, rt99) = (pct(&mut rt, 0.5), pct(&mut rt, 0.99));
+    let (rv50, rv99) = (pct(&mut rv, 0.5), pct(&mut rv, 0.99));
+    println!(
+        "persistent round trip (default shape, 100k single samples): done p50 {:.3} us p99 {:.3} us; visible p50 {:.3} us p99 {:.3} us",
+        rt50 * 1e6,
+        rt99 * 1e6,
+        rv50 * 1e6,
+        rv99 * 1e6
+    );
     let n_pipe = 1_000_000u64;
     let t0 = Instant::now();
     for k in 0..n_pipe {
@@ -1152,6 +1182,42 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
             launch * 1e6,
             launch / persistent,
             json!("<= 3 us"),
+        ),
+        result(
+            "persistent_kernel_round_trip_p50",
+            rt50 * 1e6,
+            "us per command (100k single round trips)",
+            "kernel launch + stream sync",
+            launch * 1e6,
+            launch / rt50,
+            json!("<= 3 us"),
+        ),
+        result(
+            "persistent_kernel_round_trip_p99",
+            rt99 * 1e6,
+            "us per command (100k single round trips)",
+            "kernel launch + stream sync",
+            launch * 1e6,
+            launch / rt99,
+            Value::Null,
+        ),
+        result(
+            "persistent_kernel_round_trip_to_gpu_visible_p50",
+            rv50 * 1e6,
+            "us per command until `visible` (effects fenced GPU-wide)",
+            "kernel launch + stream sync",
+            launch * 1e6,
+            launch / rv50,
+            Value::Null,
+        ),
+        result(
+            "persistent_kernel_round_trip_to_gpu_visible_p99",
+            rv99 * 1e6,
+            "us per command until `visible`",
+            "kernel launch + stream sync",
+            launch * 1e6,
+            launch / rv99,
+            Value::Null,
         ),
         result(
             "graph_replay_round_trip",
