@@ -33,6 +33,9 @@ cargo build --manifest-path rust/fuzz/Cargo.toml --locked --bins
 step "log benchmark smoke run (bench log --quick)"
 rust/target/release/mmsb bench log --quick --out "$(mktemp -d)"
 
+step "propagation benchmark smoke run (bench propagation --quick)"
+rust/target/release/mmsb bench propagation --quick --out "$(mktemp -d)"
+
 step "transaction benchmark smoke run (bench txn --quick)"
 rust/target/release/mmsb bench txn --quick --out "$(mktemp -d)"
 

@@ -49,6 +49,7 @@ pub mod apply;
 mod apply_avx2;
 #[cfg(target_arch = "x86_64")]
 mod apply_avx512;
+pub mod byte_diff;
 pub mod checkpoint;
 pub mod command_buffer;
 pub mod commit;
@@ -62,6 +63,7 @@ pub mod error;
 pub mod events;
 #[cfg(any(test, feature = "failpoints"))]
 pub mod fault_fs;
+pub mod id_hash;
 pub mod location;
 pub mod mask;
 pub mod page;
