@@ -91,3 +91,33 @@ end
         @test st.graph_replays == 4
     end
 end
+
+@testset "GpuMirror: gpu-sync children follow every commit" begin
+    mktempdir() do root
+        open_store(joinpath(root, "data"); durability = :none) do store
+            r = commit!(store) do c
+                create_page!(c, 32)
+                create_page!(c, 32)
+            end
+            a, b = r.created
+            add_dependency!(store, a, b; kind = :gpu_sync)
+            open_gpu_store(; emulated = true) do gs
+                m = attach_gpu_mirror(gs, store; location = :gpu)
+                for round in 1:4
+                    d = Delta(b, 0, fill(UInt8(round), 8))
+                    apply_delta!(store, d)
+                    close(d)
+                    d = Delta(a, 0, UInt8[round])
+                    apply_delta!(store, d)
+                    close(d)
+                    @test read_page(gs, b) == read_page(store, b)
+                    @test page_info(gs, b).location == :gpu
+                end
+                st = mirror_stats(m)
+                @test st.refreshes == 4
+                @test st.errors == 0
+                close(m)
+            end
+        end
+    end
+end
