@@ -387,6 +387,29 @@ struct MmsbGpuStats
     pages_restored_from_host_copy::UInt64
     """Launch groups applied on the device."""
     gpu_groups::UInt64
+    """Launch groups captured into a CUDA graph (graph replay on)."""
+    graph_captures::UInt64
+    """Launch groups run by replaying a captured graph."""
+    graph_replays::UInt64
+end
+
+"""A GPU mirror handle (0 is null): see `mmsb_gpu_mirror_attach`."""
+const MmsbGpuMirror = UInt64
+
+"""
+    MmsbGpuMirrorStats
+
+What `mmsb_gpu_mirror_stats` reports.
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbGpuMirrorStats
+    """Refresh rounds run (one per acknowledged commit that marked pages)."""
+    refreshes::UInt64
+    """Device copies refreshed (pages, summed over rounds)."""
+    pages_refreshed::UInt64
+    """Rounds that failed (the commits themselves were not affected)."""
+    errors::UInt64
 end
 
 """
@@ -1300,6 +1323,25 @@ function mmsb_gpu_set_host_copy(store, on)
 end
 
 """
+    mmsb_gpu_set_graph_replay(store, on) -> Int32
+
+C: `int32_t mmsb_gpu_set_graph_replay(MmsbGpuStore store, bool on)`
+
+Turns CUDA-graph replay of steady batches on or off (off by default).
+With it on, a batch whose device deltas touch each page once is captured
+into a graph once per batch shape (same pages, ranges and masks) and
+replayed for every later batch of that shape: for repetitive workloads.
+Results are the same either way; `mmsb_gpu_stats` counts captures and
+replays (the emulated device counts what a GPU would have done).
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_set_graph_replay(store, on)
+    ccall((:mmsb_gpu_set_graph_replay, libmmsb), Int32, (MmsbGpuStore, Bool), store, on)
+end
+
+"""
     mmsb_gpu_create_page(store, page, size, location, out_location) -> Int32
 
 C: `int32_t mmsb_gpu_create_page(MmsbGpuStore store, MmsbPageId page, uint64_t size, uint8_t location, uint8_t *out_location)`
@@ -1403,6 +1445,56 @@ Writes the store's fallback statistics into `*out_stats`.
 """
 function mmsb_gpu_stats(store, out_stats)
     ccall((:mmsb_gpu_stats, libmmsb), Int32, (MmsbGpuStore, Ptr{MmsbGpuStats}), store, out_stats)
+end
+
+"""
+    mmsb_gpu_mirror_attach(gpu, durable, location, out_mirror) -> Int32
+
+C: `int32_t mmsb_gpu_mirror_attach(MmsbGpuStore gpu, MmsbStore durable, uint8_t location, MmsbGpuMirror *out_mirror)`
+
+Makes gpu-sync edges of the durable store `durable` (from
+`mmsb_store_open`) act by themselves:
+after every later acknowledged commit that marks pages for a device sync
+(children of gpu-sync edges whose parent changed), the GPU store `gpu`'s
+copies of those pages are refreshed with their bytes and epoch (created at
+`location`, an `MMSB_LOCATION_*`, the first time), before the commit call
+returns. Pages pending now are refreshed at once. Detach with
+`mmsb_gpu_mirror_detach`. Do not call `mmsb_gpu_*` on `gpu` from inside
+another subscriber's callback of the same store.
+
+# Safety
+`out_mirror` is null or valid for one write.
+"""
+function mmsb_gpu_mirror_attach(gpu, durable, location, out_mirror)
+    ccall((:mmsb_gpu_mirror_attach, libmmsb), Int32, (MmsbGpuStore, MmsbStore, UInt8, Ptr{MmsbGpuMirror}), gpu, durable, location, out_mirror)
+end
+
+"""
+    mmsb_gpu_mirror_stats(mirror, out_stats) -> Int32
+
+C: `int32_t mmsb_gpu_mirror_stats(MmsbGpuMirror mirror, MmsbGpuMirrorStats *out_stats)`
+
+Writes what a GPU mirror did into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_gpu_mirror_stats(mirror, out_stats)
+    ccall((:mmsb_gpu_mirror_stats, libmmsb), Int32, (MmsbGpuMirror, Ptr{MmsbGpuMirrorStats}), mirror, out_stats)
+end
+
+"""
+    mmsb_gpu_mirror_detach(mirror) -> Int32
+
+C: `int32_t mmsb_gpu_mirror_detach(MmsbGpuMirror mirror)`
+
+Stops a GPU mirror (later commits refresh nothing); the handle becomes stale.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_mirror_detach(mirror)
+    ccall((:mmsb_gpu_mirror_detach, libmmsb), Int32, (MmsbGpuMirror,), mirror)
 end
 
 """

@@ -116,7 +116,8 @@ export ReadOnlyState, Commit, commit!, create_page!, apply!, checkpoint!, replay
     HistoryEntry
 # Gpu.jl
 export GpuStore, gpu_available, open_gpu_store, migrate_page!, apply_deltas!,
-    set_forced_failure!, set_host_copy!, gpu_stats
+    set_forced_failure!, set_host_copy!, set_graph_replay!, gpu_stats,
+    GpuMirror, attach_gpu_mirror, mirror_stats
 # PropagationEngine.jl
 export add_dependency!, remove_dependency!, register_recompute!, clear_recompute!,
     set_propagation_mode!, propagation_mode, propagate!, recompute_all!, batch_route_deltas!,

@@ -333,7 +333,24 @@ typedef struct {
   uint64_t pages_restored_from_host_copy;
   // Launch groups applied on the device.
   uint64_t gpu_groups;
+  // Launch groups captured into a CUDA graph (graph replay on).
+  uint64_t graph_captures;
+  // Launch groups run by replaying a captured graph.
+  uint64_t graph_replays;
 } MmsbGpuStats;
+
+// A GPU mirror handle (0 is null): see `mmsb_gpu_mirror_attach`.
+typedef uint64_t MmsbGpuMirror;
+
+// What `mmsb_gpu_mirror_stats` reports.
+typedef struct {
+  // Refresh rounds run (one per acknowledged commit that marked pages).
+  uint64_t refreshes;
+  // Device copies refreshed (pages, summed over rounds).
+  uint64_t pages_refreshed;
+  // Rounds that failed (the commits themselves were not affected).
+  uint64_t errors;
+} MmsbGpuMirrorStats;
 
 // What `mmsb_page_info` reports.
 typedef struct {
@@ -884,6 +901,18 @@ int32_t mmsb_gpu_set_forced_failure(MmsbGpuStore store,
 int32_t mmsb_gpu_set_host_copy(MmsbGpuStore store,
                                bool on);
 
+// Turns CUDA-graph replay of steady batches on or off (off by default).
+// With it on, a batch whose device deltas touch each page once is captured
+// into a graph once per batch shape (same pages, ranges and masks) and
+// replayed for every later batch of that shape: for repetitive workloads.
+// Results are the same either way; `mmsb_gpu_stats` counts captures and
+// replays (the emulated device counts what a GPU would have done).
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_set_graph_replay(MmsbGpuStore store,
+                                  bool on);
+
 // Creates a zeroed page `page` (a caller-chosen non-zero id) of `size` bytes
 // at `location` (`MMSB_LOCATION_*`) and writes where it was placed into
 // `*out_location` (host memory when there is no device).
@@ -951,6 +980,36 @@ int32_t mmsb_gpu_apply_deltas(MmsbGpuStore store,
 // `out_stats` is null or valid for one write.
 int32_t mmsb_gpu_stats(MmsbGpuStore store,
                        MmsbGpuStats *out_stats);
+
+// Makes gpu-sync edges of the durable store `durable` (from
+// `mmsb_store_open`) act by themselves:
+// after every later acknowledged commit that marks pages for a device sync
+// (children of gpu-sync edges whose parent changed), the GPU store `gpu`'s
+// copies of those pages are refreshed with their bytes and epoch (created at
+// `location`, an `MMSB_LOCATION_*`, the first time), before the commit call
+// returns. Pages pending now are refreshed at once. Detach with
+// `mmsb_gpu_mirror_detach`. Do not call `mmsb_gpu_*` on `gpu` from inside
+// another subscriber's callback of the same store.
+//
+// # Safety
+// `out_mirror` is null or valid for one write.
+int32_t mmsb_gpu_mirror_attach(MmsbGpuStore gpu,
+                               MmsbStore durable,
+                               uint8_t location,
+                               MmsbGpuMirror *out_mirror);
+
+// Writes what a GPU mirror did into `*out_stats`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_gpu_mirror_stats(MmsbGpuMirror mirror,
+                              MmsbGpuMirrorStats *out_stats);
+
+// Stops a GPU mirror (later commits refresh nothing); the handle becomes stale.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_mirror_detach(MmsbGpuMirror mirror);
 
 // Creates a zeroed page of `size` bytes at `location` (`MMSB_LOCATION_*`) and
 // writes its id into `*out_page`. Only CPU pages are backed in this build; GPU

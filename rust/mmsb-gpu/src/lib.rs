@@ -17,6 +17,11 @@
 //!   [`semiring_gpu`]: fold_add / fold_mul / accumulate / SpMV on the device;
 //!   [`semiring_cpu`]: the same operations on the CPU (the reference and the
 //!   fallback); [`csr`]: sparse matrices.
+//! * [`device_wave`]: propagation waves (planned `CommandBuffer`s) run as
+//!   device kernels for the built-in passthrough and byte transforms
+//!   ([`device_wave_gpu`]: the launches).
+//! * [`gpu_mirror`]: [`GpuMirror`], gpu-sync edges that act by themselves:
+//!   device copies refreshed after each acknowledged commit of a durable store.
 //! * [`persistent`]: the resident kernel fed by a command ring.
 //! * [`graph_replay`]: CUDA-graph capture and replay of steady-state batches.
 //! * [`backend`], [`emulated`]: the device seam the store's fallback logic is
@@ -32,8 +37,11 @@ pub mod csr;
 pub mod cuda_device;
 pub mod delta_gpu;
 pub mod device_pool;
+pub mod device_wave;
+pub mod device_wave_gpu;
 pub mod emulated;
 pub mod gpu_error;
+pub mod gpu_mirror;
 pub mod gpu_store;
 pub mod graph_replay;
 pub mod kernel_cache;
@@ -46,6 +54,8 @@ pub mod unified;
 
 pub use csr::Csr;
 pub use cuda_device::CudaDevice;
+pub use device_wave::{DeviceFn, DeviceWaveReport};
+pub use gpu_mirror::{GpuMirror, MirrorStats};
 pub use gpu_store::{FailurePoint, FallbackStats, GpuStore};
 pub use probe::{probe, Probe};
 pub use semiring_cpu::{Elem, ElemType, Semiring};

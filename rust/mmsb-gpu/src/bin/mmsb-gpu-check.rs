@@ -456,6 +456,185 @@ fn check_gpu_sync(dev: &Arc<CudaDevice>) -> std::result::Result<String, String> 
     Ok("3 waves: the child's device copy equals the store's page (bytes, epoch)".into())
 }
 
+/// The store's graph-replay toggle: 20 steady waves through a store with
+/// replay on equal the same waves through a store with it off.
+fn check_store_graph_replay(
+    dev: &Arc<CudaDevice>,
+    rng: &mut StdRng,
+) -> std::result::Result<String, String> {
+    let mut on = GpuStore::with_device(dev.clone());
+    let mut off = GpuStore::with_device(dev.clone());
+    on.set_graph_replay(true);
+    let (pages, size) = (64u64, 4096usize);
+    for st in [&mut on, &mut off] {
+        for p in 1..=pages {
+            s(st.create_page(PageId(p), size, PageLocation::Gpu))?;
+        }
+    }
+    let masks: Vec<Vec<u64>> = (0..pages)
+        .map(|_| (0..size / 64).map(|_| rng.gen()).collect())
+        .collect();
+    for _ in 0..20 {
+        let batch: Vec<Delta> = (1..=pages)
+            .map(|p| {
+                let bytes: Vec<u8> = (0..size).map(|_| rng.gen()).collect();
+                Delta::masked(PageId(p), 0, bytes, masks[(p - 1) as usize].clone())
+            })
+            .collect();
+        s(on.apply_batch(&batch))?;
+        s(off.apply_batch(&batch))?;
+    }
+    for p in 1..=pages {
+        if s(on.read(PageId(p)))? != s(off.read(PageId(p)))? {
+            return Err(format!("page {p} differs between replay and stream"));
+        }
+    }
+    let st = on.stats();
+    if (st.graph_captures, st.graph_replays) != (1, 19) || st.kernel_failures != 0 {
+        return Err(format!("unexpected counters {st:?}"));
+    }
+    Ok(format!(
+        "20 waves of {pages} masked 4 KiB deltas: 1 capture, 19 replays, bytes equal"
+    ))
+}
+
+/// `GpuMirror`: device copies follow every commit of the durable store by themselves.
+fn check_gpu_mirror(
+    dev: &Arc<CudaDevice>,
+    rng: &mut StdRng,
+) -> std::result::Result<String, String> {
+    use mmsb_core::{EdgeKind, Op, Store};
+    use std::sync::Mutex;
+    let store = Arc::new(Store::in_memory());
+    let r = s(store.commit(vec![
+        Op::CreatePage {
+            size: 64,
+            location: PageLocation::Cpu,
+        },
+        Op::CreatePage {
+            size: 1 << 16,
+            location: PageLocation::Cpu,
+        },
+    ]))?;
+    let (a, b) = (r.created[0], r.created[1]);
+    s(store.add_edge(a, b, EdgeKind::GpuSync, None))?;
+    let gpu = Arc::new(Mutex::new(GpuStore::with_device(dev.clone())));
+    let mirror = s(mmsb_gpu::GpuMirror::attach(
+        &store,
+        gpu.clone(),
+        PageLocation::Gpu,
+    ))?;
+    for round in 0..5u8 {
+        let bytes: Vec<u8> = (0..1 << 16).map(|_| rng.gen()).collect();
+        s(store.commit(vec![
+            Op::Delta(Delta::dense(b, 0, bytes)),
+            Op::Delta(Delta::dense(a, 0, vec![round + 1; 8])),
+        ]))?;
+        let mut g = gpu.lock().map_err(|_| "poisoned".to_string())?;
+        if s(g.location(b))? != PageLocation::Gpu || s(g.read(b))? != s(store.read(b))? {
+            return Err(format!(
+                "round {round}: the device copy differs from the store"
+            ));
+        }
+    }
+    let st = mirror.stats();
+    if st.refreshes != 5 || st.errors != 0 {
+        return Err(format!("{st:?}"));
+    }
+    Ok(format!(
+        "5 commits, device copy refreshed after each: {st:?}"
+    ))
+}
+
+/// Device waves (`GpuStore::run_wave`) equal the CPU engine's waves on a
+/// random DAG of passthrough / xor / add pages on the device.
+fn check_device_wave(
+    dev: &Arc<CudaDevice>,
+    rng: &mut StdRng,
+    fail: bool,
+) -> std::result::Result<String, String> {
+    use mmsb_core::propagation::Engine;
+    use mmsb_core::recompute::{ByteTransform, RecomputeFn};
+    use mmsb_core::EdgeKind;
+    use mmsb_gpu::DeviceFn;
+    use std::collections::{BTreeSet, HashMap};
+    let n = 300;
+    let mut engine = Engine::new();
+    let mut gs = GpuStore::with_device(dev.clone());
+    let mut pages = Vec::new();
+    let mut fns = HashMap::new();
+    let mut sources = Vec::new();
+    for i in 0..n {
+        let size = [4096u64, 4099, 65536][i % 3];
+        let id = s(engine.create_page(size, PageLocation::Cpu))?;
+        let at = if i % 10 == 9 {
+            PageLocation::Cpu
+        } else {
+            PageLocation::Gpu
+        };
+        s(gs.create_page(id, size as usize, at))?;
+        pages.push(id);
+        if i < 20 {
+            sources.push(id);
+            continue;
+        }
+        for _ in 0..rng.gen_range(1..3) {
+            let q = pages[rng.gen_range(0..i)];
+            let _ = engine.add_edge(q, id, EdgeKind::Data, None);
+        }
+        let f = match rng.gen_range(0..3) {
+            0 => RecomputeFn::Passthrough,
+            1 => RecomputeFn::Transform(ByteTransform::XorConst(rng.gen())),
+            _ => RecomputeFn::Transform(ByteTransform::AddConst(rng.gen())),
+        };
+        let d = DeviceFn::from_recompute(&f).ok_or("no device form")?;
+        fns.insert(s(engine.set_recompute(id, f))?, d);
+    }
+    if fail {
+        gs.set_forced_failure(Some(FailurePoint::Kernel));
+    }
+    let (mut on_device, mut recomputed) = (0, 0);
+    for round in 0..20 {
+        let mut deltas = Vec::new();
+        for &p in &sources {
+            if !rng.gen_bool(0.3) {
+                continue;
+            }
+            let len = rng.gen_range(1..256);
+            let bytes: Vec<u8> = (0..len).map(|_| rng.gen_range(0..4)).collect();
+            deltas.push(Delta::dense(p, rng.gen_range(0..3000), bytes));
+        }
+        let before: Vec<Vec<u8>> = s(sources.iter().map(|&p| engine.store().read(p)).collect())?;
+        let plan = s(engine.plan_commit(&deltas))?;
+        s(engine.apply_commit(&plan))?;
+        let mut roots = BTreeSet::new();
+        for (k, &p) in sources.iter().enumerate() {
+            if s(engine.store().read(p))? != before[k] {
+                roots.insert(p);
+            }
+        }
+        s(gs.apply_batch(&deltas))?;
+        let rep = s(gs.run_wave(&plan.commands, &fns, &roots))?;
+        if rep.recomputed != plan.recomputed {
+            return Err(format!("round {round}: recomputed pages differ"));
+        }
+        for &p in &pages {
+            if s(gs.read(p))? != s(engine.store().read(p))? {
+                return Err(format!("round {round}: page {p} differs from the CPU wave"));
+            }
+        }
+        on_device += rep.on_device;
+        recomputed += rep.recomputed.len();
+    }
+    if !fail && on_device == 0 {
+        return Err("no command ran on the device".into());
+    }
+    Ok(format!(
+        "{n} pages, 20 waves: {recomputed} commands ({on_device} on the device), every page equals the CPU engine; {:?}",
+        gs.stats().kernel_failures
+    ))
+}
+
 fn check_persistent(dev: &Arc<CudaDevice>, n: u64) -> std::result::Result<String, String> {
     let mut pk = s(PersistentKernel::start(dev.clone(), 4096, n, 64))?;
     let t0 = Instant::now();
@@ -894,6 +1073,8 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
         (1, 8, FenceScope::Block),
         (2, 8, FenceScope::Block),
         (2, 1, FenceScope::Block),
+        (1, 8, FenceScope::Deferred),
+        (2, 8, FenceScope::Deferred),
     ] {
         let mut pk = PersistentKernel::start_with(
             dev.clone(),
@@ -928,6 +1109,36 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
         i += 1;
         pk.round_trip(RingOp::Write(0, i))
     })?;
+    // The distribution of single round trips (default shape): 100k timed
+    // one by one until `done`, then 100k until `visible`.
+    let mut rt = Vec::with_capacity(100_000);
+    for _ in 0..100_000 {
+        i += 1;
+        let t0 = Instant::now();
+        pk.round_trip(RingOp::Write(0, i))?;
+        rt.push(t0.elapsed().as_secs_f64());
+    }
+    let mut rv = Vec::with_capacity(100_000);
+    for _ in 0..100_000 {
+        i += 1;
+        let t0 = Instant::now();
+        let k = pk.submit(RingOp::Write(0, i))?;
+        pk.wait_visible(k + 1)?;
+        rv.push(t0.elapsed().as_secs_f64());
+    }
+    let pct = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * q) as usize]
+    };
+    let (rt50, rt99) = (pct(&mut rt, 0.5), pct(&mut rt, 0.99));
+    let (rv50, rv99) = (pct(&mut rv, 0.5), pct(&mut rv, 0.99));
+    println!(
+        "persistent round trip (default shape, 100k single samples): done p50 {:.3} us p99 {:.3} us; visible p50 {:.3} us p99 {:.3} us",
+        rt50 * 1e6,
+        rt99 * 1e6,
+        rv50 * 1e6,
+        rv99 * 1e6
+    );
     let n_pipe = 1_000_000u64;
     let t0 = Instant::now();
     for k in 0..n_pipe {
@@ -973,6 +1184,42 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
             launch * 1e6,
             launch / persistent,
             json!("<= 3 us"),
+        ),
+        result(
+            "persistent_kernel_round_trip_p50",
+            rt50 * 1e6,
+            "us per command (100k single round trips)",
+            "kernel launch + stream sync",
+            launch * 1e6,
+            launch / rt50,
+            json!("<= 3 us"),
+        ),
+        result(
+            "persistent_kernel_round_trip_p99",
+            rt99 * 1e6,
+            "us per command (100k single round trips)",
+            "kernel launch + stream sync",
+            launch * 1e6,
+            launch / rt99,
+            Value::Null,
+        ),
+        result(
+            "persistent_kernel_round_trip_to_gpu_visible_p50",
+            rv50 * 1e6,
+            "us per command until `visible` (effects fenced GPU-wide)",
+            "kernel launch + stream sync",
+            launch * 1e6,
+            launch / rv50,
+            Value::Null,
+        ),
+        result(
+            "persistent_kernel_round_trip_to_gpu_visible_p99",
+            rv99 * 1e6,
+            "us per command until `visible`",
+            "kernel launch + stream sync",
+            launch * 1e6,
+            launch / rv99,
+            Value::Null,
         ),
         result(
             "graph_replay_round_trip",
@@ -1375,6 +1622,22 @@ fn main() {
     rep.check(
         "gpu_sync_edge_refreshes_the_device_copy",
         check_gpu_sync(&dev),
+    );
+    rep.check(
+        "gpu_mirror_refreshes_after_each_commit",
+        check_gpu_mirror(&dev, &mut rng),
+    );
+    rep.check(
+        "device_wave_equals_cpu_engine_wave",
+        check_device_wave(&dev, &mut rng, false),
+    );
+    rep.check(
+        "device_wave_forced_failure_equals_cpu_engine_wave",
+        check_device_wave(&dev, &mut rng, true),
+    );
+    rep.check(
+        "store_graph_replay_equals_stream_path",
+        check_store_graph_replay(&dev, &mut rng),
     );
     rep.check(
         "persistent_kernel_1m_commands_in_order",
