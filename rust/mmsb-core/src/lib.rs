@@ -29,6 +29,8 @@
 //! * [`recompute`], [`command_buffer`], [`events`], [`propagation`]: recompute
 //!   functions on derived pages, the wave plan, subscriber callbacks, and the
 //!   [`Engine`] that commits deltas and propagates them (see `docs/propagation.md`).
+//! * [`semiring`]: the semiring trait, the built-ins and their run-time
+//!   descriptors (see `docs/semiring.md`).
 //!
 //! ```
 //! use mmsb_core::{Delta, PageLocation, PageStore};
@@ -68,6 +70,7 @@ pub mod recompute;
 pub mod recovery;
 pub mod replay;
 pub mod retry;
+pub mod semiring;
 pub mod tlog_compression;
 pub mod tlog_frame;
 pub mod tlog_reader;
@@ -93,3 +96,4 @@ pub use propagation::{CommitPlan, CommitReport, Engine, EngineStats, Propagation
 pub use recompute::{ByteTransform, CRecomputeFn, FunctionId, RecomputeFn, RecomputeInputs};
 pub use recovery::{RecoveryOptions, RecoveryReport, Target};
 pub use replay::{HistoryEntry, ReadOnlyState};
+pub use semiring::{Properties, Semiring, SemiringKind};
