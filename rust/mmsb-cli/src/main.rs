@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 mod bench_delta;
 mod bench_log;
+mod bench_semiring;
 mod cmd_checkpoint;
 mod cmd_log;
 mod cmd_recover;
@@ -61,6 +62,8 @@ enum BenchGroup {
     /// The durable log: commits/s against SQLite, append bandwidth against
     /// write(2), recovery replay and checkpoint speed.
     Log(bench_log::BenchLogArgs),
+    /// Semiring folds and accumulation (scalar, AVX2, AVX-512) against memcpy.
+    Semiring(bench_semiring::BenchSemiringArgs),
 }
 
 /// Where result files go unless told otherwise: `benchmark/results` under the
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Bench { group } => match group {
             BenchGroup::Delta(a) => bench_delta::run(a),
             BenchGroup::Log(a) => bench_log::run(a),
+            BenchGroup::Semiring(a) => bench_semiring::run(a),
         },
         Command::Log { cmd } => cmd_log::run(cmd),
         Command::Checkpoint { cmd } => cmd_checkpoint::run(cmd),

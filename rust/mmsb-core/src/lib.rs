@@ -71,6 +71,7 @@ pub mod recovery;
 pub mod replay;
 pub mod retry;
 pub mod semiring;
+pub mod semiring_kernels;
 pub mod tlog_compression;
 pub mod tlog_frame;
 pub mod tlog_reader;

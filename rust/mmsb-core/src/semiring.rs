@@ -9,7 +9,7 @@
 //! MMSB applies to pages linked by semiring edges.
 //!
 //! [`Semiring`] is the trait: generic code (the kernels in
-//! `semiring_kernels`, the propagation engine) is written once over it
+//! [`crate::semiring_kernels`], the propagation engine) is written once over it
 //! and monomorphised, so a user-defined semiring in Rust runs at full speed.
 //! Methods take `&self`, so a semiring may carry run-time state (the C ABI's
 //! function-pointer semirings do); the built-ins are zero-sized and cost nothing.

@@ -1,0 +1,421 @@
+//! Semiring kernels over vectors: folds and accumulation.
+//!
+//! * [`fold_add`]: `x₀ ⊕ x₁ ⊕ … ⊕ xₙ₋₁` (zero for an empty vector).
+//! * [`fold_mul`]: `x₀ ⊗ x₁ ⊗ … ⊗ xₙ₋₁` (one for an empty vector).
+//! * [`accumulate`]: `c[i] = c[i] ⊕ t[i]`, elementwise.
+//! * [`accumulate_masked`]: the masked form `C<M> = C ⊙ T` of GraphBLAS, with
+//!   `⊙ = ⊕`: `c[i] = c[i] ⊕ t[i]` where bit `i` of the mask is set (the
+//!   [`crate::mask`] layout: bit `i % 64` of word `i / 64`), `c[i]` unchanged
+//!   elsewhere.
+//!
+//! Each has a `*_reference` version: a plain sequential loop, obviously right,
+//! the oracle for tests. The fast versions are the same generic code written
+//! so the compiler can vectorise it: a fold keeps [`LANES`] independent
+//! accumulators (lane `j` folds elements `j, j + LANES, …`), combines them in
+//! lane order and then folds the tail; accumulation is a straight elementwise
+//! loop, and the masked form skips all-zero mask words, runs all-one words as
+//! a dense block and blends the rest. That code is compiled three times: for
+//! the baseline target ([`Kernel::Scalar`]), with AVX2 and with AVX-512
+//! (`#[target_feature]`), and [`Kernel::best`] picks one at run time as the
+//! delta-apply kernels do. Since every fast version uses the same evaluation
+//! order, their results are bit-identical on every CPU; they differ from the
+//! reference only where `⊕` or `⊗` rounds (float sums and products), within
+//! the usual summation error bound.
+//!
+//! **Early exit.** A fold whose semiring has a terminal value of `⊕` (min-plus:
+//! −∞, or-and: true) checks it once per block of [`BLOCK`] elements and stops
+//! there; an exact semiring's [`fold_mul`] stops likewise at the annihilating
+//! zero. Terminal values absorb, so the result is the same as without the exit.
+
+use crate::apply::Kernel;
+use crate::error::{Error, Result};
+use crate::mask;
+use crate::semiring::Semiring;
+
+/// Independent accumulators a fast fold keeps (the evaluation order of float folds depends on it).
+pub const LANES: usize = 32;
+/// Elements between two early-exit checks of a fold.
+pub const BLOCK: usize = 4096;
+
+// ---------------------------------------------------------------- reference
+
+/// `x₀ ⊕ … ⊕ xₙ₋₁`, left to right, starting from zero. The oracle.
+pub fn fold_add_reference<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
+    x.iter().fold(s.zero(), |acc, &v| s.add(acc, v))
+}
+
+/// `x₀ ⊗ … ⊗ xₙ₋₁`, left to right, starting from one. The oracle.
+pub fn fold_mul_reference<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
+    x.iter().fold(s.one(), |acc, &v| s.mul(acc, v))
+}
+
+/// `c[i] = c[i] ⊕ t[i]`, one element at a time. The oracle.
+pub fn accumulate_reference<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem]) -> Result<()> {
+    check_lengths(c.len(), t.len())?;
+    for (ci, &ti) in c.iter_mut().zip(t) {
+        *ci = s.add(*ci, ti);
+    }
+    Ok(())
+}
+
+/// `C<M> = C ⊕ T`, one element at a time. The oracle.
+pub fn accumulate_masked_reference<S: Semiring>(
+    s: &S,
+    c: &mut [S::Elem],
+    t: &[S::Elem],
+    words: &[u64],
+) -> Result<()> {
+    check_lengths(c.len(), t.len())?;
+    mask::validate(words, c.len() as u64)?;
+    for (i, (ci, &ti)) in c.iter_mut().zip(t).enumerate() {
+        if mask::bit(words, i) {
+            *ci = s.add(*ci, ti);
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- checks
+
+fn check_lengths(c: usize, t: usize) -> Result<()> {
+    if c != t {
+        return Err(Error::invalid(format!(
+            "accumulate needs vectors of equal length, got {c} and {t}"
+        )));
+    }
+    Ok(())
+}
+
+fn unavailable(kernel: Kernel) -> Error {
+    Error::invalid(format!(
+        "the {} semiring kernel is not available on this CPU",
+        kernel.name()
+    ))
+}
+
+// ---------------------------------------------------------------- generic bodies
+
+/// Folds `x` with `op` in [`LANES`] lanes starting from `init`; stops early
+/// (returning `stop`'s witness) when `stop` holds for the running result at a
+/// block boundary.
+#[inline(always)]
+fn fold_lanes<S: Semiring>(
+    s: &S,
+    x: &[S::Elem],
+    init: S::Elem,
+    op: impl Fn(&S, S::Elem, S::Elem) -> S::Elem,
+    stop: impl Fn(&S, S::Elem) -> bool,
+    check: bool,
+) -> S::Elem {
+    let mut lanes = [init; LANES];
+    let combine = |lanes: &[S::Elem; LANES]| lanes.iter().fold(init, |a, &b| op(s, a, b));
+    let body_len = x.len() - x.len() % LANES;
+    let (body, tail) = x.split_at(body_len);
+    for block in body.chunks(BLOCK) {
+        for chunk in block.chunks_exact(LANES) {
+            for j in 0..LANES {
+                lanes[j] = op(s, lanes[j], chunk[j]);
+            }
+        }
+        if check {
+            let r = combine(&lanes);
+            if stop(s, r) {
+                return r;
+            }
+        }
+    }
+    tail.iter().fold(combine(&lanes), |a, &b| op(s, a, b))
+}
+
+#[inline(always)]
+fn fold_add_body<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
+    let check = s.terminal().is_some();
+    fold_lanes(s, x, s.zero(), S::add, S::is_terminal, check)
+}
+
+#[inline(always)]
+fn fold_mul_body<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
+    let check = s.properties().exact;
+    let zero = s.zero();
+    fold_lanes(s, x, s.one(), S::mul, move |_, r| r == zero, check)
+}
+
+#[inline(always)]
+fn accumulate_body<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem]) {
+    for (ci, &ti) in c.iter_mut().zip(t) {
+        *ci = s.add(*ci, ti);
+    }
+}
+
+#[inline(always)]
+fn accumulate_masked_body<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem], words: &[u64]) {
+    for ((cw, tw), &w) in c.chunks_mut(64).zip(t.chunks(64)).zip(words) {
+        if w == 0 {
+            continue;
+        }
+        if w == u64::MAX {
+            accumulate_body(s, cw, tw);
+            continue;
+        }
+        for (j, (ci, &ti)) in cw.iter_mut().zip(tw).enumerate() {
+            let v = s.add(*ci, ti);
+            *ci = if (w >> j) & 1 != 0 { v } else { *ci };
+        }
+    }
+}
+
+// ---------------------------------------------------------------- ISA instances
+
+/// The bodies compiled with AVX2 / AVX-512 enabled. Each function is safe to
+/// call only on a CPU with the named features (the callers check
+/// [`Kernel::is_available`] first).
+#[cfg(target_arch = "x86_64")]
+mod isa {
+    use super::*;
+
+    macro_rules! instances {
+        ($feat:literal, $fa:ident, $fm:ident, $acc:ident, $accm:ident) => {
+            #[target_feature(enable = $feat)]
+            pub(super) fn $fa<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
+                fold_add_body(s, x)
+            }
+            #[target_feature(enable = $feat)]
+            pub(super) fn $fm<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
+                fold_mul_body(s, x)
+            }
+            #[target_feature(enable = $feat)]
+            pub(super) fn $acc<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem]) {
+                accumulate_body(s, c, t)
+            }
+            #[target_feature(enable = $feat)]
+            pub(super) fn $accm<S: Semiring>(
+                s: &S,
+                c: &mut [S::Elem],
+                t: &[S::Elem],
+                words: &[u64],
+            ) {
+                accumulate_masked_body(s, c, t, words)
+            }
+        };
+    }
+
+    instances!(
+        "avx2",
+        fold_add_avx2,
+        fold_mul_avx2,
+        accumulate_avx2,
+        accumulate_masked_avx2
+    );
+    instances!(
+        "avx512f,avx512bw,avx512vl",
+        fold_add_avx512,
+        fold_mul_avx512,
+        accumulate_avx512,
+        accumulate_masked_avx512
+    );
+}
+
+/// Dispatches one operation to the instance for `kernel` (already checked available).
+macro_rules! dispatch {
+    ($kernel:expr, $body:ident, $avx2:ident, $avx512:ident, ($($arg:expr),*)) => {
+        match $kernel {
+            Kernel::Scalar => $body($($arg),*),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => {
+                // SAFETY: every caller checked `is_available(Kernel::Avx2)`, so
+                // the CPU has the AVX2 instructions the instance was compiled for.
+                unsafe { isa::$avx2($($arg),*) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => {
+                // SAFETY: every caller checked `is_available(Kernel::Avx512)`
+                // (AVX-512F, BW and VL), the features the instance was compiled for.
+                unsafe { isa::$avx512($($arg),*) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => $body($($arg),*),
+        }
+    };
+}
+
+/// Whether `kernel` can run the semiring kernels on this CPU (the AVX-512
+/// instance also needs AVX-512VL).
+pub fn is_available(kernel: Kernel) -> bool {
+    match kernel {
+        Kernel::Avx512 => kernel.is_available() && has_avx512vl(),
+        k => k.is_available(),
+    }
+}
+
+/// The fastest kernel [`is_available`] says this CPU runs.
+pub fn best() -> Kernel {
+    static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+    *BEST.get_or_init(|| {
+        Kernel::ALL
+            .iter()
+            .rev()
+            .copied()
+            .find(|k| is_available(*k))
+            .unwrap_or(Kernel::Scalar)
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx512vl() -> bool {
+    is_x86_feature_detected!("avx512vl")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has_avx512vl() -> bool {
+    false
+}
+
+fn check(kernel: Kernel) -> Result<()> {
+    if is_available(kernel) {
+        Ok(())
+    } else {
+        Err(unavailable(kernel))
+    }
+}
+
+// ---------------------------------------------------------------- public API
+
+/// [`fold_add`] with a chosen kernel; an error if the CPU lacks it.
+pub fn fold_add_with<S: Semiring>(kernel: Kernel, s: &S, x: &[S::Elem]) -> Result<S::Elem> {
+    check(kernel)?;
+    Ok(dispatch!(
+        kernel,
+        fold_add_body,
+        fold_add_avx2,
+        fold_add_avx512,
+        (s, x)
+    ))
+}
+
+/// [`fold_mul`] with a chosen kernel; an error if the CPU lacks it.
+pub fn fold_mul_with<S: Semiring>(kernel: Kernel, s: &S, x: &[S::Elem]) -> Result<S::Elem> {
+    check(kernel)?;
+    Ok(dispatch!(
+        kernel,
+        fold_mul_body,
+        fold_mul_avx2,
+        fold_mul_avx512,
+        (s, x)
+    ))
+}
+
+/// [`accumulate`] with a chosen kernel; an error if the CPU lacks it.
+pub fn accumulate_with<S: Semiring>(
+    kernel: Kernel,
+    s: &S,
+    c: &mut [S::Elem],
+    t: &[S::Elem],
+) -> Result<()> {
+    check(kernel)?;
+    check_lengths(c.len(), t.len())?;
+    dispatch!(
+        kernel,
+        accumulate_body,
+        accumulate_avx2,
+        accumulate_avx512,
+        (s, c, t)
+    );
+    Ok(())
+}
+
+/// [`accumulate_masked`] with a chosen kernel; an error if the CPU lacks it.
+pub fn accumulate_masked_with<S: Semiring>(
+    kernel: Kernel,
+    s: &S,
+    c: &mut [S::Elem],
+    t: &[S::Elem],
+    words: &[u64],
+) -> Result<()> {
+    check(kernel)?;
+    check_lengths(c.len(), t.len())?;
+    mask::validate(words, c.len() as u64)?;
+    dispatch!(
+        kernel,
+        accumulate_masked_body,
+        accumulate_masked_avx2,
+        accumulate_masked_avx512,
+        (s, c, t, words)
+    );
+    Ok(())
+}
+
+/// `x₀ ⊕ … ⊕ xₙ₋₁` (zero for an empty vector), on the fastest kernel.
+pub fn fold_add<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
+    dispatch!(
+        best(),
+        fold_add_body,
+        fold_add_avx2,
+        fold_add_avx512,
+        (s, x)
+    )
+}
+
+/// `x₀ ⊗ … ⊗ xₙ₋₁` (one for an empty vector), on the fastest kernel.
+pub fn fold_mul<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
+    dispatch!(
+        best(),
+        fold_mul_body,
+        fold_mul_avx2,
+        fold_mul_avx512,
+        (s, x)
+    )
+}
+
+/// `c[i] = c[i] ⊕ t[i]` for every `i`; an error if the lengths differ.
+pub fn accumulate<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem]) -> Result<()> {
+    accumulate_with(best(), s, c, t)
+}
+
+/// `C<M> = C ⊕ T`: `c[i] = c[i] ⊕ t[i]` where mask bit `i` is set; an error if
+/// the lengths differ or the mask does not have `ceil(len / 64)` words with no
+/// bits past the end.
+pub fn accumulate_masked<S: Semiring>(
+    s: &S,
+    c: &mut [S::Elem],
+    t: &[S::Elem],
+    words: &[u64],
+) -> Result<()> {
+    accumulate_masked_with(best(), s, c, t, words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::semiring::{MinPlus, OrAnd, PlusTimes};
+
+    #[test]
+    fn empty_folds_are_the_identities() {
+        let s = MinPlus::<f64>::new();
+        assert_eq!(fold_add(&s, &[]), f64::INFINITY);
+        assert_eq!(fold_mul(&s, &[]), 0.0);
+    }
+
+    #[test]
+    fn folds_stop_at_the_terminal_value_with_the_same_result() {
+        let s = OrAnd::<u8>::new();
+        let mut x = vec![0u8; 3 * BLOCK + 5];
+        x[10] = 9;
+        assert_eq!(fold_add(&s, &x), 1);
+        assert_eq!(fold_add_reference(&s, &x), 1);
+        let s = PlusTimes::<i64>::new();
+        let mut y = vec![3i64; 2 * BLOCK];
+        y[7] = 0;
+        assert_eq!(fold_mul(&s, &y), 0);
+    }
+
+    #[test]
+    fn mismatched_lengths_and_bad_masks_are_invalid() {
+        let s = PlusTimes::<i32>::new();
+        let mut c = vec![0i32; 70];
+        assert!(accumulate(&s, &mut c, &[1; 69]).is_err());
+        assert!(accumulate_masked(&s, &mut c, &[1; 70], &[0]).is_err());
+        assert!(accumulate_masked(&s, &mut c, &[1; 70], &[0, 1 << 6]).is_err());
+        assert!(accumulate_masked(&s, &mut c, &[1; 70], &[1, 1 << 5]).is_ok());
+        assert_eq!((c[0], c[1], c[69]), (1, 0, 1));
+    }
+}
