@@ -30,7 +30,9 @@
 //!   functions on derived pages, the wave plan, subscriber callbacks, and the
 //!   [`Engine`] that commits deltas and propagates them (see `docs/propagation.md`).
 //! * [`semiring`]: the semiring trait, the built-ins and their run-time
-//!   descriptors (see `docs/semiring.md`).
+//!   descriptors; [`semiring_kernels`]: folds and accumulation (SIMD);
+//!   [`numeric_delta`]: deltas that accumulate `page ⊕= payload` (see
+//!   `docs/semiring.md`).
 //!
 //! ```
 //! use mmsb_core::{Delta, PageLocation, PageStore};
@@ -61,6 +63,7 @@ pub mod events;
 pub mod fault_fs;
 pub mod location;
 pub mod mask;
+pub mod numeric_delta;
 pub mod page;
 pub mod page_buf;
 pub mod page_id;
@@ -85,7 +88,7 @@ pub use command_buffer::{Command, CommandBuffer};
 pub use commit::Op;
 pub use delta::{Accumulator, Delta, Payload};
 pub use dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
-pub use dtype::{DType, NumericView};
+pub use dtype::{DType, Element, NumericView};
 pub use durable_store::{CommitReceipt, Durability, DurableStats, Store, StoreOptions};
 pub use error::{Error, ErrorCode, ErrorDetail, Result};
 pub use events::{Event, EventBus, EventKind, SubscriptionId};
