@@ -14,7 +14,8 @@
 //! accumulators (lane `j` of `L` folds elements `j, j + L, …`; see [`lanes`]), combines them in
 //! lane order and then folds the tail; accumulation is a straight elementwise
 //! loop, and the masked form skips all-zero mask words, runs all-one words as
-//! a dense block and blends the rest. That code is compiled three times: for
+//! a dense block and blends the rest (in place with AVX-512's masked stores,
+//! elsewhere into a scratch block copied back whole). That code is compiled three times: for
 //! the baseline target ([`Kernel::Scalar`]), with AVX2 and with AVX-512
 //! (`#[target_feature]`), and [`Kernel::best`] picks one at run time as the
 //! delta-apply kernels do. Since every fast version uses the same evaluation
@@ -180,8 +181,18 @@ fn accumulate_body<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem]) {
     }
 }
 
+/// `IN_PLACE`: blend mixed mask words in place (AVX-512 turns the select into
+/// one masked store, its fastest form); otherwise blend into a scratch block
+/// copied back whole, since in place the compiler emits a masked store that
+/// is microcoded and slow on AVX2 and a branchy loop on the baseline target.
 #[inline(always)]
-fn accumulate_masked_body<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem], words: &[u64]) {
+fn accumulate_masked_body<S: Semiring, const IN_PLACE: bool>(
+    s: &S,
+    c: &mut [S::Elem],
+    t: &[S::Elem],
+    words: &[u64],
+) {
+    let mut tmp = [s.zero(); 64];
     for ((cw, tw), &w) in c.chunks_mut(64).zip(t.chunks(64)).zip(words) {
         if w == 0 {
             continue;
@@ -190,11 +201,26 @@ fn accumulate_masked_body<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem], 
             accumulate_body(s, cw, tw);
             continue;
         }
-        for (j, (ci, &ti)) in cw.iter_mut().zip(tw).enumerate() {
-            let v = s.add(*ci, ti);
-            *ci = if (w >> j) & 1 != 0 { v } else { *ci };
+        if IN_PLACE {
+            for (j, (ci, &ti)) in cw.iter_mut().zip(tw).enumerate() {
+                let v = s.add(*ci, ti);
+                *ci = if (w >> j) & 1 != 0 { v } else { *ci };
+            }
+        } else {
+            let n = cw.len();
+            for (j, ((o, &ci), &ti)) in tmp[..n].iter_mut().zip(cw.iter()).zip(tw).enumerate() {
+                let v = s.add(ci, ti);
+                *o = if (w >> j) & 1 != 0 { v } else { ci };
+            }
+            cw.copy_from_slice(&tmp[..n]);
         }
     }
+}
+
+/// The portable instance of the masked body.
+#[inline(always)]
+fn accumulate_masked_portable<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem], words: &[u64]) {
+    accumulate_masked_body::<S, false>(s, c, t, words)
 }
 
 // ---------------------------------------------------------------- ISA instances
@@ -207,7 +233,7 @@ mod isa {
     use super::*;
 
     macro_rules! instances {
-        ($feat:literal, $fa:ident, $fm:ident, $acc:ident, $accm:ident) => {
+        ($feat:literal, $in_place:literal, $fa:ident, $fm:ident, $acc:ident, $accm:ident) => {
             #[target_feature(enable = $feat)]
             pub(super) fn $fa<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
                 fold_add_body(s, x)
@@ -227,13 +253,14 @@ mod isa {
                 t: &[S::Elem],
                 words: &[u64],
             ) {
-                accumulate_masked_body(s, c, t, words)
+                accumulate_masked_body::<S, $in_place>(s, c, t, words)
             }
         };
     }
 
     instances!(
         "avx2",
+        false,
         fold_add_avx2,
         fold_mul_avx2,
         accumulate_avx2,
@@ -241,6 +268,7 @@ mod isa {
     );
     instances!(
         "avx512f,avx512bw,avx512vl",
+        true,
         fold_add_avx512,
         fold_mul_avx512,
         accumulate_avx512,
@@ -369,7 +397,7 @@ pub fn accumulate_masked_with<S: Semiring>(
     mask::validate(words, c.len() as u64)?;
     dispatch!(
         kernel,
-        accumulate_masked_body,
+        accumulate_masked_portable,
         accumulate_masked_avx2,
         accumulate_masked_avx512,
         (s, c, t, words)
