@@ -17,8 +17,12 @@
 //! a dense block and blends the rest (in place with AVX-512's masked stores,
 //! elsewhere into a scratch block copied back whole). That code is compiled three times: for
 //! the baseline target ([`Kernel::Scalar`]), with AVX2 and with AVX-512
-//! (`#[target_feature]`), and [`Kernel::best`] picks one at run time as the
-//! delta-apply kernels do. Since every fast version uses the same evaluation
+//! (`#[target_feature]`), and [`best`] picks one at run time as the
+//! delta-apply kernels do. Measured, AVX-512 pays only for the masked form
+//! (one masked store per blend); for folds and plain accumulation LLVM's
+//! AVX-512 code was up to 4x slower than its AVX2 code for some element
+//! types (i64 sums stayed scalar), so [`Kernel::Avx512`] runs the AVX2
+//! instance of those. Since every fast version uses the same evaluation
 //! order, their results are bit-identical on every CPU; they differ from the
 //! reference only where `⊕` or `⊗` rounds (float sums and products), within
 //! the usual summation error bound. (The lane count is [`LANE_BYTES`] divided
@@ -232,48 +236,36 @@ fn accumulate_masked_portable<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Ele
 mod isa {
     use super::*;
 
-    macro_rules! instances {
-        ($feat:literal, $in_place:literal, $fa:ident, $fm:ident, $acc:ident, $accm:ident) => {
-            #[target_feature(enable = $feat)]
-            pub(super) fn $fa<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
-                fold_add_body(s, x)
-            }
-            #[target_feature(enable = $feat)]
-            pub(super) fn $fm<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
-                fold_mul_body(s, x)
-            }
-            #[target_feature(enable = $feat)]
-            pub(super) fn $acc<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem]) {
-                accumulate_body(s, c, t)
-            }
-            #[target_feature(enable = $feat)]
-            pub(super) fn $accm<S: Semiring>(
-                s: &S,
-                c: &mut [S::Elem],
-                t: &[S::Elem],
-                words: &[u64],
-            ) {
-                accumulate_masked_body::<S, $in_place>(s, c, t, words)
-            }
-        };
+    #[target_feature(enable = "avx2")]
+    pub(super) fn fold_add_avx2<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
+        fold_add_body(s, x)
     }
-
-    instances!(
-        "avx2",
-        false,
-        fold_add_avx2,
-        fold_mul_avx2,
-        accumulate_avx2,
-        accumulate_masked_avx2
-    );
-    instances!(
-        "avx512f,avx512bw,avx512vl",
-        true,
-        fold_add_avx512,
-        fold_mul_avx512,
-        accumulate_avx512,
-        accumulate_masked_avx512
-    );
+    #[target_feature(enable = "avx2")]
+    pub(super) fn fold_mul_avx2<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
+        fold_mul_body(s, x)
+    }
+    #[target_feature(enable = "avx2")]
+    pub(super) fn accumulate_avx2<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem]) {
+        accumulate_body(s, c, t)
+    }
+    #[target_feature(enable = "avx2")]
+    pub(super) fn accumulate_masked_avx2<S: Semiring>(
+        s: &S,
+        c: &mut [S::Elem],
+        t: &[S::Elem],
+        words: &[u64],
+    ) {
+        accumulate_masked_body::<S, false>(s, c, t, words)
+    }
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(super) fn accumulate_masked_avx512<S: Semiring>(
+        s: &S,
+        c: &mut [S::Elem],
+        t: &[S::Elem],
+        words: &[u64],
+    ) {
+        accumulate_masked_body::<S, true>(s, c, t, words)
+    }
 }
 
 /// Dispatches one operation to the instance for `kernel` (already checked available).
@@ -348,7 +340,7 @@ pub fn fold_add_with<S: Semiring>(kernel: Kernel, s: &S, x: &[S::Elem]) -> Resul
         kernel,
         fold_add_body,
         fold_add_avx2,
-        fold_add_avx512,
+        fold_add_avx2,
         (s, x)
     ))
 }
@@ -360,7 +352,7 @@ pub fn fold_mul_with<S: Semiring>(kernel: Kernel, s: &S, x: &[S::Elem]) -> Resul
         kernel,
         fold_mul_body,
         fold_mul_avx2,
-        fold_mul_avx512,
+        fold_mul_avx2,
         (s, x)
     ))
 }
@@ -378,7 +370,7 @@ pub fn accumulate_with<S: Semiring>(
         kernel,
         accumulate_body,
         accumulate_avx2,
-        accumulate_avx512,
+        accumulate_avx2,
         (s, c, t)
     );
     Ok(())
@@ -407,24 +399,12 @@ pub fn accumulate_masked_with<S: Semiring>(
 
 /// `x₀ ⊕ … ⊕ xₙ₋₁` (zero for an empty vector), on the fastest kernel.
 pub fn fold_add<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
-    dispatch!(
-        best(),
-        fold_add_body,
-        fold_add_avx2,
-        fold_add_avx512,
-        (s, x)
-    )
+    dispatch!(best(), fold_add_body, fold_add_avx2, fold_add_avx2, (s, x))
 }
 
 /// `x₀ ⊗ … ⊗ xₙ₋₁` (one for an empty vector), on the fastest kernel.
 pub fn fold_mul<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
-    dispatch!(
-        best(),
-        fold_mul_body,
-        fold_mul_avx2,
-        fold_mul_avx512,
-        (s, x)
-    )
+    dispatch!(best(), fold_mul_body, fold_mul_avx2, fold_mul_avx2, (s, x))
 }
 
 /// `c[i] = c[i] ⊕ t[i]` for every `i`; an error if the lengths differ.
