@@ -55,6 +55,7 @@ include("Store.jl")
 include("Page.jl")
 include("Delta.jl")
 include("TLog.jl")
+include("PropagationEngine.jl")
 include("Semiring.jl")
 
 """
@@ -112,6 +113,10 @@ export Delta, DeltaInfo, mask_words, sparse_delta, set_source!, set_intent!,
 export ReadOnlyState, Commit, commit!, create_page!, apply!, checkpoint!, replay, store_lsn,
     state_timestamp, durable_stats, sync!, log_summary, recovery_report, page_history,
     HistoryEntry
+# PropagationEngine.jl
+export add_dependency!, remove_dependency!, register_recompute!, clear_recompute!,
+    set_propagation_mode!, propagation_mode, propagate!, recompute_all!, batch_route_deltas!,
+    subscribe, unsubscribe!, is_stale, is_invalidated, children, parents, topo_order, cycle_path
 # Semiring.jl: the submodule MMSB.Semiring (`using MMSB.Semiring` brings in its names)
 export Semiring
 

@@ -82,6 +82,9 @@ end
     @testset "TLog (durable store)" begin
         include("test_TLog.jl")
     end
+    @testset "PropagationEngine" begin
+        include("test_PropagationEngine.jl")
+    end
     @testset "Semiring" begin
         include("test_semiring.jl")
     end
