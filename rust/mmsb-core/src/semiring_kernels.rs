@@ -28,6 +28,10 @@
 //! the usual summation error bound. (The lane count is [`LANE_BYTES`] divided
 //! by the element size: 32 lanes for f64, 64 for f32.)
 //!
+//! A semiring whose [`Properties`](crate::semiring::Properties) say `⊗` (or
+//! `⊕`) is not commutative gets the sequential fold for it: the lanes reorder
+//! operands.
+//!
 //! **Early exit.** A fold whose semiring has a terminal value of `⊕` (min-plus:
 //! −∞, or-and: true) checks it once per block of [`BLOCK`] elements and stops
 //! there; an exact semiring's [`fold_mul`] stops likewise at the annihilating
@@ -167,12 +171,18 @@ fn fold_n<S: Semiring, const LANES: usize>(
 
 #[inline(always)]
 fn fold_add_body<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
+    if !s.properties().commutative_add {
+        return fold_add_reference(s, x);
+    }
     let check = s.terminal().is_some();
     fold_lanes(s, x, s.zero(), S::add, S::is_terminal, check)
 }
 
 #[inline(always)]
 fn fold_mul_body<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
+    if !s.properties().commutative_mul {
+        return fold_mul_reference(s, x);
+    }
     let check = s.properties().exact;
     let zero = s.zero();
     fold_lanes(s, x, s.one(), S::mul, move |_, r| r == zero, check)
