@@ -33,6 +33,7 @@
 //!   derived deltas and graph edits in the commit's log group.
 //! * [`semiring`]: the semiring trait, the built-ins and their run-time
 //!   descriptors; [`semiring_kernels`]: folds and accumulation (SIMD);
+//!   [`semiring_user`]: semirings from C function pointers;
 //!   [`numeric_delta`]: deltas that accumulate `page ⊕= payload` (see
 //!   `docs/semiring.md`).
 //!
@@ -77,6 +78,7 @@ pub mod replay;
 pub mod retry;
 pub mod semiring;
 pub mod semiring_kernels;
+pub mod semiring_user;
 pub mod tlog_compression;
 pub mod tlog_frame;
 pub mod tlog_reader;
