@@ -66,6 +66,7 @@ CONST_FAMILIES = [
     (re.compile(r"^MMSB_LOCATION_[A-Z0-9_]+$"), "UInt8"),
     (re.compile(r"^MMSB_DTYPE_[A-Z0-9_]+$"), "UInt8"),
     (re.compile(r"^MMSB_DURABILITY_[A-Z0-9_]+$"), "UInt8"),
+    (re.compile(r"^MMSB_GPU_FAIL_[A-Z0-9_]+$"), "Int32"),
     (re.compile(r"^MMSB_EDGE_[A-Z0-9_]+$"), "UInt8"),
     (re.compile(r"^MMSB_PROPAGATION_[A-Z0-9_]+$"), "UInt8"),
     (re.compile(r"^MMSB_EVENT_[A-Z0-9_]+$"), "UInt8"),

@@ -23,6 +23,15 @@ const MMSB_DURABILITY_BUFFERED = UInt8(1)
 """Durability: no files at all (an in-memory store behind the durable API)."""
 const MMSB_DURABILITY_NONE = UInt8(2)
 
+"""No forced failure (`mmsb_gpu_set_forced_failure`)."""
+const MMSB_GPU_FAIL_NONE = Int32(0)
+
+"""Force kernel failures: a batch fails halfway through a launch group."""
+const MMSB_GPU_FAIL_KERNEL = Int32(2)
+
+"""Force host/device copy failures."""
+const MMSB_GPU_FAIL_COPY = Int32(3)
+
 """Edge kind: the child is recomputed from its data parents."""
 const MMSB_EDGE_DATA = UInt8(0)
 
@@ -357,6 +366,37 @@ end
 """A page-history handle (0 is null)."""
 const MmsbHistory = UInt64
 
+"""A GPU store handle (0 is null)."""
+const MmsbGpuStore = UInt64
+
+"""
+    MmsbGpuStats
+
+What `mmsb_gpu_stats` reports (see `FallbackStats` in `docs/gpu.md`).
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbGpuStats
+    """Whether the store runs on a device (real or emulated)."""
+    has_device::Bool
+    """Pages asked for in GPU or unified memory but placed in host memory."""
+    placement_fallbacks::UInt64
+    """Kernel failures seen (real or forced)."""
+    kernel_failures::UInt64
+    """Copy failures seen (real or forced)."""
+    copy_failures::UInt64
+    """Batches that finished on the CPU after a device failure."""
+    batches_finished_on_cpu::UInt64
+    """Deltas applied on the CPU because of a device failure."""
+    deltas_finished_on_cpu::UInt64
+    """Device pages recovered to host memory."""
+    pages_moved_to_cpu::UInt64
+    """Pages restored from their host copy."""
+    pages_restored_from_host_copy::UInt64
+    """Launch groups applied on the device."""
+    gpu_groups::UInt64
+end
+
 """
     MmsbPageInfo
 
@@ -466,6 +506,29 @@ struct MmsbStoreStats
     deltas_rejected::UInt64
     """Payload bytes written by applied deltas."""
     bytes_written::UInt64
+end
+
+"""A transaction handle (0 is null)."""
+const MmsbTxn = UInt64
+
+"""
+    MmsbTxnStats
+
+Transaction counters of a durable store (`mmsb_txn_stats`).
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbTxnStats
+    """Transactions begun (each retry counts)."""
+    begun::UInt64
+    """Transactions committed (read-only ones included)."""
+    committed::UInt64
+    """Attempts that failed with a conflict (at a read or at commit)."""
+    conflicts::UInt64
+    """Transactions aborted (explicitly, freed unfinished, or by a failed commit)."""
+    aborted::UInt64
+    """Retries made by the Rust `with_transaction` (the C ABI's callers retry themselves)."""
+    retries::UInt64
 end
 
 """
@@ -1123,6 +1186,203 @@ a leak check for bindings and tests.
 """
 function mmsb_live_handles(out_count)
     ccall((:mmsb_live_handles, libmmsb), Int32, (Ptr{UInt64},), out_count)
+end
+
+"""
+    mmsb_gpu_available(out_available) -> Int32
+
+C: `int32_t mmsb_gpu_available(bool *out_available)`
+
+Probes for a usable GPU (driver, NVRTC, a device) and writes the answer
+into `*out_available`. Never fails for want of a GPU.
+
+# Safety
+`out_available` is null or valid for one write.
+"""
+function mmsb_gpu_available(out_available)
+    ccall((:mmsb_gpu_available, libmmsb), Int32, (Ptr{Bool},), out_available)
+end
+
+"""
+    mmsb_gpu_store_open(out_store) -> Int32
+
+C: `int32_t mmsb_gpu_store_open(MmsbGpuStore *out_store)`
+
+Opens a GPU store on device 0, or a CPU-only one when no GPU is usable
+(honours `MMSB_GPU_DISABLE` and `MMSB_GPU_FORCE_FAIL`). Close it with
+`mmsb_gpu_store_close`.
+
+# Safety
+`out_store` is null or valid for one write.
+"""
+function mmsb_gpu_store_open(out_store)
+    ccall((:mmsb_gpu_store_open, libmmsb), Int32, (Ptr{MmsbGpuStore},), out_store)
+end
+
+"""
+    mmsb_gpu_store_open_emulated(out_store) -> Int32
+
+C: `int32_t mmsb_gpu_store_open_emulated(MmsbGpuStore *out_store)`
+
+Opens a GPU store on a device emulated in host memory (for testing the
+GPU paths and the fallback on machines without a GPU).
+
+# Safety
+`out_store` is null or valid for one write.
+"""
+function mmsb_gpu_store_open_emulated(out_store)
+    ccall((:mmsb_gpu_store_open_emulated, libmmsb), Int32, (Ptr{MmsbGpuStore},), out_store)
+end
+
+"""
+    mmsb_gpu_store_close(store) -> Int32
+
+C: `int32_t mmsb_gpu_store_close(MmsbGpuStore store)`
+
+Closes a GPU store and frees its pages; the handle becomes stale.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_store_close(store)
+    ccall((:mmsb_gpu_store_close, libmmsb), Int32, (MmsbGpuStore,), store)
+end
+
+"""
+    mmsb_gpu_set_forced_failure(store, point) -> Int32
+
+C: `int32_t mmsb_gpu_set_forced_failure(MmsbGpuStore store, int32_t point)`
+
+Makes a step fail on purpose: `MMSB_GPU_FAIL_NONE`, `MMSB_GPU_FAIL_KERNEL`
+or `MMSB_GPU_FAIL_COPY` (initialisation failure is the environment
+variable `MMSB_GPU_FORCE_FAIL=init` at open).
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_set_forced_failure(store, point)
+    ccall((:mmsb_gpu_set_forced_failure, libmmsb), Int32, (MmsbGpuStore, Int32), store, point)
+end
+
+"""
+    mmsb_gpu_set_host_copy(store, on) -> Int32
+
+C: `int32_t mmsb_gpu_set_host_copy(MmsbGpuStore store, bool on)`
+
+Keeps (or stops keeping) a host copy of every device page, so a failure
+that loses the device bytes is still recovered.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_set_host_copy(store, on)
+    ccall((:mmsb_gpu_set_host_copy, libmmsb), Int32, (MmsbGpuStore, Bool), store, on)
+end
+
+"""
+    mmsb_gpu_create_page(store, page, size, location, out_location) -> Int32
+
+C: `int32_t mmsb_gpu_create_page(MmsbGpuStore store, MmsbPageId page, uint64_t size, uint8_t location, uint8_t *out_location)`
+
+Creates a zeroed page `page` (a caller-chosen non-zero id) of `size` bytes
+at `location` (`MMSB_LOCATION_*`) and writes where it was placed into
+`*out_location` (host memory when there is no device).
+
+# Safety
+`out_location` is null or valid for one write.
+"""
+function mmsb_gpu_create_page(store, page, size, location, out_location)
+    ccall((:mmsb_gpu_create_page, libmmsb), Int32, (MmsbGpuStore, MmsbPageId, UInt64, UInt8, Ptr{UInt8}), store, page, size, location, out_location)
+end
+
+"""
+    mmsb_gpu_migrate_page(store, page, location) -> Int32
+
+C: `int32_t mmsb_gpu_migrate_page(MmsbGpuStore store, MmsbPageId page, uint8_t location)`
+
+Moves a page to `location`, keeping its bytes and epoch.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_migrate_page(store, page, location)
+    ccall((:mmsb_gpu_migrate_page, libmmsb), Int32, (MmsbGpuStore, MmsbPageId, UInt8), store, page, location)
+end
+
+"""
+    mmsb_gpu_remove_page(store, page) -> Int32
+
+C: `int32_t mmsb_gpu_remove_page(MmsbGpuStore store, MmsbPageId page)`
+
+Frees a page of a GPU store.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_remove_page(store, page)
+    ccall((:mmsb_gpu_remove_page, libmmsb), Int32, (MmsbGpuStore, MmsbPageId), store, page)
+end
+
+"""
+    mmsb_gpu_page_info(store, page, out_location, out_epoch, out_size) -> Int32
+
+C: `int32_t mmsb_gpu_page_info(MmsbGpuStore store, MmsbPageId page, uint8_t *out_location, uint64_t *out_epoch, uint64_t *out_size)`
+
+Writes a page's location (`MMSB_LOCATION_*`), epoch and size (any pointer
+may be null if not wanted).
+
+# Safety
+Each out-pointer is null or valid for one write.
+"""
+function mmsb_gpu_page_info(store, page, out_location, out_epoch, out_size)
+    ccall((:mmsb_gpu_page_info, libmmsb), Int32, (MmsbGpuStore, MmsbPageId, Ptr{UInt8}, Ptr{UInt64}, Ptr{UInt64}), store, page, out_location, out_epoch, out_size)
+end
+
+"""
+    mmsb_gpu_read_page(store, page, buf, cap, out_len) -> Int32
+
+C: `int32_t mmsb_gpu_read_page(MmsbGpuStore store, MmsbPageId page, uint8_t *buf, uint64_t cap, uint64_t *out_len)`
+
+Copies a page's bytes (from the device when it lives there) into `buf`
+(`cap` bytes) and writes its size into `*out_len`. With `buf` null and
+`cap` 0 only the size is reported; too small a buffer is
+`MMSB_ERR_BUFFER_TOO_SMALL`.
+
+# Safety
+`buf` is null or valid for `cap` bytes; `out_len` is null or valid for one write.
+"""
+function mmsb_gpu_read_page(store, page, buf, cap, out_len)
+    ccall((:mmsb_gpu_read_page, libmmsb), Int32, (MmsbGpuStore, MmsbPageId, Ptr{UInt8}, UInt64, Ptr{UInt64}), store, page, buf, cap, out_len)
+end
+
+"""
+    mmsb_gpu_apply_deltas(store, deltas, count) -> Int32
+
+C: `int32_t mmsb_gpu_apply_deltas(MmsbGpuStore store, const MmsbDelta *deltas, uint64_t count)`
+
+Applies `count` deltas (handles from `mmsb_delta_new_*`) in order as one
+batch: every page it touches gains one epoch. All deltas are validated
+first; on an error nothing changed. Device failures finish on the CPU.
+
+# Safety
+`deltas` is null (only with `count` 0) or valid for `count` handles.
+"""
+function mmsb_gpu_apply_deltas(store, deltas, count)
+    ccall((:mmsb_gpu_apply_deltas, libmmsb), Int32, (MmsbGpuStore, Ptr{MmsbDelta}, UInt64), store, deltas, count)
+end
+
+"""
+    mmsb_gpu_stats(store, out_stats) -> Int32
+
+C: `int32_t mmsb_gpu_stats(MmsbGpuStore store, MmsbGpuStats *out_stats)`
+
+Writes the store's fallback statistics into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_gpu_stats(store, out_stats)
+    ccall((:mmsb_gpu_stats, libmmsb), Int32, (MmsbGpuStore, Ptr{MmsbGpuStats}), store, out_stats)
 end
 
 """
@@ -1875,6 +2135,143 @@ None beyond passing handle values (checked).
 """
 function mmsb_store_check_delta(store, delta)
     ccall((:mmsb_store_check_delta, libmmsb), Int32, (MmsbStore, MmsbDelta), store, delta)
+end
+
+"""
+    mmsb_txn_begin(store, out_txn) -> Int32
+
+C: `int32_t mmsb_txn_begin(MmsbStore store, MmsbTxn *out_txn)`
+
+Begins a transaction on the durable store `store` and writes its handle
+into `*out_txn`. Free it with `mmsb_txn_free`.
+
+# Safety
+`out_txn` is null or valid for one write.
+"""
+function mmsb_txn_begin(store, out_txn)
+    ccall((:mmsb_txn_begin, libmmsb), Int32, (MmsbStore, Ptr{MmsbTxn}), store, out_txn)
+end
+
+"""
+    mmsb_txn_read(txn, page, offset, buf, len) -> Int32
+
+C: `int32_t mmsb_txn_read(MmsbTxn txn, MmsbPageId page, uint64_t offset, uint8_t *buf, uint64_t len)`
+
+Copies `len` bytes of the page, starting at `offset`, as the transaction
+sees it (the version it read, with its own buffered deltas applied) into
+`buf`. The first read of a page adds it to the read set; if a page read
+earlier has changed since, this fails with `MMSB_ERR_TRANSACTION_CONFLICT`.
+
+# Safety
+`buf` is null (only with `len` 0) or valid for writing `len` bytes.
+"""
+function mmsb_txn_read(txn, page, offset, buf, len)
+    ccall((:mmsb_txn_read, libmmsb), Int32, (MmsbTxn, MmsbPageId, UInt64, Ptr{UInt8}, UInt64), txn, page, offset, buf, len)
+end
+
+"""
+    mmsb_txn_page_epoch(txn, page, out_epoch) -> Int32
+
+C: `int32_t mmsb_txn_page_epoch(MmsbTxn txn, MmsbPageId page, uint64_t *out_epoch)`
+
+The page's epoch as the transaction read it (reading it if not yet read).
+
+# Safety
+`out_epoch` is null or valid for one write.
+"""
+function mmsb_txn_page_epoch(txn, page, out_epoch)
+    ccall((:mmsb_txn_page_epoch, libmmsb), Int32, (MmsbTxn, MmsbPageId, Ptr{UInt64}), txn, page, out_epoch)
+end
+
+"""
+    mmsb_txn_write_delta(txn, delta) -> Int32
+
+C: `int32_t mmsb_txn_write_delta(MmsbTxn txn, MmsbDelta delta)`
+
+Buffers \"apply this delta\" (copied: the delta handle stays the caller's).
+Validated against its page now; applied only if the transaction commits.
+
+# Safety
+None beyond passing handle values (checked).
+"""
+function mmsb_txn_write_delta(txn, delta)
+    ccall((:mmsb_txn_write_delta, libmmsb), Int32, (MmsbTxn, MmsbDelta), txn, delta)
+end
+
+"""
+    mmsb_txn_set_intent(txn, json) -> Int32
+
+C: `int32_t mmsb_txn_set_intent(MmsbTxn txn, const char *json)`
+
+Sets the intent recorded with the commit: a NUL-terminated JSON document,
+stored on every delta of the commit that has no intent of its own.
+
+# Safety
+`json` is null or a NUL-terminated string.
+"""
+function mmsb_txn_set_intent(txn, json)
+    ccall((:mmsb_txn_set_intent, libmmsb), Int32, (MmsbTxn, Cstring), txn, json)
+end
+
+"""
+    mmsb_txn_commit(txn, out_lsn) -> Int32
+
+C: `int32_t mmsb_txn_commit(MmsbTxn txn, uint64_t *out_lsn)`
+
+Commits the transaction and writes the commit's LSN into `*out_lsn` (for a
+transaction that only read: the LSN it was validated at; nothing is logged).
+A conflict is `MMSB_ERR_TRANSACTION_CONFLICT` (retryable: free the
+transaction and run it again) and leaves no trace. Either way the
+transaction is finished.
+
+# Safety
+`out_lsn` is null or valid for one write.
+"""
+function mmsb_txn_commit(txn, out_lsn)
+    ccall((:mmsb_txn_commit, libmmsb), Int32, (MmsbTxn, Ptr{UInt64}), txn, out_lsn)
+end
+
+"""
+    mmsb_txn_abort(txn) -> Int32
+
+C: `int32_t mmsb_txn_abort(MmsbTxn txn)`
+
+Aborts the transaction: its buffered writes are dropped, nothing reached
+the store. A finished transaction is left as it is.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_txn_abort(txn)
+    ccall((:mmsb_txn_abort, libmmsb), Int32, (MmsbTxn,), txn)
+end
+
+"""
+    mmsb_txn_free(txn) -> Int32
+
+C: `int32_t mmsb_txn_free(MmsbTxn txn)`
+
+Frees a transaction handle, aborting it if it is still open.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_txn_free(txn)
+    ccall((:mmsb_txn_free, libmmsb), Int32, (MmsbTxn,), txn)
+end
+
+"""
+    mmsb_txn_stats(store, out_stats) -> Int32
+
+C: `int32_t mmsb_txn_stats(MmsbStore store, MmsbTxnStats *out_stats)`
+
+Writes the durable store's transaction counters into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_txn_stats(store, out_stats)
+    ccall((:mmsb_txn_stats, libmmsb), Int32, (MmsbStore, Ptr{MmsbTxnStats}), store, out_stats)
 end
 
 end # module LibMMSB

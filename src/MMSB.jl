@@ -55,7 +55,9 @@ include("Store.jl")
 include("Page.jl")
 include("Delta.jl")
 include("TLog.jl")
+include("Gpu.jl")
 include("PropagationEngine.jl")
+include("Transaction.jl")
 include("Semiring.jl")
 
 """
@@ -113,10 +115,15 @@ export Delta, DeltaInfo, mask_words, sparse_delta, set_source!, set_intent!,
 export ReadOnlyState, Commit, commit!, create_page!, apply!, checkpoint!, replay, store_lsn,
     state_timestamp, durable_stats, sync!, log_summary, recovery_report, page_history,
     HistoryEntry
+# Gpu.jl
+export GpuStore, gpu_available, open_gpu_store, migrate_page!, apply_deltas!,
+    set_forced_failure!, set_host_copy!, gpu_stats
 # PropagationEngine.jl
 export add_dependency!, remove_dependency!, register_recompute!, clear_recompute!,
     set_propagation_mode!, propagation_mode, propagate!, recompute_all!, batch_route_deltas!,
     subscribe, unsubscribe!, is_stale, is_invalidated, children, parents, topo_order, cycle_path
+# Transaction.jl
+export Transaction, begin_transaction, with_transaction, page_epoch, abort!, transaction_stats
 # Semiring.jl: the submodule MMSB.Semiring (`using MMSB.Semiring` brings in its names)
 export Semiring
 

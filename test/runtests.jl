@@ -85,6 +85,12 @@ end
     @testset "PropagationEngine" begin
         include("test_PropagationEngine.jl")
     end
+    @testset "Gpu (GPU stores)" begin
+        include("test_Gpu.jl")
+    end
+    @testset "Transaction" begin
+        include("test_transaction.jl")
+    end
     @testset "Semiring" begin
         include("test_semiring.jl")
     end

@@ -17,6 +17,15 @@
 // Durability: no files at all (an in-memory store behind the durable API).
 #define MMSB_DURABILITY_NONE 2
 
+// No forced failure (`mmsb_gpu_set_forced_failure`).
+#define MMSB_GPU_FAIL_NONE 0
+
+// Force kernel failures: a batch fails halfway through a launch group.
+#define MMSB_GPU_FAIL_KERNEL 2
+
+// Force host/device copy failures.
+#define MMSB_GPU_FAIL_COPY 3
+
 // Edge kind: the child is recomputed from its data parents.
 #define MMSB_EDGE_DATA 0
 
@@ -315,6 +324,31 @@ typedef struct {
 // A page-history handle (0 is null).
 typedef uint64_t MmsbHistory;
 
+// A GPU store handle (0 is null).
+typedef uint64_t MmsbGpuStore;
+
+// What `mmsb_gpu_stats` reports (see `FallbackStats` in `docs/gpu.md`).
+typedef struct {
+  // Whether the store runs on a device (real or emulated).
+  bool has_device;
+  // Pages asked for in GPU or unified memory but placed in host memory.
+  uint64_t placement_fallbacks;
+  // Kernel failures seen (real or forced).
+  uint64_t kernel_failures;
+  // Copy failures seen (real or forced).
+  uint64_t copy_failures;
+  // Batches that finished on the CPU after a device failure.
+  uint64_t batches_finished_on_cpu;
+  // Deltas applied on the CPU because of a device failure.
+  uint64_t deltas_finished_on_cpu;
+  // Device pages recovered to host memory.
+  uint64_t pages_moved_to_cpu;
+  // Pages restored from their host copy.
+  uint64_t pages_restored_from_host_copy;
+  // Launch groups applied on the device.
+  uint64_t gpu_groups;
+} MmsbGpuStats;
+
 // What `mmsb_page_info` reports.
 typedef struct {
   // Size in bytes.
@@ -404,6 +438,23 @@ typedef struct {
   // Payload bytes written by applied deltas.
   uint64_t bytes_written;
 } MmsbStoreStats;
+
+// A transaction handle (0 is null).
+typedef uint64_t MmsbTxn;
+
+// Transaction counters of a durable store (`mmsb_txn_stats`).
+typedef struct {
+  // Transactions begun (each retry counts).
+  uint64_t begun;
+  // Transactions committed (read-only ones included).
+  uint64_t committed;
+  // Attempts that failed with a conflict (at a read or at commit).
+  uint64_t conflicts;
+  // Transactions aborted (explicitly, freed unfinished, or by a failed commit).
+  uint64_t aborted;
+  // Retries made by the Rust `with_transaction` (the C ABI's callers retry themselves).
+  uint64_t retries;
+} MmsbTxnStats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -799,6 +850,119 @@ int32_t mmsb_version(uint32_t *out_major,
 // # Safety
 // `out_count` is null or valid for writing one u64.
 int32_t mmsb_live_handles(uint64_t *out_count);
+
+// Probes for a usable GPU (driver, NVRTC, a device) and writes the answer
+// into `*out_available`. Never fails for want of a GPU.
+//
+// # Safety
+// `out_available` is null or valid for one write.
+int32_t mmsb_gpu_available(bool *out_available);
+
+// Opens a GPU store on device 0, or a CPU-only one when no GPU is usable
+// (honours `MMSB_GPU_DISABLE` and `MMSB_GPU_FORCE_FAIL`). Close it with
+// `mmsb_gpu_store_close`.
+//
+// # Safety
+// `out_store` is null or valid for one write.
+int32_t mmsb_gpu_store_open(MmsbGpuStore *out_store);
+
+// Opens a GPU store on a device emulated in host memory (for testing the
+// GPU paths and the fallback on machines without a GPU).
+//
+// # Safety
+// `out_store` is null or valid for one write.
+int32_t mmsb_gpu_store_open_emulated(MmsbGpuStore *out_store);
+
+// Closes a GPU store and frees its pages; the handle becomes stale.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_store_close(MmsbGpuStore store);
+
+// Makes a step fail on purpose: `MMSB_GPU_FAIL_NONE`, `MMSB_GPU_FAIL_KERNEL`
+// or `MMSB_GPU_FAIL_COPY` (initialisation failure is the environment
+// variable `MMSB_GPU_FORCE_FAIL=init` at open).
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_set_forced_failure(MmsbGpuStore store,
+                                    int32_t point);
+
+// Keeps (or stops keeping) a host copy of every device page, so a failure
+// that loses the device bytes is still recovered.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_set_host_copy(MmsbGpuStore store,
+                               bool on);
+
+// Creates a zeroed page `page` (a caller-chosen non-zero id) of `size` bytes
+// at `location` (`MMSB_LOCATION_*`) and writes where it was placed into
+// `*out_location` (host memory when there is no device).
+//
+// # Safety
+// `out_location` is null or valid for one write.
+int32_t mmsb_gpu_create_page(MmsbGpuStore store,
+                             MmsbPageId page,
+                             uint64_t size,
+                             uint8_t location,
+                             uint8_t *out_location);
+
+// Moves a page to `location`, keeping its bytes and epoch.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_migrate_page(MmsbGpuStore store,
+                              MmsbPageId page,
+                              uint8_t location);
+
+// Frees a page of a GPU store.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_remove_page(MmsbGpuStore store,
+                             MmsbPageId page);
+
+// Writes a page's location (`MMSB_LOCATION_*`), epoch and size (any pointer
+// may be null if not wanted).
+//
+// # Safety
+// Each out-pointer is null or valid for one write.
+int32_t mmsb_gpu_page_info(MmsbGpuStore store,
+                           MmsbPageId page,
+                           uint8_t *out_location,
+                           uint64_t *out_epoch,
+                           uint64_t *out_size);
+
+// Copies a page's bytes (from the device when it lives there) into `buf`
+// (`cap` bytes) and writes its size into `*out_len`. With `buf` null and
+// `cap` 0 only the size is reported; too small a buffer is
+// `MMSB_ERR_BUFFER_TOO_SMALL`.
+//
+// # Safety
+// `buf` is null or valid for `cap` bytes; `out_len` is null or valid for one write.
+int32_t mmsb_gpu_read_page(MmsbGpuStore store,
+                           MmsbPageId page,
+                           uint8_t *buf,
+                           uint64_t cap,
+                           uint64_t *out_len);
+
+// Applies `count` deltas (handles from `mmsb_delta_new_*`) in order as one
+// batch: every page it touches gains one epoch. All deltas are validated
+// first; on an error nothing changed. Device failures finish on the CPU.
+//
+// # Safety
+// `deltas` is null (only with `count` 0) or valid for `count` handles.
+int32_t mmsb_gpu_apply_deltas(MmsbGpuStore store,
+                              const MmsbDelta *deltas,
+                              uint64_t count);
+
+// Writes the store's fallback statistics into `*out_stats`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_gpu_stats(MmsbGpuStore store,
+                       MmsbGpuStats *out_stats);
 
 // Creates a zeroed page of `size` bytes at `location` (`MMSB_LOCATION_*`) and
 // writes its id into `*out_page`. Only CPU pages are backed in this build; GPU
@@ -1309,6 +1473,82 @@ int32_t mmsb_store_apply_delta(MmsbStore store,
 // None beyond passing handle values (checked).
 int32_t mmsb_store_check_delta(MmsbStore store,
                                MmsbDelta delta);
+
+// Begins a transaction on the durable store `store` and writes its handle
+// into `*out_txn`. Free it with `mmsb_txn_free`.
+//
+// # Safety
+// `out_txn` is null or valid for one write.
+int32_t mmsb_txn_begin(MmsbStore store,
+                       MmsbTxn *out_txn);
+
+// Copies `len` bytes of the page, starting at `offset`, as the transaction
+// sees it (the version it read, with its own buffered deltas applied) into
+// `buf`. The first read of a page adds it to the read set; if a page read
+// earlier has changed since, this fails with `MMSB_ERR_TRANSACTION_CONFLICT`.
+//
+// # Safety
+// `buf` is null (only with `len` 0) or valid for writing `len` bytes.
+int32_t mmsb_txn_read(MmsbTxn txn,
+                      MmsbPageId page,
+                      uint64_t offset,
+                      uint8_t *buf,
+                      uint64_t len);
+
+// The page's epoch as the transaction read it (reading it if not yet read).
+//
+// # Safety
+// `out_epoch` is null or valid for one write.
+int32_t mmsb_txn_page_epoch(MmsbTxn txn,
+                            MmsbPageId page,
+                            uint64_t *out_epoch);
+
+// Buffers "apply this delta" (copied: the delta handle stays the caller's).
+// Validated against its page now; applied only if the transaction commits.
+//
+// # Safety
+// None beyond passing handle values (checked).
+int32_t mmsb_txn_write_delta(MmsbTxn txn,
+                             MmsbDelta delta);
+
+// Sets the intent recorded with the commit: a NUL-terminated JSON document,
+// stored on every delta of the commit that has no intent of its own.
+//
+// # Safety
+// `json` is null or a NUL-terminated string.
+int32_t mmsb_txn_set_intent(MmsbTxn txn,
+                            const char *json);
+
+// Commits the transaction and writes the commit's LSN into `*out_lsn` (for a
+// transaction that only read: the LSN it was validated at; nothing is logged).
+// A conflict is `MMSB_ERR_TRANSACTION_CONFLICT` (retryable: free the
+// transaction and run it again) and leaves no trace. Either way the
+// transaction is finished.
+//
+// # Safety
+// `out_lsn` is null or valid for one write.
+int32_t mmsb_txn_commit(MmsbTxn txn,
+                        uint64_t *out_lsn);
+
+// Aborts the transaction: its buffered writes are dropped, nothing reached
+// the store. A finished transaction is left as it is.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_txn_abort(MmsbTxn txn);
+
+// Frees a transaction handle, aborting it if it is still open.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_txn_free(MmsbTxn txn);
+
+// Writes the durable store's transaction counters into `*out_stats`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_txn_stats(MmsbStore store,
+                       MmsbTxnStats *out_stats);
 
 #ifdef __cplusplus
 }  // extern "C"

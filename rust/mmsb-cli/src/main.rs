@@ -14,7 +14,9 @@ use std::process::ExitCode;
 
 mod bench_delta;
 mod bench_log;
+mod bench_propagation;
 mod bench_semiring;
+mod bench_txn;
 mod cmd_checkpoint;
 mod cmd_log;
 mod cmd_recover;
@@ -63,6 +65,13 @@ enum BenchGroup {
     /// The durable log: commits/s against SQLite, append bandwidth against
     /// write(2), recovery replay and checkpoint speed.
     Log(bench_log::BenchLogArgs),
+    /// Propagation: updates/s against salsa on the same graphs, the engine's
+    /// own cost per recomputed page, topological sort and BFS of the
+    /// dependency graph against plain adjacency lists.
+    Propagation(bench_propagation::BenchPropagationArgs),
+    /// Optimistic transactions/s (low and high contention) and snapshot reads
+    /// against a global Mutex<HashMap> and SQLite BEGIN IMMEDIATE.
+    Txn(bench_txn::BenchTxnArgs),
     /// Semiring folds and accumulation (scalar, AVX2, AVX-512) against memcpy.
     Semiring(bench_semiring::BenchSemiringArgs),
 }
@@ -88,6 +97,8 @@ fn main() -> ExitCode {
         Command::Bench { group } => match group {
             BenchGroup::Delta(a) => bench_delta::run(a),
             BenchGroup::Log(a) => bench_log::run(a),
+            BenchGroup::Propagation(a) => bench_propagation::run(a),
+            BenchGroup::Txn(a) => bench_txn::run(a),
             BenchGroup::Semiring(a) => bench_semiring::run(a),
         },
         Command::Log { cmd } => cmd_log::run(cmd),

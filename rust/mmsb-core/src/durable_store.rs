@@ -60,6 +60,15 @@
 //! changes not yet propagated, [`Store::recompute_all`] brings every derived
 //! page up to date.
 //!
+//! **Transactions.** [`Store::commit_guarded`] is the seam optimistic
+//! transactions (see [`transaction`](crate::transaction)) commit through: it
+//! takes, besides the ops, the (page, epoch) pairs the transaction read or
+//! wrote, and checks them under the commit lock before anything is logged; a
+//! page whose epoch moved fails the commit with
+//! [`ErrorCode::TransactionConflict`], which leaves no trace. Snapshots
+//! ([`snapshot`](crate::snapshot)) are taken under the same lock, so they sit
+//! at a commit boundary.
+//!
 //! **Checkpoints and retention.** [`Store::checkpoint`] snapshots the state at
 //! a commit boundary, keeps the newest [`StoreOptions::checkpoints_kept`], and
 //! deletes the log segments wholly covered by the oldest kept one.
@@ -81,6 +90,7 @@ use crate::tlog_reader::LogEnd;
 use crate::tlog_record::Record;
 use crate::tlog_segment;
 use crate::tlog_writer::{io_err, GroupSync, TLogWriter};
+use crate::transaction::{self, TxnCounters};
 use crate::vfs::{DirLock, RealVfs, Vfs};
 
 /// The file in a data directory whose lock marks the store as open.
@@ -199,6 +209,8 @@ pub struct Store {
     background: Option<JoinHandle<()>>,
     /// The data directory's `LOCK` file, held while the store is open.
     lock: Option<DirLock>,
+    /// Transaction counters (begun, committed, conflicts, ...).
+    pub(crate) txn_counters: TxnCounters,
 }
 
 impl Store {
@@ -381,19 +393,28 @@ impl Store {
             report,
             background,
             lock: None,
+            txn_counters: TxnCounters::default(),
         }
     }
 
     /// Validates, plans (graph edits, and the wave in immediate mode), logs
     /// and applies one commit. See the module docs.
     pub fn commit(&self, ops: Vec<Op>) -> Result<CommitReceipt> {
-        self.commit_inner(ops, false)
+        self.commit_inner(ops, false, &[])
+    }
+
+    /// [`Store::commit`], valid only if every `(page, epoch)` of `guard` is
+    /// still current when the commit lock is taken (checked before logging);
+    /// otherwise it fails with [`ErrorCode::TransactionConflict`] and leaves no
+    /// trace. The seam of optimistic transactions.
+    pub fn commit_guarded(&self, ops: Vec<Op>, guard: &[(PageId, u64)]) -> Result<CommitReceipt> {
+        self.commit_inner(ops, false, guard)
     }
 
     /// Commits `deltas` as one commit with one wave, in any mode (a deferred
     /// store's pending changes join the wave).
     pub fn batch_route_deltas(&self, deltas: Vec<Delta>) -> Result<CommitReceipt> {
-        self.commit_inner(deltas.into_iter().map(Op::Delta).collect(), true)
+        self.commit_inner(deltas.into_iter().map(Op::Delta).collect(), true, &[])
     }
 
     /// Runs one wave for everything pending (changes of deferred commits,
@@ -401,7 +422,7 @@ impl Store {
     /// If the wave changes no page nothing is logged, and the receipt carries
     /// the current LSN.
     pub fn propagate(&self) -> Result<CommitReceipt> {
-        self.commit_inner(Vec::new(), true)
+        self.commit_inner(Vec::new(), true, &[])
     }
 
     /// Schedules every derived page for a recompute and runs the wave.
@@ -410,8 +431,14 @@ impl Store {
         self.propagate()
     }
 
-    /// `wave`: run the wave whatever the mode (and accept an empty `ops`).
-    fn commit_inner(&self, ops: Vec<Op>, wave: bool) -> Result<CommitReceipt> {
+    /// `wave`: run the wave whatever the mode (and accept an empty `ops`);
+    /// `guard`: (page, epoch) pairs that must be current (transactions).
+    fn commit_inner(
+        &self,
+        ops: Vec<Op>,
+        wave: bool,
+        guard: &[(PageId, u64)],
+    ) -> Result<CommitReceipt> {
         let sh = &self.shared;
         let lsn;
         let events: Vec<Event>;
@@ -424,6 +451,7 @@ impl Store {
             if let Some(e) = g.failed.clone().or_else(|| sh.sync.failure()) {
                 return Err(refused(&e));
             }
+            transaction::check_epochs(g.engine.store(), guard)?;
             let (mut records, created) = if ops.is_empty() && wave {
                 (Vec::new(), Vec::new())
             } else {
@@ -631,6 +659,13 @@ impl Store {
     /// Runs `f` on the current state (under the commit lock: keep it short).
     pub fn read_with<R>(&self, f: impl FnOnce(&PageStore) -> R) -> R {
         f(self.shared.lock().engine.store())
+    }
+
+    /// Runs `f` on the current state and the LSN of the last commit it
+    /// includes (under the commit lock: keep it short).
+    pub fn read_with_lsn<R>(&self, f: impl FnOnce(&PageStore, u64) -> R) -> R {
+        let g = self.shared.lock();
+        f(g.engine.store(), g.lsn)
     }
 
     /// A copy of a page's bytes.

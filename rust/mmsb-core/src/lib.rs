@@ -31,6 +31,9 @@
 //!   [`Engine`] that commits deltas and propagates them (see `docs/propagation.md`);
 //!   the durable [`Store`] holds an engine, so its commits propagate too, with
 //!   derived deltas and graph edits in the commit's log group.
+//! * [`snapshot`], [`transaction`]: consistent multi-page reads at a commit
+//!   boundary, and optimistic serializable transactions with retry (see
+//!   `docs/transactions.md`).
 //! * [`semiring`]: the semiring trait, the built-ins and their run-time
 //!   descriptors; [`semiring_kernels`]: folds and accumulation (SIMD);
 //!   [`semiring_user`]: semirings from C function pointers;
@@ -51,6 +54,7 @@ pub mod apply;
 mod apply_avx2;
 #[cfg(target_arch = "x86_64")]
 mod apply_avx512;
+pub mod byte_diff;
 pub mod checkpoint;
 pub mod command_buffer;
 pub mod commit;
@@ -64,6 +68,7 @@ pub mod error;
 pub mod events;
 #[cfg(any(test, feature = "failpoints"))]
 pub mod fault_fs;
+pub mod id_hash;
 pub mod location;
 pub mod mask;
 pub mod numeric_delta;
@@ -79,12 +84,14 @@ pub mod retry;
 pub mod semiring;
 pub mod semiring_kernels;
 pub mod semiring_user;
+pub mod snapshot;
 pub mod tlog_compression;
 pub mod tlog_frame;
 pub mod tlog_reader;
 pub mod tlog_record;
 pub mod tlog_segment;
 pub mod tlog_writer;
+pub mod transaction;
 pub mod vfs;
 
 pub use apply::Kernel;
@@ -105,3 +112,5 @@ pub use recompute::{ByteTransform, CRecomputeFn, FunctionId, RecomputeFn, Recomp
 pub use recovery::{RecoveryOptions, RecoveryReport, Target};
 pub use replay::{HistoryEntry, ReadOnlyState};
 pub use semiring::{Properties, Semiring, SemiringKind};
+pub use snapshot::Snapshot;
+pub use transaction::{Committed, Transaction, TxnBuffer, TxnStats, TXN_RETRY};

@@ -63,6 +63,7 @@
 //! Many deltas in one call always make one wave.
 
 use crate::apply;
+use crate::byte_diff::{first_difference, last_difference};
 use crate::command_buffer::CommandBuffer;
 use crate::delta::{Delta, MAX_SOURCE_LEN};
 use crate::dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
@@ -75,7 +76,9 @@ use crate::recompute::{FunctionId, RecomputeFn, RecomputeInputs};
 use crate::tlog_record::Record;
 use rayon::prelude::*;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+// Ids are hashed with the fast id hash (the wave hashes several per page).
+use crate::id_hash::{IdHashMap as HashMap, IdHashSet as HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// When waves run.
@@ -116,6 +119,11 @@ pub struct CommitPlan {
     deleted: Vec<PageId>,
     derived_count: usize,
     version: u64,
+    /// Set by the unlinked fast path of [`Engine::plan_records`]: the pages its
+    /// deltas touch with their epochs before the commit. The pages that
+    /// changed are found after applying (an epoch moves only on a change),
+    /// instead of staging a copy of each page.
+    unlinked: Option<Vec<(PageId, u64)>>,
 }
 
 impl CommitPlan {
@@ -210,8 +218,8 @@ impl<'a> Staging<'a> {
         Staging {
             store,
             graph: Cow::Borrowed(graph),
-            pages: HashMap::new(),
-            deleted: HashSet::new(),
+            pages: HashMap::default(),
+            deleted: HashSet::default(),
         }
     }
 
@@ -594,6 +602,9 @@ impl Engine {
     /// [`Engine::apply_records_commit`], passing `records` followed by the
     /// derived deltas — exactly what the log holds.
     pub fn plan_records(&self, records: &[Record], wave: bool) -> Result<CommitPlan> {
+        if let Some(plan) = self.plan_unlinked(records, wave) {
+            return Ok(plan);
+        }
         let mut st = Staging::new(&self.store, &self.graph);
         let mut changed = Changed::default();
         let mut forced = BTreeSet::new();
@@ -614,6 +625,63 @@ impl Engine {
         plan.input_count = 0;
         plan.deleted = deleted;
         Ok(plan)
+    }
+
+    /// The fast path of [`Engine::plan_records`] for a commit that cannot start
+    /// or feed a wave: no graph edits, no page it writes or deletes is in the
+    /// graph, and (if `wave`) no dirty or forced page is waiting. Such a commit
+    /// derives nothing and marks nothing, so nothing is staged (no page copy);
+    /// `records` were validated by `commit::prepare`. `None`: take the full path.
+    fn plan_unlinked(&self, records: &[Record], wave: bool) -> Option<CommitPlan> {
+        if wave && (!self.dirty.is_empty() || !self.forced.is_empty()) {
+            return None;
+        }
+        let mut touched: Vec<(PageId, u64)> = Vec::new();
+        let mut seen = HashSet::default();
+        let mut deleted = Vec::new();
+        for r in records {
+            match r {
+                Record::AddEdge { .. } | Record::RemoveEdge { .. } => return None,
+                Record::CreatePage { .. }
+                | Record::SetMetadata { .. }
+                | Record::RemoveMetadata { .. }
+                | Record::SetView { .. } => {}
+                Record::DeletePage { id } => {
+                    if self.graph.contains_node(*id) {
+                        return None;
+                    }
+                    deleted.push(*id);
+                }
+                Record::Delta(d) => {
+                    if self.graph.contains_node(d.page) {
+                        return None;
+                    }
+                    if seen.insert(d.page) {
+                        let epoch = self.store.page(d.page).map_or(0, |p| p.epoch());
+                        touched.push((d.page, epoch));
+                    }
+                }
+            }
+        }
+        Some(CommitPlan {
+            deltas: Vec::new(),
+            input_count: 0,
+            commands: CommandBuffer::default(),
+            recomputed: Vec::new(),
+            changed: Vec::new(),
+            stale: Vec::new(),
+            gpu_sync: Vec::new(),
+            invalidated: Vec::new(),
+            wave,
+            dirty_consumed: Vec::new(),
+            forced_consumed: Vec::new(),
+            made_dirty: Vec::new(),
+            made_forced: Vec::new(),
+            deleted,
+            derived_count: 0,
+            version: self.version,
+            unlinked: Some(touched),
+        })
     }
 
     /// The wave (if `wave`) and the marks, on staged inputs. `deltas` are the
@@ -648,6 +716,7 @@ impl Engine {
             deleted: Vec::new(),
             derived_count: 0,
             version: self.version,
+            unlinked: None,
         };
         if !wave {
             self.mark(&st.graph, &mut plan, &changed, &changed_set);
@@ -713,14 +782,10 @@ impl Engine {
                 let (page, out) = r?;
                 plan.recomputed.push(page);
                 let old = st.bytes(page)?;
-                let Some(first) = old.iter().zip(&out).position(|(a, b)| a != b) else {
+                let Some(first) = first_difference(old, &out) else {
                     continue; // cutoff: same bytes, nothing downstream from here
                 };
-                let last = old
-                    .iter()
-                    .zip(&out)
-                    .rposition(|(a, b)| a != b)
-                    .unwrap_or(first);
+                let last = last_difference(old, &out).unwrap_or(first);
                 let causes: Vec<PageId> = c
                     .inputs
                     .iter()
@@ -825,6 +890,21 @@ impl Engine {
         })?;
         for p in &plan.deleted {
             self.forget_page(*p);
+        }
+        if let Some(touched) = &plan.unlinked {
+            // Which touched pages changed: their epoch moved (a delta that
+            // changes nothing leaves it), and they still exist.
+            let changed: Vec<PageId> = touched
+                .iter()
+                .filter(|&&(p, before)| self.store.page(p).is_ok_and(|pg| pg.epoch() != before))
+                .map(|&(p, _)| p)
+                .collect();
+            let mut plan = plan.clone();
+            if !plan.wave {
+                plan.made_dirty = changed.clone();
+            }
+            plan.changed = changed;
+            return Ok(self.finish(&plan));
         }
         Ok(self.finish(plan))
     }
@@ -933,6 +1013,11 @@ impl Engine {
 }
 
 /// The derived delta for `page`: `bytes` at `offset`, with provenance.
+///
+/// The source and the intent are written by hand rather than through
+/// `serde_json::json!`: this runs once per changed page of every wave, and the
+/// intent is known to be valid JSON (numbers, booleans and one escaped string),
+/// so it is set without being parsed back.
 fn derived_delta(
     page: PageId,
     offset: usize,
@@ -941,27 +1026,59 @@ fn derived_delta(
     cmd: &crate::command_buffer::Command,
     fname: &str,
 ) -> Result<Delta> {
-    let mut source = String::from("derived:");
+    use std::fmt::Write as _;
+    let mut source = String::with_capacity(16 + 12 * causes.len().min(64));
+    source.push_str("derived:");
     for (i, c) in causes.iter().enumerate() {
-        let part = format!("{}{c}", if i > 0 { "," } else { "" });
-        if source.len() + part.len() + 32 > MAX_SOURCE_LEN {
-            source.push_str(&format!(",+{} more", causes.len() - i));
+        let mark = source.len();
+        if i > 0 {
+            source.push(',');
+        }
+        let _ = write!(source, "{c}");
+        if source.len() + 32 > MAX_SOURCE_LEN {
+            source.truncate(mark);
+            let _ = write!(source, ",+{} more", causes.len() - i);
             break;
         }
-        source.push_str(&part);
     }
     if causes.is_empty() {
-        source.push_str(&page.to_string());
+        let _ = write!(source, "{page}");
     }
-    let intent = serde_json::json!({
-        "cause": "propagation",
-        "page": page.get(),
-        "function": cmd.function.0,
-        "function_kind": fname,
-        "forced": cmd.forced,
-        "changed_parents": causes.iter().map(|c| c.get()).collect::<Vec<_>>(),
-    });
-    Delta::dense(page, offset as u64, bytes.to_vec())
-        .with_source(source)
-        .with_intent(intent.to_string())
+    // The keys in the order docs/propagation.md shows.
+    let mut intent = String::with_capacity(128 + 12 * causes.len());
+    let _ = write!(
+        intent,
+        "{{\"cause\":\"propagation\",\"page\":{},\"function\":{},\"function_kind\":",
+        page.get(),
+        cmd.function.0
+    );
+    push_json_string(&mut intent, fname);
+    let _ = write!(intent, ",\"forced\":{},\"changed_parents\":[", cmd.forced);
+    for (i, c) in causes.iter().enumerate() {
+        if i > 0 {
+            intent.push(',');
+        }
+        let _ = write!(intent, "{}", c.get());
+    }
+    intent.push_str("]}");
+    let mut d = Delta::dense(page, offset as u64, bytes.to_vec()).with_source(source);
+    d.intent = Some(intent);
+    Ok(d)
+}
+
+/// Appends `s` to `out` as a JSON string literal.
+fn push_json_string(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
