@@ -12,7 +12,8 @@ Layers, low to high (as in HDF5.jl and CUDA.jl):
   `Int32` status. Do not edit it by hand.
 * The idiomatic API in this module: [`Store`](@ref), pages
   ([`create_page`](@ref), [`read_page`](@ref), [`borrow_page`](@ref), ...) and
-  deltas ([`Delta`](@ref), [`apply_delta!`](@ref), [`encode`](@ref), ...).
+  deltas ([`Delta`](@ref), [`apply_delta!`](@ref), [`encode`](@ref), ...),
+  semirings over Julia vectors and accumulate deltas (module [`Semiring`](@ref MMSB.Semiring)).
   Every status code is checked and turned into a typed [`MMSBError`](@ref).
 
 # Finding the library
@@ -58,6 +59,7 @@ include("Gpu.jl")
 include("PropagationEngine.jl")
 include("Transaction.jl")
 include("Allocator.jl")
+include("Semiring.jl")
 
 """
     library_version() -> VersionNumber
@@ -126,5 +128,7 @@ export add_dependency!, remove_dependency!, register_recompute!, clear_recompute
 export Transaction, begin_transaction, with_transaction, page_epoch, abort!, transaction_stats
 # Allocator.jl
 export allocator_stats
+# Semiring.jl: the submodule MMSB.Semiring (`using MMSB.Semiring` brings in its names)
+export Semiring
 
 end # module MMSB

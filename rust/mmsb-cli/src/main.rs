@@ -16,6 +16,7 @@ mod bench_alloc;
 mod bench_delta;
 mod bench_log;
 mod bench_propagation;
+mod bench_semiring;
 mod bench_txn;
 mod cmd_checkpoint;
 mod cmd_log;
@@ -75,6 +76,8 @@ enum BenchGroup {
     /// Optimistic transactions/s (low and high contention) and snapshot reads
     /// against a global Mutex<HashMap> and SQLite BEGIN IMMEDIATE.
     Txn(bench_txn::BenchTxnArgs),
+    /// Semiring folds and accumulation (scalar, AVX2, AVX-512) against memcpy.
+    Semiring(bench_semiring::BenchSemiringArgs),
 }
 
 /// Where result files go unless told otherwise: `benchmark/results` under the
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
             BenchGroup::Log(a) => bench_log::run(a),
             BenchGroup::Propagation(a) => bench_propagation::run(a),
             BenchGroup::Txn(a) => bench_txn::run(a),
+            BenchGroup::Semiring(a) => bench_semiring::run(a),
         },
         Command::Log { cmd } => cmd_log::run(cmd),
         Command::Checkpoint { cmd } => cmd_checkpoint::run(cmd),

@@ -36,6 +36,11 @@
 //! * [`snapshot`], [`transaction`]: consistent multi-page reads at a commit
 //!   boundary, and optimistic serializable transactions with retry (see
 //!   `docs/transactions.md`).
+//! * [`semiring`]: the semiring trait, the built-ins and their run-time
+//!   descriptors; [`semiring_kernels`]: folds and accumulation (SIMD);
+//!   [`semiring_user`]: semirings from C function pointers;
+//!   [`numeric_delta`]: deltas that accumulate `page ⊕= payload` (see
+//!   `docs/semiring.md`).
 //!
 //! ```
 //! use mmsb_core::{Delta, PageLocation, PageStore};
@@ -68,6 +73,7 @@ pub mod fault_fs;
 pub mod id_hash;
 pub mod location;
 pub mod mask;
+pub mod numeric_delta;
 pub mod page;
 pub mod page_alloc;
 pub mod page_buf;
@@ -78,6 +84,9 @@ pub mod recompute;
 pub mod recovery;
 pub mod replay;
 pub mod retry;
+pub mod semiring;
+pub mod semiring_kernels;
+pub mod semiring_user;
 pub mod snapshot;
 pub mod tlog_compression;
 pub mod tlog_frame;
@@ -93,7 +102,7 @@ pub use command_buffer::{Command, CommandBuffer};
 pub use commit::Op;
 pub use delta::{Accumulator, Delta, Payload};
 pub use dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
-pub use dtype::{DType, NumericView};
+pub use dtype::{DType, Element, NumericView};
 pub use durable_store::{CommitReceipt, Durability, DurableStats, Store, StoreOptions};
 pub use error::{Error, ErrorCode, ErrorDetail, Result};
 pub use events::{Event, EventBus, EventKind, SubscriptionId};
@@ -105,5 +114,6 @@ pub use propagation::{CommitPlan, CommitReport, Engine, EngineStats, Propagation
 pub use recompute::{ByteTransform, CRecomputeFn, FunctionId, RecomputeFn, RecomputeInputs};
 pub use recovery::{RecoveryOptions, RecoveryReport, Target};
 pub use replay::{HistoryEntry, ReadOnlyState};
+pub use semiring::{Properties, Semiring, SemiringKind};
 pub use snapshot::Snapshot;
 pub use transaction::{Committed, Transaction, TxnBuffer, TxnStats, TXN_RETRY};
