@@ -31,6 +31,10 @@
 //!   [`Engine`] that commits deltas and propagates them (see `docs/propagation.md`).
 //! * [`semiring`]: the semiring trait, the built-ins and their run-time
 //!   descriptors (see `docs/semiring.md`).
+//! * [`semiring_matrix`] (edge weights: scalar, diagonal, CSR; mxv kernels),
+//!   [`semiring_network`] (numeric pages linked by semiring edges, full waves),
+//!   [`semiring_plan`] (the flat command list of a semiring wave) and
+//!   [`semiring_wave`] (incremental waves): see `docs/semiring-propagation.md`.
 //!
 //! ```
 //! use mmsb_core::{Delta, PageLocation, PageStore};
@@ -72,6 +76,10 @@ pub mod replay;
 pub mod retry;
 pub mod semiring;
 pub mod semiring_kernels;
+pub mod semiring_matrix;
+pub mod semiring_network;
+pub mod semiring_plan;
+pub mod semiring_wave;
 pub mod tlog_compression;
 pub mod tlog_frame;
 pub mod tlog_reader;
@@ -98,3 +106,7 @@ pub use recompute::{ByteTransform, CRecomputeFn, FunctionId, RecomputeFn, Recomp
 pub use recovery::{RecoveryOptions, RecoveryReport, Target};
 pub use replay::{HistoryEntry, ReadOnlyState};
 pub use semiring::{Properties, Semiring, SemiringKind};
+pub use semiring_matrix::{Csr, Weight};
+pub use semiring_network::{SemiringNetwork, WaveReport};
+pub use semiring_plan::{Strategy, WaveCommand, WaveOp, WavePlan};
+pub use semiring_wave::Change;
