@@ -15,6 +15,7 @@ use std::process::ExitCode;
 mod bench_delta;
 mod bench_log;
 mod bench_semiring;
+mod bench_semiring_mxv;
 mod cmd_checkpoint;
 mod cmd_log;
 mod cmd_recover;
