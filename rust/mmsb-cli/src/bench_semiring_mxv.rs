@@ -328,7 +328,9 @@ pub fn run(quick: bool, reps: usize, results_dir: &Path) -> Result<Value, String
          SuiteSparse:GraphBLAS GrB_mxv on the same matrix and vector",
         a.nnz()
     );
-    let gb = match graphblas_python(quick, results_dir).and_then(|py| run_graphblas(&py, &a, &x, reps)) {
+    let gb = match graphblas_python(quick, results_dir)
+        .and_then(|py| run_graphblas(&py, &a, &x, reps))
+    {
         Ok(g) => Some(g),
         Err(msg) => {
             println!("semiring mxv: GraphBLAS cases skipped: {msg}");

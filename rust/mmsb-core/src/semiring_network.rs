@@ -87,6 +87,9 @@ pub struct SemiringNetwork<S: Semiring> {
     /// Values equal a full wave of the current structure, inputs and weights.
     pub(crate) fresh: bool,
     pub(crate) strategy: Strategy,
+    /// At most two vectors a full wave reuses (a node's previous value becomes
+    /// the next node's buffer), so a steady-state wave allocates little.
+    pub(crate) spare: Vec<Vec<S::Elem>>,
 }
 
 impl<S: Semiring> SemiringNetwork<S> {
@@ -101,6 +104,7 @@ impl<S: Semiring> SemiringNetwork<S> {
             edges: BTreeMap::new(),
             fresh: true,
             strategy,
+            spare: Vec::new(),
         }
     }
 
@@ -284,11 +288,13 @@ impl<S: Semiring> SemiringNetwork<S> {
             }
             match cmd.op {
                 WaveOp::Reset => {
+                    let mut v = self.spare.pop().unwrap_or_default();
                     let n = self.node(cmd.node)?;
-                    let v = match &n.input {
-                        Some(b) => b.clone(),
-                        None => vec![self.s.zero(); n.len],
-                    };
+                    v.clear();
+                    match &n.input {
+                        Some(b) => v.extend_from_slice(b),
+                        None => v.resize(n.len, self.s.zero()),
+                    }
                     current = Some((cmd.node, v));
                 }
                 WaveOp::Accumulate { parent } => {
@@ -329,7 +335,10 @@ impl<S: Semiring> SemiringNetwork<S> {
         if !changed.is_empty() {
             report.changed.insert(page, changed);
         }
-        node.value = v;
+        let old = std::mem::replace(&mut node.value, v);
+        if self.spare.len() < 2 {
+            self.spare.push(old);
+        }
         Ok(())
     }
 
