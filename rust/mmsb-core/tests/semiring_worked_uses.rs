@@ -378,8 +378,8 @@ fn critical_path_by_max_plus_equals_longest_paths_as_durations_change() {
         let mut dur: Vec<i64> = (0..n).map(|_| rng.gen_range(1..50)).collect();
         let task = |v: usize| PageId(v as u64 + 1);
         let mut net = SemiringNetwork::new(MaxPlus::<i64>::new());
-        for v in 0..n {
-            net.add_node(task(v), 1, Some(vec![dur[v]])).unwrap();
+        for (v, &d) in dur.iter().enumerate() {
+            net.add_node(task(v), 1, Some(vec![d])).unwrap();
         }
         for &(u, v) in &deps {
             net.add_edge(task(u), task(v), Weight::Scalar(dur[v]))
@@ -388,10 +388,10 @@ fn critical_path_by_max_plus_equals_longest_paths_as_durations_change() {
         net.run_full().unwrap();
         for step in 0..20 {
             let want = longest_finish(n, &deps, &dur);
-            for v in 0..n {
+            for (v, want) in want.iter().enumerate() {
                 assert_eq!(
                     net.value(task(v)).unwrap(),
-                    &[want[v]],
+                    &[*want],
                     "seed {seed} step {step} task {v}"
                 );
             }
