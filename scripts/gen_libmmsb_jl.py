@@ -65,6 +65,8 @@ CONST_FAMILIES = [
     (re.compile(r"^MMSB_LOCATION_[A-Z0-9_]+$"), "UInt8"),
     (re.compile(r"^MMSB_DTYPE_[A-Z0-9_]+$"), "UInt8"),
     (re.compile(r"^MMSB_DURABILITY_[A-Z0-9_]+$"), "UInt8"),
+    (re.compile(r"^MMSB_SEMIRING_FLAG_[A-Z0-9_]+$"), "UInt32"),
+    (re.compile(r"^MMSB_SEMIRING_[A-Z0-9_]+$"), "UInt8"),
 ]
 
 JULIA_KEYWORDS = {

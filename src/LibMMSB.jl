@@ -23,6 +23,39 @@ const MMSB_DURABILITY_BUFFERED = UInt8(1)
 """Durability: no files at all (an in-memory store behind the durable API)."""
 const MMSB_DURABILITY_NONE = UInt8(2)
 
+"""Semiring kind: `(+, ×, 0, 1)`."""
+const MMSB_SEMIRING_PLUS_TIMES = UInt8(1)
+
+"""Semiring kind: `(min, +, +∞, 0)` (tropical; shortest paths)."""
+const MMSB_SEMIRING_MIN_PLUS = UInt8(2)
+
+"""Semiring kind: `(max, +, −∞, 0)` (critical paths)."""
+const MMSB_SEMIRING_MAX_PLUS = UInt8(3)
+
+"""Semiring kind: `(max, ×, 0, 1)` over non-negative values."""
+const MMSB_SEMIRING_MAX_TIMES = UInt8(4)
+
+"""Semiring kind: `(min, max, +∞, −∞)` (bottleneck paths)."""
+const MMSB_SEMIRING_MIN_MAX = UInt8(5)
+
+"""Semiring kind: `(∨, ∧, false, true)` (reachability)."""
+const MMSB_SEMIRING_OR_AND = UInt8(6)
+
+"""`⊕` is commutative (a bit of `mmsb_semiring_properties`' flags)."""
+const MMSB_SEMIRING_FLAG_COMMUTATIVE_ADD = UInt32(1)
+
+"""`⊕` is idempotent (min, max, or)."""
+const MMSB_SEMIRING_FLAG_IDEMPOTENT_ADD = UInt32(2)
+
+"""The semiring has subtraction (plus-times)."""
+const MMSB_SEMIRING_FLAG_HAS_SUBTRACTION = UInt32(4)
+
+"""`⊕` and `⊗` are exact on the element type (no rounding)."""
+const MMSB_SEMIRING_FLAG_EXACT = UInt32(8)
+
+"""The semiring has a terminal (absorbing) value of `⊕`."""
+const MMSB_SEMIRING_FLAG_HAS_TERMINAL = UInt32(16)
+
 """Success."""
 const MMSB_OK = Int32(0)
 
@@ -1169,6 +1202,117 @@ Writes the page id and the epoch at which a borrow pinned the page's bytes.
 """
 function mmsb_borrow_info(borrow, out_page, out_epoch)
     ccall((:mmsb_borrow_info, libmmsb), Int32, (MmsbBorrow, Ptr{MmsbPageId}, Ptr{UInt64}), borrow, out_page, out_epoch)
+end
+
+"""
+    mmsb_semiring_properties(kind, dtype, out_flags) -> Int32
+
+C: `int32_t mmsb_semiring_properties(uint8_t kind, uint8_t dtype, uint32_t *out_flags)`
+
+Writes the flags (`MMSB_SEMIRING_FLAG_*` bits) of the built-in (`kind`, `dtype`)
+into `*out_flags`.
+
+# Safety
+`out_flags` is null or valid for one write.
+"""
+function mmsb_semiring_properties(kind, dtype, out_flags)
+    ccall((:mmsb_semiring_properties, libmmsb), Int32, (UInt8, UInt8, Ptr{UInt32}), kind, dtype, out_flags)
+end
+
+"""
+    mmsb_semiring_identities(kind, dtype, out_zero, out_one) -> Int32
+
+C: `int32_t mmsb_semiring_identities(uint8_t kind, uint8_t dtype, void *out_zero, void *out_one)`
+
+Writes the zero and the one of (`kind`, `dtype`), one element each, into
+`*out_zero` and `*out_one`.
+
+# Safety
+`out_zero` and `out_one` are null or valid for one element of `dtype` each.
+"""
+function mmsb_semiring_identities(kind, dtype, out_zero, out_one)
+    ccall((:mmsb_semiring_identities, libmmsb), Int32, (UInt8, UInt8, Ptr{Cvoid}, Ptr{Cvoid}), kind, dtype, out_zero, out_one)
+end
+
+"""
+    mmsb_semiring_fold_add(kind, dtype, x, len, out_value) -> Int32
+
+C: `int32_t mmsb_semiring_fold_add(uint8_t kind, uint8_t dtype, const void *x, uint64_t len, void *out_value)`
+
+Folds `x` (`len` elements of `dtype`) with `⊕` of (`kind`, `dtype`):
+`x[0] ⊕ … ⊕ x[len-1]`, the zero when `len` is 0; writes one element into
+`*out_value`.
+
+# Safety
+`x` is null (only with `len` 0) or valid for reading `len` elements;
+`out_value` is null or valid for writing one element.
+"""
+function mmsb_semiring_fold_add(kind, dtype, x, len, out_value)
+    ccall((:mmsb_semiring_fold_add, libmmsb), Int32, (UInt8, UInt8, Ptr{Cvoid}, UInt64, Ptr{Cvoid}), kind, dtype, x, len, out_value)
+end
+
+"""
+    mmsb_semiring_fold_mul(kind, dtype, x, len, out_value) -> Int32
+
+C: `int32_t mmsb_semiring_fold_mul(uint8_t kind, uint8_t dtype, const void *x, uint64_t len, void *out_value)`
+
+Folds `x` with `⊗`: `x[0] ⊗ … ⊗ x[len-1]`, the one when `len` is 0.
+
+# Safety
+As `mmsb_semiring_fold_add`.
+"""
+function mmsb_semiring_fold_mul(kind, dtype, x, len, out_value)
+    ccall((:mmsb_semiring_fold_mul, libmmsb), Int32, (UInt8, UInt8, Ptr{Cvoid}, UInt64, Ptr{Cvoid}), kind, dtype, x, len, out_value)
+end
+
+"""
+    mmsb_semiring_accumulate(kind, dtype, c, t, len) -> Int32
+
+C: `int32_t mmsb_semiring_accumulate(uint8_t kind, uint8_t dtype, void *c, const void *t, uint64_t len)`
+
+`c[i] = c[i] ⊕ t[i]` for `i < len`, in place on the caller's `c`.
+
+# Safety
+`c` is null (only with `len` 0) or valid for reading and writing `len`
+elements; `t` likewise for reading; they do not overlap (checked).
+"""
+function mmsb_semiring_accumulate(kind, dtype, c, t, len)
+    ccall((:mmsb_semiring_accumulate, libmmsb), Int32, (UInt8, UInt8, Ptr{Cvoid}, Ptr{Cvoid}, UInt64), kind, dtype, c, t, len)
+end
+
+"""
+    mmsb_semiring_accumulate_masked(kind, dtype, c, t, len, mask, mask_words) -> Int32
+
+C: `int32_t mmsb_semiring_accumulate_masked(uint8_t kind, uint8_t dtype, void *c, const void *t, uint64_t len, const uint64_t *mask, uint64_t mask_words)`
+
+The masked form `C<M> = C ⊕ T`: `c[i] = c[i] ⊕ t[i]` where bit `i % 64`
+of `mask[i / 64]` is set. `mask_words` must be `ceil(len / 64)` and no bit
+at or past `len` may be set.
+
+# Safety
+As `mmsb_semiring_accumulate`; `mask` is null (only with `mask_words` 0)
+or valid for reading `mask_words` words.
+"""
+function mmsb_semiring_accumulate_masked(kind, dtype, c, t, len, mask, mask_words)
+    ccall((:mmsb_semiring_accumulate_masked, libmmsb), Int32, (UInt8, UInt8, Ptr{Cvoid}, Ptr{Cvoid}, UInt64, Ptr{UInt64}, UInt64), kind, dtype, c, t, len, mask, mask_words)
+end
+
+"""
+    mmsb_delta_set_accumulator(delta, kind, dtype) -> Int32
+
+C: `int32_t mmsb_delta_set_accumulator(MmsbDelta delta, uint8_t kind, uint8_t dtype)`
+
+Makes `delta` accumulate instead of overwrite: `page ⊕= payload` over
+elements of `dtype` with the `⊕` of `kind` (kind 0 restores overwrite).
+The delta's range must then be aligned to the element size and its mask
+must cover whole elements; otherwise `MMSB_ERR_INVALID_ARGUMENT` and the
+delta is unchanged.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_delta_set_accumulator(delta, kind, dtype)
+    ccall((:mmsb_delta_set_accumulator, libmmsb), Int32, (MmsbDelta, UInt8, UInt8), delta, kind, dtype)
 end
 
 """

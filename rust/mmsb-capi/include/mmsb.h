@@ -17,6 +17,39 @@
 // Durability: no files at all (an in-memory store behind the durable API).
 #define MMSB_DURABILITY_NONE 2
 
+// Semiring kind: `(+, ×, 0, 1)`.
+#define MMSB_SEMIRING_PLUS_TIMES 1
+
+// Semiring kind: `(min, +, +∞, 0)` (tropical; shortest paths).
+#define MMSB_SEMIRING_MIN_PLUS 2
+
+// Semiring kind: `(max, +, −∞, 0)` (critical paths).
+#define MMSB_SEMIRING_MAX_PLUS 3
+
+// Semiring kind: `(max, ×, 0, 1)` over non-negative values.
+#define MMSB_SEMIRING_MAX_TIMES 4
+
+// Semiring kind: `(min, max, +∞, −∞)` (bottleneck paths).
+#define MMSB_SEMIRING_MIN_MAX 5
+
+// Semiring kind: `(∨, ∧, false, true)` (reachability).
+#define MMSB_SEMIRING_OR_AND 6
+
+// `⊕` is commutative (a bit of `mmsb_semiring_properties`' flags).
+#define MMSB_SEMIRING_FLAG_COMMUTATIVE_ADD 1
+
+// `⊕` is idempotent (min, max, or).
+#define MMSB_SEMIRING_FLAG_IDEMPOTENT_ADD 2
+
+// The semiring has subtraction (plus-times).
+#define MMSB_SEMIRING_FLAG_HAS_SUBTRACTION 4
+
+// `⊕` and `⊗` are exact on the element type (no rounding).
+#define MMSB_SEMIRING_FLAG_EXACT 8
+
+// The semiring has a terminal (absorbing) value of `⊕`.
+#define MMSB_SEMIRING_FLAG_HAS_TERMINAL 16
+
 // Success.
 #define MMSB_OK 0
 
@@ -791,6 +824,86 @@ int32_t mmsb_page_list(MmsbStore store,
 int32_t mmsb_borrow_info(MmsbBorrow borrow,
                          MmsbPageId *out_page,
                          uint64_t *out_epoch);
+
+// Writes the flags (`MMSB_SEMIRING_FLAG_*` bits) of the built-in (`kind`, `dtype`)
+// into `*out_flags`.
+//
+// # Safety
+// `out_flags` is null or valid for one write.
+int32_t mmsb_semiring_properties(uint8_t kind,
+                                 uint8_t dtype,
+                                 uint32_t *out_flags);
+
+// Writes the zero and the one of (`kind`, `dtype`), one element each, into
+// `*out_zero` and `*out_one`.
+//
+// # Safety
+// `out_zero` and `out_one` are null or valid for one element of `dtype` each.
+int32_t mmsb_semiring_identities(uint8_t kind,
+                                 uint8_t dtype,
+                                 void *out_zero,
+                                 void *out_one);
+
+// Folds `x` (`len` elements of `dtype`) with `⊕` of (`kind`, `dtype`):
+// `x[0] ⊕ … ⊕ x[len-1]`, the zero when `len` is 0; writes one element into
+// `*out_value`.
+//
+// # Safety
+// `x` is null (only with `len` 0) or valid for reading `len` elements;
+// `out_value` is null or valid for writing one element.
+int32_t mmsb_semiring_fold_add(uint8_t kind,
+                               uint8_t dtype,
+                               const void *x,
+                               uint64_t len,
+                               void *out_value);
+
+// Folds `x` with `⊗`: `x[0] ⊗ … ⊗ x[len-1]`, the one when `len` is 0.
+//
+// # Safety
+// As `mmsb_semiring_fold_add`.
+int32_t mmsb_semiring_fold_mul(uint8_t kind,
+                               uint8_t dtype,
+                               const void *x,
+                               uint64_t len,
+                               void *out_value);
+
+// `c[i] = c[i] ⊕ t[i]` for `i < len`, in place on the caller's `c`.
+//
+// # Safety
+// `c` is null (only with `len` 0) or valid for reading and writing `len`
+// elements; `t` likewise for reading; they do not overlap (checked).
+int32_t mmsb_semiring_accumulate(uint8_t kind,
+                                 uint8_t dtype,
+                                 void *c,
+                                 const void *t,
+                                 uint64_t len);
+
+// The masked form `C<M> = C ⊕ T`: `c[i] = c[i] ⊕ t[i]` where bit `i % 64`
+// of `mask[i / 64]` is set. `mask_words` must be `ceil(len / 64)` and no bit
+// at or past `len` may be set.
+//
+// # Safety
+// As `mmsb_semiring_accumulate`; `mask` is null (only with `mask_words` 0)
+// or valid for reading `mask_words` words.
+int32_t mmsb_semiring_accumulate_masked(uint8_t kind,
+                                        uint8_t dtype,
+                                        void *c,
+                                        const void *t,
+                                        uint64_t len,
+                                        const uint64_t *mask,
+                                        uint64_t mask_words);
+
+// Makes `delta` accumulate instead of overwrite: `page ⊕= payload` over
+// elements of `dtype` with the `⊕` of `kind` (kind 0 restores overwrite).
+// The delta's range must then be aligned to the element size and its mask
+// must cover whole elements; otherwise `MMSB_ERR_INVALID_ARGUMENT` and the
+// delta is unchanged.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_delta_set_accumulator(MmsbDelta delta,
+                                   uint8_t kind,
+                                   uint8_t dtype);
 
 // Opens a new in-memory store and writes its handle into `*out_store`.
 // Close it with `mmsb_store_close`.

@@ -24,6 +24,7 @@ pub mod error_api;
 mod ffi_util;
 pub mod handle;
 pub mod page_api;
+pub mod semiring_api;
 pub mod status;
 pub mod store_api;
 
@@ -31,5 +32,6 @@ pub use delta_api::*;
 pub use durable_api::*;
 pub use error_api::*;
 pub use page_api::*;
+pub use semiring_api::*;
 pub use status::*;
 pub use store_api::*;

@@ -30,7 +30,9 @@
 //!   functions on derived pages, the wave plan, subscriber callbacks, and the
 //!   [`Engine`] that commits deltas and propagates them (see `docs/propagation.md`).
 //! * [`semiring`]: the semiring trait, the built-ins and their run-time
-//!   descriptors (see `docs/semiring.md`).
+//!   descriptors; [`semiring_kernels`]: folds and accumulation (SIMD);
+//!   [`numeric_delta`]: deltas that accumulate `page ⊕= payload` (see
+//!   `docs/semiring.md`).
 //! * [`semiring_matrix`] (edge weights: scalar, diagonal, CSR; mxv kernels),
 //!   [`semiring_network`] (numeric pages linked by semiring edges, full waves),
 //!   [`semiring_plan`] (the flat command list of a semiring wave) and
@@ -65,6 +67,7 @@ pub mod events;
 pub mod fault_fs;
 pub mod location;
 pub mod mask;
+pub mod numeric_delta;
 pub mod page;
 pub mod page_buf;
 pub mod page_id;
@@ -93,7 +96,7 @@ pub use command_buffer::{Command, CommandBuffer};
 pub use commit::Op;
 pub use delta::{Accumulator, Delta, Payload};
 pub use dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
-pub use dtype::{DType, NumericView};
+pub use dtype::{DType, Element, NumericView};
 pub use durable_store::{CommitReceipt, Durability, DurableStats, Store, StoreOptions};
 pub use error::{Error, ErrorCode, ErrorDetail, Result};
 pub use events::{Event, EventBus, EventKind, SubscriptionId};

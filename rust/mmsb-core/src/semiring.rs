@@ -42,8 +42,8 @@
 //! semirings are exact; `+` and `×` round, so plus-times and the `+` of
 //! min-plus and max-plus satisfy associativity and distributivity within a
 //! relative tolerance only (stated by [`Properties::exact`]). `min` and `max` are
-//! `if b < a { b } else { a }` and its mirror, which compile to the SIMD
-//! min/max instructions; NaN is outside every domain.
+//! IEEE minNum/maxNum (`f64::min`, `f64::max`); NaN is outside every domain,
+//! and `min(-0.0, +0.0)` may be either zero (they compare equal).
 //!
 //! **Booleans.** [`OrAnd`] over `u8` reads 0 as false and any other byte as
 //! true, and always returns 0 or 1 (so the [`DType::Bool`] page layout, one
@@ -453,21 +453,44 @@ marker!(
     OrAnd
 );
 
+/// `min` for the float kinds: IEEE minNum (`f64::min`), one SIMD instruction
+/// plus a NaN fix-up; an `if b < a` select would let the compiler turn
+/// `c = min(c, t)` into a masked store, which is slow on AVX2.
 #[inline(always)]
-fn lt_min<T: PartialOrd>(a: T, b: T) -> T {
-    if b < a {
-        b
-    } else {
-        a
-    }
+fn fmin<T: Float>(a: T, b: T) -> T {
+    a.min_(b)
 }
 
 #[inline(always)]
-fn gt_max<T: PartialOrd>(a: T, b: T) -> T {
-    if b > a {
-        b
-    } else {
-        a
+fn fmax<T: Float>(a: T, b: T) -> T {
+    a.max_(b)
+}
+
+/// The float operations the macros need, without a numeric-traits crate.
+trait Float: Copy {
+    fn min_(self, b: Self) -> Self;
+    fn max_(self, b: Self) -> Self;
+}
+
+impl Float for f32 {
+    #[inline(always)]
+    fn min_(self, b: f32) -> f32 {
+        self.min(b)
+    }
+    #[inline(always)]
+    fn max_(self, b: f32) -> f32 {
+        self.max(b)
+    }
+}
+
+impl Float for f64 {
+    #[inline(always)]
+    fn min_(self, b: f64) -> f64 {
+        self.min(b)
+    }
+    #[inline(always)]
+    fn max_(self, b: f64) -> f64 {
+        self.max(b)
     }
 }
 
@@ -523,7 +546,7 @@ macro_rules! float_semirings {
             }
             #[inline(always)]
             fn add(&self, a: $t, b: $t) -> $t {
-                lt_min(a, b)
+                fmin(a, b)
             }
             #[inline(always)]
             fn mul(&self, a: $t, b: $t) -> $t {
@@ -558,7 +581,7 @@ macro_rules! float_semirings {
             }
             #[inline(always)]
             fn add(&self, a: $t, b: $t) -> $t {
-                gt_max(a, b)
+                fmax(a, b)
             }
             #[inline(always)]
             fn mul(&self, a: $t, b: $t) -> $t {
@@ -593,7 +616,7 @@ macro_rules! float_semirings {
             }
             #[inline(always)]
             fn add(&self, a: $t, b: $t) -> $t {
-                gt_max(a, b)
+                fmax(a, b)
             }
             #[inline(always)]
             fn mul(&self, a: $t, b: $t) -> $t {
@@ -628,11 +651,11 @@ macro_rules! float_semirings {
             }
             #[inline(always)]
             fn add(&self, a: $t, b: $t) -> $t {
-                lt_min(a, b)
+                fmin(a, b)
             }
             #[inline(always)]
             fn mul(&self, a: $t, b: $t) -> $t {
-                gt_max(a, b)
+                fmax(a, b)
             }
             fn properties(&self) -> Properties {
                 Properties {
@@ -706,7 +729,7 @@ macro_rules! int_semirings {
             }
             #[inline(always)]
             fn add(&self, a: $t, b: $t) -> $t {
-                lt_min(a, b)
+                Ord::min(a, b)
             }
             #[inline(always)]
             fn mul(&self, a: $t, b: $t) -> $t {
@@ -745,7 +768,7 @@ macro_rules! int_semirings {
             }
             #[inline(always)]
             fn add(&self, a: $t, b: $t) -> $t {
-                gt_max(a, b)
+                Ord::max(a, b)
             }
             #[inline(always)]
             fn mul(&self, a: $t, b: $t) -> $t {
@@ -780,11 +803,11 @@ macro_rules! int_semirings {
             }
             #[inline(always)]
             fn add(&self, a: $t, b: $t) -> $t {
-                lt_min(a, b)
+                Ord::min(a, b)
             }
             #[inline(always)]
             fn mul(&self, a: $t, b: $t) -> $t {
-                gt_max(a, b)
+                Ord::max(a, b)
             }
             fn properties(&self) -> Properties {
                 Properties {
@@ -825,7 +848,7 @@ macro_rules! signed_max_plus {
             }
             #[inline(always)]
             fn add(&self, a: $t, b: $t) -> $t {
-                gt_max(a, b)
+                Ord::max(a, b)
             }
             #[inline(always)]
             fn mul(&self, a: $t, b: $t) -> $t {

@@ -10,8 +10,8 @@
 //!
 //! Each has a `*_reference` version: a plain sequential loop, obviously right,
 //! the oracle for tests. The fast versions are the same generic code written
-//! so the compiler can vectorise it: a fold keeps [`LANES`] independent
-//! accumulators (lane `j` folds elements `j, j + LANES, …`), combines them in
+//! so the compiler can vectorise it: a fold keeps [`lanes`] independent
+//! accumulators (lane `j` of `L` folds elements `j, j + L, …`; see [`lanes`]), combines them in
 //! lane order and then folds the tail; accumulation is a straight elementwise
 //! loop, and the masked form skips all-zero mask words, runs all-one words as
 //! a dense block and blends the rest. That code is compiled three times: for
@@ -20,7 +20,8 @@
 //! delta-apply kernels do. Since every fast version uses the same evaluation
 //! order, their results are bit-identical on every CPU; they differ from the
 //! reference only where `⊕` or `⊗` rounds (float sums and products), within
-//! the usual summation error bound.
+//! the usual summation error bound. (The lane count is [`LANE_BYTES`] divided
+//! by the element size: 32 lanes for f64, 64 for f32.)
 //!
 //! **Early exit.** A fold whose semiring has a terminal value of `⊕` (min-plus:
 //! −∞, or-and: true) checks it once per block of [`BLOCK`] elements and stops
@@ -32,8 +33,20 @@ use crate::error::{Error, Result};
 use crate::mask;
 use crate::semiring::Semiring;
 
-/// Independent accumulators a fast fold keeps (the evaluation order of float folds depends on it).
-pub const LANES: usize = 32;
+/// Bytes of independent accumulators a fast fold keeps: `LANE_BYTES / size`
+/// lanes of an element of `size` bytes (32 for f64, 64 for f32, 256 for u8).
+/// The evaluation order of float folds depends on it (and on nothing else).
+pub const LANE_BYTES: usize = 256;
+
+/// The number of lanes a fast fold uses for elements of type `E`.
+pub const fn lanes<E>() -> usize {
+    let size = std::mem::size_of::<E>();
+    if size == 0 || size >= LANE_BYTES {
+        1
+    } else {
+        LANE_BYTES / size
+    }
+}
 /// Elements between two early-exit checks of a fold.
 pub const BLOCK: usize = 4096;
 
@@ -95,11 +108,31 @@ fn unavailable(kernel: Kernel) -> Error {
 
 // ---------------------------------------------------------------- generic bodies
 
-/// Folds `x` with `op` in [`LANES`] lanes starting from `init`; stops early
+/// Folds `x` with `op` in [`lanes`] lanes starting from `init`; stops early
 /// (returning `stop`'s witness) when `stop` holds for the running result at a
 /// block boundary.
 #[inline(always)]
 fn fold_lanes<S: Semiring>(
+    s: &S,
+    x: &[S::Elem],
+    init: S::Elem,
+    op: impl Fn(&S, S::Elem, S::Elem) -> S::Elem,
+    stop: impl Fn(&S, S::Elem) -> bool,
+    check: bool,
+) -> S::Elem {
+    // One instance per lane count; the match is resolved at compile time.
+    match lanes::<S::Elem>() {
+        256 => fold_n::<S, 256>(s, x, init, op, stop, check),
+        128 => fold_n::<S, 128>(s, x, init, op, stop, check),
+        64 => fold_n::<S, 64>(s, x, init, op, stop, check),
+        32 => fold_n::<S, 32>(s, x, init, op, stop, check),
+        16 => fold_n::<S, 16>(s, x, init, op, stop, check),
+        _ => fold_n::<S, 1>(s, x, init, op, stop, check),
+    }
+}
+
+#[inline(always)]
+fn fold_n<S: Semiring, const LANES: usize>(
     s: &S,
     x: &[S::Elem],
     init: S::Elem,
