@@ -35,8 +35,9 @@
 //!   `docs/semiring.md`).
 //! * [`semiring_matrix`] (edge weights: scalar, diagonal, CSR; mxv kernels),
 //!   [`semiring_network`] (numeric pages linked by semiring edges, full waves),
-//!   [`semiring_plan`] (the flat command list of a semiring wave) and
-//!   [`semiring_wave`] (incremental waves): see `docs/semiring-propagation.md`.
+//!   [`semiring_plan`] (the flat command list of a semiring wave),
+//!   [`semiring_wave`] (incremental waves) and [`semiring_pages`] (waves as
+//!   page deltas): see `docs/semiring-propagation.md`.
 //!
 //! ```
 //! use mmsb_core::{Delta, PageLocation, PageStore};
@@ -81,6 +82,7 @@ pub mod semiring;
 pub mod semiring_kernels;
 pub mod semiring_matrix;
 pub mod semiring_network;
+pub mod semiring_pages;
 pub mod semiring_plan;
 pub mod semiring_wave;
 pub mod tlog_compression;
