@@ -58,6 +58,10 @@ pub struct BenchSemiringArgs {
     /// fewer pairs (numbers not meaningful).
     #[arg(long)]
     pub quick: bool,
+    /// Run only the mxv and incremental cases (`bench_semiring_mxv`), keeping
+    /// the other results of an existing semiring.json.
+    #[arg(long)]
+    pub mxv_only: bool,
 }
 
 /// Seconds for `f`.
@@ -310,6 +314,10 @@ pub fn run(args: BenchSemiringArgs) -> Result<(), String> {
     };
     if mib == 0 || kib == 0 || reps == 0 {
         return Err("--region-mib, --cache-kib and --reps must be at least 1".into());
+    }
+    if args.mxv_only {
+        let dir = args.out.unwrap_or_else(crate::default_results_dir);
+        return crate::bench_semiring_mxv::run_only(args.quick, reps, &dir);
     }
     println!(
         "mmsb bench semiring: region {mib} MiB and {kib} KiB, best of {reps} reps; \

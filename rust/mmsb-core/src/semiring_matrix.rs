@@ -337,29 +337,54 @@ pub fn row_dot<S: Semiring>(
     acc
 }
 
-/// One row with four independent accumulators (no bounds checks in the loop:
-/// `check_mxv` established that every column is below `x.len()`).
+/// Stored entries `lo..hi` of a row folded with four independent accumulators.
+///
+/// # Safety
+///
+/// `lo <= hi <= indices.len() == values.len()`, and every `indices[k]` for `k`
+/// in `lo..hi` is below `x.len()`.
 #[inline(always)]
-fn row_fold4<S: Semiring>(s: &S, cols: &[u32], vals: &[S::Elem], x: &[S::Elem]) -> S::Elem {
-    let n = cols.len().min(vals.len());
-    let (cols, vals) = (&cols[..n], &vals[..n]);
+unsafe fn row_fold4_unchecked<S: Semiring>(
+    s: &S,
+    indices: &[u32],
+    values: &[S::Elem],
+    lo: usize,
+    hi: usize,
+    x: &[S::Elem],
+) -> S::Elem {
+    let term = |k: usize| {
+        // SAFETY: callers pass k in lo..hi, so k < hi <= indices.len() =
+        // values.len(), and indices[k] < x.len(), by this function's contract.
+        unsafe {
+            s.mul(
+                *values.get_unchecked(k),
+                *x.get_unchecked(*indices.get_unchecked(k) as usize),
+            )
+        }
+    };
     let z = s.zero();
     let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
-    let mut cc = cols.chunks_exact(4);
-    let mut vc = vals.chunks_exact(4);
-    for (c, v) in (&mut cc).zip(&mut vc) {
-        a0 = s.add(a0, s.mul(v[0], x[c[0] as usize]));
-        a1 = s.add(a1, s.mul(v[1], x[c[1] as usize]));
-        a2 = s.add(a2, s.mul(v[2], x[c[2] as usize]));
-        a3 = s.add(a3, s.mul(v[3], x[c[3] as usize]));
+    let mut k = lo;
+    while k + 4 <= hi {
+        a0 = s.add(a0, term(k));
+        a1 = s.add(a1, term(k + 1));
+        a2 = s.add(a2, term(k + 2));
+        a3 = s.add(a3, term(k + 3));
+        k += 4;
     }
-    for (&c, &v) in cc.remainder().iter().zip(vc.remainder()) {
-        a0 = s.add(a0, s.mul(v, x[c as usize]));
+    if k + 2 <= hi {
+        a0 = s.add(a0, term(k));
+        a1 = s.add(a1, term(k + 1));
+        k += 2;
+    }
+    if k < hi {
+        a2 = s.add(a2, term(k));
     }
     s.add(s.add(a0, a1), s.add(a2, a3))
 }
 
-/// Rows `rows` of `y = A ⊗ x` (or `⊕=`), written to `y` (which holds exactly those rows).
+/// Rows `first_row ..` of `y = A ⊗ x` (or `⊕=`), written to `y` (which holds
+/// exactly those rows). The caller has checked the shapes (`check_mxv`).
 fn mxv_rows<S: Semiring>(
     s: &S,
     a: &Csr<S::Elem>,
@@ -368,9 +393,19 @@ fn mxv_rows<S: Semiring>(
     first_row: usize,
     accumulate: bool,
 ) {
-    for (k, yi) in y.iter_mut().enumerate() {
-        let (cols, vals) = a.row(first_row + k);
-        let t = row_fold4(s, cols, vals, x);
+    let Some(ptr) = a.indptr.get(first_row..=first_row + y.len()) else {
+        return;
+    };
+    debug_assert_eq!(x.len(), a.ncols);
+    for (yi, w) in y.iter_mut().zip(ptr.windows(2)) {
+        let (lo, hi) = (w[0], w[1]);
+        // SAFETY: a `Csr` is only built by `from_parts` (or `transpose` of a
+        // checked matrix), which guarantees non-decreasing `indptr` ending at
+        // `indices.len() == values.len()` and every column below `ncols`;
+        // `check_mxv` guaranteed `x.len() == ncols`. Exercised by
+        // `parallel_mxv_equals_the_reference_and_checks_shapes` and the mxv
+        // property tests.
+        let t = unsafe { row_fold4_unchecked(s, &a.indices, &a.values, lo, hi, x) };
         *yi = if accumulate { s.add(*yi, t) } else { t };
     }
 }
@@ -420,26 +455,29 @@ pub fn mxv_into<S: Semiring>(
     Ok(())
 }
 
-/// `y ⊕= W ⊗ x` for any [`Weight`] (the shapes must agree).
+/// `y ⊕= W ⊗ x` for any [`Weight`] (the shapes must agree), or `y = W ⊗ x`
+/// when `accumulate` is false.
 pub fn apply_weight<S: Semiring>(
     s: &S,
     w: &Weight<S::Elem>,
     x: &[S::Elem],
     y: &mut [S::Elem],
+    accumulate: bool,
 ) -> Result<()> {
     w.check_shape(x.len(), y.len())?;
+    let acc = |yi: &mut S::Elem, t: S::Elem| *yi = if accumulate { s.add(*yi, t) } else { t };
     match w {
         Weight::Scalar(c) => {
             for (yi, &xi) in y.iter_mut().zip(x) {
-                *yi = s.add(*yi, s.mul(*c, xi));
+                acc(yi, s.mul(*c, xi));
             }
         }
         Weight::Diagonal(d) => {
             for ((yi, &xi), &di) in y.iter_mut().zip(x).zip(d) {
-                *yi = s.add(*yi, s.mul(di, xi));
+                acc(yi, s.mul(di, xi));
             }
         }
-        Weight::Matrix(a) => mxv_into(s, a, x, y, true)?,
+        Weight::Matrix(a) => mxv_into(s, a, x, y, accumulate)?,
     }
     Ok(())
 }

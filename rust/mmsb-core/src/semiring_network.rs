@@ -28,6 +28,26 @@
 //! ranges for a page laid out as little-endian elements from byte 0, the
 //! [`NumericView`](crate::dtype::NumericView) layout). See
 //! `docs/semiring-propagation.md` for how the propagation engine drives it.
+//!
+//! ```
+//! use mmsb_core::semiring::MinPlus;
+//! use mmsb_core::{Change, PageId, SemiringNetwork, Weight};
+//! // Shortest distances: c = min(a + 3, b + 7).
+//! let (a, b, c) = (PageId(1), PageId(2), PageId(3));
+//! let mut net = SemiringNetwork::new(MinPlus::<i64>::new());
+//! net.add_node(a, 1, Some(vec![0]))?;
+//! net.add_node(b, 1, Some(vec![0]))?;
+//! net.add_node(c, 1, None)?;
+//! net.add_edge(a, c, Weight::Scalar(3))?;
+//! net.add_edge(b, c, Weight::Scalar(7))?;
+//! net.run_full()?;
+//! assert_eq!(net.value(c)?, &[3]);
+//! // a's distance grows: c is recomputed from both parents.
+//! let report = net.update(&[Change::Input { page: a, index: 0, value: 10 }])?;
+//! assert_eq!(net.value(c)?, &[7]);
+//! assert_eq!(report.changed[&c], vec![0]);
+//! # Ok::<(), mmsb_core::Error>(())
+//! ```
 
 use crate::dependency_graph::{DependencyGraph, EdgeKind};
 use crate::error::{Error, Result};
@@ -279,47 +299,69 @@ impl<S: Semiring> SemiringNetwork<S> {
             ..WaveReport::default()
         };
         // The node being built: (page, its new value).
-        let mut current: Option<(PageId, Vec<S::Elem>)> = None;
+        // The node being built: (page, its new value, whether the buffer
+        // still awaits its first write — a node without an input lets its
+        // first Accumulate overwrite instead of zero-filling first).
+        let mut current: Option<(PageId, Vec<S::Elem>, bool)> = None;
         for cmd in &plan.commands {
-            if current.as_ref().is_some_and(|(p, _)| *p != cmd.node) {
-                if let Some((p, v)) = current.take() {
-                    self.store_full(p, v, &mut report)?;
+            if current.as_ref().is_some_and(|(p, _, _)| *p != cmd.node) {
+                if let Some((p, v, blank)) = current.take() {
+                    self.store_full(p, v, blank, &mut report)?;
                 }
             }
             match cmd.op {
                 WaveOp::Reset => {
                     let mut v = self.spare.pop().unwrap_or_default();
                     let n = self.node(cmd.node)?;
-                    v.clear();
-                    match &n.input {
-                        Some(b) => v.extend_from_slice(b),
-                        None => v.resize(n.len, self.s.zero()),
-                    }
-                    current = Some((cmd.node, v));
+                    let blank = match &n.input {
+                        Some(b) => {
+                            v.clear();
+                            v.extend_from_slice(b);
+                            false
+                        }
+                        None => {
+                            // Contents are stale until the first write.
+                            v.resize(n.len, self.s.zero());
+                            true
+                        }
+                    };
+                    current = Some((cmd.node, v, blank));
                 }
                 WaveOp::Accumulate { parent } => {
-                    let Some((_, y)) = current.as_mut() else {
+                    let Some((_, y, blank)) = current.as_mut() else {
                         return Err(Error::invalid("an Accumulate command without its Reset"));
                     };
                     let e = self.edges.get(&(parent, cmd.node)).ok_or_else(|| {
                         Error::not_found(format!("no semiring edge {parent} -> {}", cmd.node))
                     })?;
                     let x = &self.node(parent)?.value;
-                    apply_weight(&self.s, &e.weight, x, y)?;
+                    apply_weight(&self.s, &e.weight, x, y, !*blank)?;
+                    *blank = false;
                 }
                 WaveOp::Settle | WaveOp::Push { .. } => {
                     return Err(Error::invalid("an incremental command in a full-wave plan"))
                 }
             }
         }
-        if let Some((p, v)) = current.take() {
-            self.store_full(p, v, &mut report)?;
+        if let Some((p, v, blank)) = current.take() {
+            self.store_full(p, v, blank, &mut report)?;
         }
         self.fresh = true;
         Ok(report)
     }
 
-    fn store_full(&mut self, page: PageId, v: Vec<S::Elem>, report: &mut WaveReport) -> Result<()> {
+    fn store_full(
+        &mut self,
+        page: PageId,
+        mut v: Vec<S::Elem>,
+        blank: bool,
+        report: &mut WaveReport,
+    ) -> Result<()> {
+        if blank {
+            // No input and no parent: the zero vector.
+            let zero = self.s.zero();
+            v.iter_mut().for_each(|e| *e = zero);
+        }
         let node = self
             .nodes
             .get_mut(&page)
