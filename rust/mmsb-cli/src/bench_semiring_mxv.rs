@@ -331,12 +331,14 @@ pub fn run(quick: bool, reps: usize, results_dir: &Path) -> Result<Value, String
          SuiteSparse:GraphBLAS GrB_mxv on the same matrix and vector",
         a.nnz()
     );
+    let mut skipped = None;
     let gb = match graphblas_python(quick, results_dir)
         .and_then(|py| run_graphblas(&py, &a, &x, reps))
     {
         Ok(g) => Some(g),
         Err(msg) => {
             println!("semiring mxv: GraphBLAS cases skipped: {msg}");
+            skipped = Some(msg);
             None
         }
     };
@@ -424,7 +426,7 @@ pub fn run(quick: bool, reps: usize, results_dir: &Path) -> Result<Value, String
         "matrix": {"rows": n, "cols": n, "nnz": a.nnz(), "per_row": k, "seed": 42},
         "graphblas": match &gb {
             Some(g) => json!({"available": true, "version": g.version, "call": g.call}),
-            None => json!({"available": false}),
+            None => json!({"available": false, "skipped": skipped}),
         },
         "results": results,
     }))
