@@ -23,6 +23,39 @@ const MMSB_DURABILITY_BUFFERED = UInt8(1)
 """Durability: no files at all (an in-memory store behind the durable API)."""
 const MMSB_DURABILITY_NONE = UInt8(2)
 
+"""Edge kind: the child is recomputed from its data parents."""
+const MMSB_EDGE_DATA = UInt8(0)
+
+"""Edge kind: the child becomes stale."""
+const MMSB_EDGE_CONTROL = UInt8(1)
+
+"""Edge kind: the child gets a pending device sync."""
+const MMSB_EDGE_GPU_SYNC = UInt8(2)
+
+"""Edge kind: the child is invalidated and subscribers are told."""
+const MMSB_EDGE_COMPILER = UInt8(3)
+
+"""In graph queries: edges of any kind."""
+const MMSB_EDGE_ANY = UInt8(255)
+
+"""Propagation mode: every commit runs its wave."""
+const MMSB_PROPAGATION_IMMEDIATE = UInt8(0)
+
+"""Propagation mode: commits only mark pages dirty; `mmsb_propagate` runs the wave."""
+const MMSB_PROPAGATION_DEFERRED = UInt8(1)
+
+"""Event kind: a page's bytes changed (`epoch` is its new epoch)."""
+const MMSB_EVENT_PAGE_CHANGED = UInt8(0)
+
+"""Event kind: a page became stale (`cause` is the control parent that changed)."""
+const MMSB_EVENT_STALE = UInt8(1)
+
+"""Event kind: a page got a pending device sync (`cause`: the gpu-sync parent)."""
+const MMSB_EVENT_GPU_SYNC = UInt8(2)
+
+"""Event kind: a page was invalidated (`cause`: the compiler parent)."""
+const MMSB_EVENT_INVALIDATED = UInt8(3)
+
 """Semiring kind: `(+, ×, 0, 1)`."""
 const MMSB_SEMIRING_PLUS_TIMES = UInt8(1)
 
@@ -343,6 +376,40 @@ end
 
 """A borrow handle (0 is null)."""
 const MmsbBorrow = UInt64
+
+"""A recompute function: `inputs[i]` points at `input_lens[i]` bytes of the
+i-th data parent (in the order the edges were added), `out` at the page's
+`out_len` bytes, holding its current bytes. Write the new bytes and return
+0; any other value fails the commit (an `MMSB_ERR_*` code keeps its
+meaning). Must be a deterministic function of its inputs. (Null is
+refused where one is expected.)
+
+C function pointer: `typedef int32_t (*MmsbRecomputeFn)(void *user_data, const uint8_t *const *inputs, const uint64_t *input_lens, uint64_t n_inputs, uint8_t *out, uint64_t out_len);`"""
+const MmsbRecomputeFn = Ptr{Cvoid}
+
+"""
+    MmsbEvent
+
+One event, as passed to an `MmsbEventCallback`.
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbEvent
+    """`MMSB_EVENT_*`."""
+    kind::UInt8
+    """The page the event is about."""
+    page::MmsbPageId
+    """For a page change: the page's new epoch (0 otherwise)."""
+    epoch::UInt64
+    """For a mark: the parent whose change caused it (0 otherwise)."""
+    cause::MmsbPageId
+end
+
+"""An event callback: `event` is valid for the duration of the call only.
+(Null is refused.)
+
+C function pointer: `typedef void (*MmsbEventCallback)(void *user_data, const MmsbEvent *event);`"""
+const MmsbEventCallback = Ptr{Cvoid}
 
 """
     MmsbStoreStats
@@ -1202,6 +1269,320 @@ Writes the page id and the epoch at which a borrow pinned the page's bytes.
 """
 function mmsb_borrow_info(borrow, out_page, out_epoch)
     ccall((:mmsb_borrow_info, libmmsb), Int32, (MmsbBorrow, Ptr{MmsbPageId}, Ptr{UInt64}), borrow, out_page, out_epoch)
+end
+
+"""
+    mmsb_add_dependency(store, parent, child, kind, has_weight, weight_value, out_lsn) -> Int32
+
+C: `int32_t mmsb_add_dependency(MmsbStore store, MmsbPageId parent, MmsbPageId child, uint8_t kind, bool has_weight, double weight_value, uint64_t *out_lsn)`
+
+Adds the edge `parent -> child` of `kind` (`MMSB_EDGE_*`), with a scalar
+`weight` if `has_weight`, in a commit of its own; writes its LSN into
+`*out_lsn` (if not null). An edge that would close a cycle is
+`MMSB_ERR_CYCLE` and changes nothing (`mmsb_last_cycle_path` gives the
+cycle); an existing edge is `MMSB_ERR_INVALID_ARGUMENT`; a missing page is
+`MMSB_ERR_NOT_FOUND`. In immediate mode a new data edge recomputes the
+child in the same commit.
+
+# Safety
+`out_lsn` is null or valid for one write.
+"""
+function mmsb_add_dependency(store, parent, child, kind, has_weight, weight_value, out_lsn)
+    ccall((:mmsb_add_dependency, libmmsb), Int32, (MmsbStore, MmsbPageId, MmsbPageId, UInt8, Bool, Float64, Ptr{UInt64}), store, parent, child, kind, has_weight, weight_value, out_lsn)
+end
+
+"""
+    mmsb_remove_dependency(store, parent, child, kind, out_lsn) -> Int32
+
+C: `int32_t mmsb_remove_dependency(MmsbStore store, MmsbPageId parent, MmsbPageId child, uint8_t kind, uint64_t *out_lsn)`
+
+Removes the edge `parent -> child` of `kind` in a commit of its own;
+`MMSB_ERR_NOT_FOUND` if absent. Writes the LSN into `*out_lsn` (if not null).
+
+# Safety
+`out_lsn` is null or valid for one write.
+"""
+function mmsb_remove_dependency(store, parent, child, kind, out_lsn)
+    ccall((:mmsb_remove_dependency, libmmsb), Int32, (MmsbStore, MmsbPageId, MmsbPageId, UInt8, Ptr{UInt64}), store, parent, child, kind, out_lsn)
+end
+
+"""
+    mmsb_commit_add_dependency(commit, parent, child, kind, has_weight, weight_value) -> Int32
+
+C: `int32_t mmsb_commit_add_dependency(MmsbCommit commit, MmsbPageId parent, MmsbPageId child, uint8_t kind, bool has_weight, double weight_value)`
+
+Adds \"add the edge `parent -> child`\" to a commit being built (validated,
+with the cycle check, when executed).
+
+# Safety
+None beyond passing values (checked).
+"""
+function mmsb_commit_add_dependency(commit, parent, child, kind, has_weight, weight_value)
+    ccall((:mmsb_commit_add_dependency, libmmsb), Int32, (MmsbCommit, MmsbPageId, MmsbPageId, UInt8, Bool, Float64), commit, parent, child, kind, has_weight, weight_value)
+end
+
+"""
+    mmsb_commit_remove_dependency(commit, parent, child, kind) -> Int32
+
+C: `int32_t mmsb_commit_remove_dependency(MmsbCommit commit, MmsbPageId parent, MmsbPageId child, uint8_t kind)`
+
+Adds \"remove the edge `parent -> child` of `kind`\" to a commit being built.
+
+# Safety
+None beyond passing values (checked).
+"""
+function mmsb_commit_remove_dependency(commit, parent, child, kind)
+    ccall((:mmsb_commit_remove_dependency, libmmsb), Int32, (MmsbCommit, MmsbPageId, MmsbPageId, UInt8), commit, parent, child, kind)
+end
+
+"""
+    mmsb_register_recompute(store, page, func, user_data, thread_safe, reattach, out_function) -> Int32
+
+C: `int32_t mmsb_register_recompute(MmsbStore store, MmsbPageId page, MmsbRecomputeFn func, void *user_data, bool thread_safe, bool reattach, uint64_t *out_function)`
+
+Makes `page` a derived page computed by `func` with `user_data`, and
+writes the function's id into `*out_function` (if not null). With
+`reattach` false the page is recomputed at the next wave; with `reattach`
+true its current bytes are taken as `func`'s result (for registering again,
+after reopening, the function whose derived deltas the log holds).
+`thread_safe`: `func` may run concurrently with itself on other pages;
+false keeps its calls on the committing thread, one at a time.
+
+# Safety
+`func` must be safe to call with the arguments described at
+`MmsbRecomputeFn` and `user_data`, from any thread, for as long as it is
+registered (until `mmsb_clear_recompute`, a later registration on the page,
+the page's deletion, or `mmsb_store_close`); `out_function` is null or
+valid for one write.
+"""
+function mmsb_register_recompute(store, page, func, user_data, thread_safe, reattach, out_function)
+    ccall((:mmsb_register_recompute, libmmsb), Int32, (MmsbStore, MmsbPageId, MmsbRecomputeFn, Ptr{Cvoid}, Bool, Bool, Ptr{UInt64}), store, page, func, user_data, thread_safe, reattach, out_function)
+end
+
+"""
+    mmsb_clear_recompute(store, page) -> Int32
+
+C: `int32_t mmsb_clear_recompute(MmsbStore store, MmsbPageId page)`
+
+Removes `page`'s recompute function (it becomes an ordinary page, keeping
+its bytes); `MMSB_ERR_NOT_FOUND` if it had none.
+
+# Safety
+None beyond passing values (checked).
+"""
+function mmsb_clear_recompute(store, page)
+    ccall((:mmsb_clear_recompute, libmmsb), Int32, (MmsbStore, MmsbPageId), store, page)
+end
+
+"""
+    mmsb_set_propagation_mode(store, mode) -> Int32
+
+C: `int32_t mmsb_set_propagation_mode(MmsbStore store, uint8_t mode)`
+
+Sets the propagation mode (`MMSB_PROPAGATION_*`). Not durable: a store
+opens in immediate mode.
+
+# Safety
+None beyond passing values (checked).
+"""
+function mmsb_set_propagation_mode(store, mode)
+    ccall((:mmsb_set_propagation_mode, libmmsb), Int32, (MmsbStore, UInt8), store, mode)
+end
+
+"""
+    mmsb_get_propagation_mode(store, out_mode) -> Int32
+
+C: `int32_t mmsb_get_propagation_mode(MmsbStore store, uint8_t *out_mode)`
+
+Writes the propagation mode (`MMSB_PROPAGATION_*`) into `*out_mode`.
+
+# Safety
+`out_mode` is null or valid for one write.
+"""
+function mmsb_get_propagation_mode(store, out_mode)
+    ccall((:mmsb_get_propagation_mode, libmmsb), Int32, (MmsbStore, Ptr{UInt8}), store, out_mode)
+end
+
+"""
+    mmsb_propagate(store, out_lsn) -> Int32
+
+C: `int32_t mmsb_propagate(MmsbStore store, uint64_t *out_lsn)`
+
+Runs one wave for everything pending (deferred commits' changes, new
+functions and edges) as a commit of its own, and writes the store's LSN
+after it into `*out_lsn` (if not null; unchanged if the wave changed no
+page). A failing recompute function fails it with that function's error,
+and nothing changes.
+
+# Safety
+`out_lsn` is null or valid for one write.
+"""
+function mmsb_propagate(store, out_lsn)
+    ccall((:mmsb_propagate, libmmsb), Int32, (MmsbStore, Ptr{UInt64}), store, out_lsn)
+end
+
+"""
+    mmsb_recompute_all(store, out_lsn) -> Int32
+
+C: `int32_t mmsb_recompute_all(MmsbStore store, uint64_t *out_lsn)`
+
+Schedules every derived page for a recompute and runs the wave (e.g. after
+reopening a store closed with deferred changes not yet propagated).
+
+# Safety
+`out_lsn` is null or valid for one write.
+"""
+function mmsb_recompute_all(store, out_lsn)
+    ccall((:mmsb_recompute_all, libmmsb), Int32, (MmsbStore, Ptr{UInt64}), store, out_lsn)
+end
+
+"""
+    mmsb_batch_route_deltas(store, deltas, n, out_lsn) -> Int32
+
+C: `int32_t mmsb_batch_route_deltas(MmsbStore store, const MmsbDelta *deltas, uint64_t n, uint64_t *out_lsn)`
+
+Commits the `n` deltas `deltas[0..n]` (delta handles, copied) as one
+commit with one wave, in either mode, and writes its LSN into `*out_lsn`
+(if not null). All or nothing.
+
+# Safety
+`deltas` is null (only with `n` 0) or valid for reading `n` handles;
+`out_lsn` is null or valid for one write.
+"""
+function mmsb_batch_route_deltas(store, deltas, n, out_lsn)
+    ccall((:mmsb_batch_route_deltas, libmmsb), Int32, (MmsbStore, Ptr{MmsbDelta}, UInt64, Ptr{UInt64}), store, deltas, n, out_lsn)
+end
+
+"""
+    mmsb_subscribe(store, kind, callback, user_data, out_subscription) -> Int32
+
+C: `int32_t mmsb_subscribe(MmsbStore store, uint8_t kind, MmsbEventCallback callback, void *user_data, uint64_t *out_subscription)`
+
+Calls `callback(user_data, &event)` for every event of `kind`
+(`MMSB_EVENT_*`) of every later acknowledged commit, and writes the
+subscription's id into `*out_subscription`. Events of one commit come in a
+fixed order: page changes, then stale, gpu-sync and invalidated marks.
+
+# Safety
+`callback` must be safe to call with `user_data` and a valid event pointer,
+from any committing thread, until `mmsb_unsubscribe` or `mmsb_store_close`;
+`out_subscription` is null or valid for one write.
+"""
+function mmsb_subscribe(store, kind, callback, user_data, out_subscription)
+    ccall((:mmsb_subscribe, libmmsb), Int32, (MmsbStore, UInt8, MmsbEventCallback, Ptr{Cvoid}, Ptr{UInt64}), store, kind, callback, user_data, out_subscription)
+end
+
+"""
+    mmsb_unsubscribe(store, subscription, out_existed) -> Int32
+
+C: `int32_t mmsb_unsubscribe(MmsbStore store, uint64_t subscription, bool *out_existed)`
+
+Removes a subscription; writes whether it existed into `*out_existed`.
+
+# Safety
+`out_existed` is null or valid for one write.
+"""
+function mmsb_unsubscribe(store, subscription, out_existed)
+    ccall((:mmsb_unsubscribe, libmmsb), Int32, (MmsbStore, UInt64, Ptr{Bool}), store, subscription, out_existed)
+end
+
+"""
+    mmsb_is_stale(store, page, out_stale) -> Int32
+
+C: `int32_t mmsb_is_stale(MmsbStore store, MmsbPageId page, bool *out_stale)`
+
+Writes whether `page` is stale (a control parent changed since it was
+last written) into `*out_stale`. Marks are not durable.
+
+# Safety
+`out_stale` is null or valid for one write.
+"""
+function mmsb_is_stale(store, page, out_stale)
+    ccall((:mmsb_is_stale, libmmsb), Int32, (MmsbStore, MmsbPageId, Ptr{Bool}), store, page, out_stale)
+end
+
+"""
+    mmsb_is_invalidated(store, page, out_invalidated) -> Int32
+
+C: `int32_t mmsb_is_invalidated(MmsbStore store, MmsbPageId page, bool *out_invalidated)`
+
+Writes whether `page` is invalidated (a compiler parent changed since it
+was last written) into `*out_invalidated`.
+
+# Safety
+`out_invalidated` is null or valid for one write.
+"""
+function mmsb_is_invalidated(store, page, out_invalidated)
+    ccall((:mmsb_is_invalidated, libmmsb), Int32, (MmsbStore, MmsbPageId, Ptr{Bool}), store, page, out_invalidated)
+end
+
+"""
+    mmsb_graph_children(store, page, kind, buf, cap, out_count) -> Int32
+
+C: `int32_t mmsb_graph_children(MmsbStore store, MmsbPageId page, uint8_t kind, MmsbPageId *buf, uint64_t cap, uint64_t *out_count)`
+
+Copies the children of `page` along edges of `kind` (`MMSB_EDGE_*`, or
+`MMSB_EDGE_ANY`), each once, by id, into `buf` (capacity `cap` ids) and
+writes their number into `*out_count`. With `buf` null and `cap` 0 only the
+number is written; too small a buffer is `MMSB_ERR_BUFFER_TOO_SMALL`.
+
+# Safety
+`buf` is null or valid for writing `cap` ids; `out_count` is null or valid
+for one write.
+"""
+function mmsb_graph_children(store, page, kind, buf, cap, out_count)
+    ccall((:mmsb_graph_children, libmmsb), Int32, (MmsbStore, MmsbPageId, UInt8, Ptr{MmsbPageId}, UInt64, Ptr{UInt64}), store, page, kind, buf, cap, out_count)
+end
+
+"""
+    mmsb_graph_parents(store, page, kind, buf, cap, out_count) -> Int32
+
+C: `int32_t mmsb_graph_parents(MmsbStore store, MmsbPageId page, uint8_t kind, MmsbPageId *buf, uint64_t cap, uint64_t *out_count)`
+
+Copies the parents of `page` along edges of `kind` (or `MMSB_EDGE_ANY`),
+each once, into `buf`, like `mmsb_graph_children`. For `MMSB_EDGE_DATA`
+the order is the input order of the page's recompute function.
+
+# Safety
+`buf` is null or valid for writing `cap` ids; `out_count` is null or valid
+for one write.
+"""
+function mmsb_graph_parents(store, page, kind, buf, cap, out_count)
+    ccall((:mmsb_graph_parents, libmmsb), Int32, (MmsbStore, MmsbPageId, UInt8, Ptr{MmsbPageId}, UInt64, Ptr{UInt64}), store, page, kind, buf, cap, out_count)
+end
+
+"""
+    mmsb_graph_topo_order(store, buf, cap, out_count) -> Int32
+
+C: `int32_t mmsb_graph_topo_order(MmsbStore store, MmsbPageId *buf, uint64_t cap, uint64_t *out_count)`
+
+Copies every page of the graph in topological order (each parent before
+its children) into `buf`, like `mmsb_graph_children`.
+
+# Safety
+`buf` is null or valid for writing `cap` ids; `out_count` is null or valid
+for one write.
+"""
+function mmsb_graph_topo_order(store, buf, cap, out_count)
+    ccall((:mmsb_graph_topo_order, libmmsb), Int32, (MmsbStore, Ptr{MmsbPageId}, UInt64, Ptr{UInt64}), store, buf, cap, out_count)
+end
+
+"""
+    mmsb_last_cycle_path(buf, cap, out_count) -> Int32
+
+C: `int32_t mmsb_last_cycle_path(MmsbPageId *buf, uint64_t cap, uint64_t *out_count)`
+
+Copies the cycle of this thread's last error, if it was `MMSB_ERR_CYCLE`
+(`parent -> child -> ... -> parent`, the first page repeated at the end),
+into `buf`, like `mmsb_graph_children`; the count is 0 if the last error was
+not a cycle. Valid until the next failing call on this thread.
+
+# Safety
+`buf` is null or valid for writing `cap` ids; `out_count` is null or valid
+for one write.
+"""
+function mmsb_last_cycle_path(buf, cap, out_count)
+    ccall((:mmsb_last_cycle_path, libmmsb), Int32, (Ptr{MmsbPageId}, UInt64, Ptr{UInt64}), buf, cap, out_count)
 end
 
 """

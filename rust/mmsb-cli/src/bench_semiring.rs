@@ -54,6 +54,9 @@ pub struct BenchSemiringArgs {
     /// Directory for semiring.json (default: benchmark/results of the repository).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Run only the cases whose name contains this text (e.g. `min_plus/f64`).
+    #[arg(long)]
+    pub only: Option<String>,
     /// A quick smoke run: 4 MiB region, 64 KiB cache size, 2 repetitions,
     /// fewer pairs (numbers not meaningful).
     #[arg(long)]
@@ -222,6 +225,7 @@ struct Ctx {
     region_bytes: usize,
     cache_bytes: usize,
     quick: bool,
+    only: Option<String>,
     results: Vec<Value>,
 }
 
@@ -271,6 +275,10 @@ impl Ctx {
                     if self.quick && where_ == "cache" && matches!(imp, Impl::Reference) {
                         continue;
                     }
+                    let name = format!("{}/{label}/{where_}/{}", op.name(), imp.name());
+                    if self.only.as_deref().is_some_and(|o| !name.contains(o)) {
+                        continue;
+                    }
                     // Accumulating repeatedly must not drift into overflow
                     // traps or infinities that change the speed: reset `c`.
                     v.c.copy_from_slice(&v.copy_dst);
@@ -278,7 +286,6 @@ impl Ctx {
                     let value = gb / smp.kernel_s;
                     let yard = gb / smp.memcpy_s;
                     let ratio = smp.memcpy_s / smp.kernel_s;
-                    let name = format!("{}/{label}/{where_}/{}", op.name(), imp.name());
                     println!(
                         "semiring/{name:<44} {value:7.2} GB/s (median {:6.2})  memcpy {yard:6.2} GB/s  \
                          ratio={ratio:.3} target={}",
@@ -330,6 +337,7 @@ pub fn run(args: BenchSemiringArgs) -> Result<(), String> {
         region_bytes: mib << 20,
         cache_bytes: kib << 10,
         quick: args.quick,
+        only: args.only.clone(),
         results: Vec::new(),
     };
     // Values near 1 keep products finite over millions of elements.

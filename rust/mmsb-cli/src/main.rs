@@ -21,6 +21,7 @@ mod cmd_log;
 mod cmd_recover;
 mod cmd_replay;
 mod demo;
+mod demo_pipeline;
 mod machine;
 
 /// The Memory-Mapped State Bus command-line tool.

@@ -58,7 +58,10 @@ impl CommandBuffer {
         region.extend(forced.iter().copied());
         let mut level: HashMap<PageId, u32> = HashMap::new();
         let mut commands = Vec::new();
-        for page in graph.topo_order_of(region) {
+        // Pages outside the graph (a function on a page without edges) have
+        // no inputs and no children: they go first, by id.
+        let loose = region.iter().copied().filter(|p| !graph.contains_node(*p));
+        for page in loose.chain(graph.topo_order_of(region.iter().copied())) {
             let Some(&function) = functions.get(&page) else {
                 continue;
             };

@@ -436,6 +436,75 @@ impl DependencyGraph {
             .collect()
     }
 
+    /// The graph's exact parts, for a checkpoint: the nodes with their order
+    /// numbers (ascending by order), the edges (with their `seq`), and the next
+    /// order number and edge sequence number to hand out. [`DependencyGraph::from_parts`]
+    /// rebuilds an identical graph: same order, same input order of every page.
+    pub fn to_parts(&self) -> GraphParts {
+        GraphParts {
+            nodes: self.by_ord.iter().map(|(&o, &p)| (p, o)).collect(),
+            edges: self.edges(),
+            next_ord: self.next_ord,
+            next_seq: self.next_seq,
+        }
+    }
+
+    /// Rebuilds a graph from [`DependencyGraph::to_parts`]. `InvalidArgument`
+    /// if the parts are inconsistent (an edge going backward in the order, a
+    /// duplicate, a counter not past what it counts).
+    pub fn from_parts(parts: GraphParts) -> Result<DependencyGraph> {
+        let mut g = DependencyGraph {
+            next_ord: parts.next_ord,
+            next_seq: parts.next_seq,
+            ..DependencyGraph::default()
+        };
+        for (p, ord) in parts.nodes {
+            if ord >= parts.next_ord || g.by_ord.insert(ord, p).is_some() {
+                return Err(Error::invalid(format!(
+                    "graph node {p}: bad order number {ord}"
+                )));
+            }
+            if g.nodes
+                .insert(
+                    p,
+                    Node {
+                        ord,
+                        ..Node::default()
+                    },
+                )
+                .is_some()
+            {
+                return Err(Error::invalid(format!("graph node {p} appears twice")));
+            }
+        }
+        for e in parts.edges {
+            if e.seq >= parts.next_seq {
+                return Err(Error::invalid(format!(
+                    "edge {} -> {}: sequence number {} not below {}",
+                    e.parent, e.child, e.seq, parts.next_seq
+                )));
+            }
+            let key = (e.child, e.kind);
+            let (parent, child, kind) = (e.parent, e.child, e.kind);
+            let Some(pn) = g.nodes.get_mut(&parent) else {
+                return Err(Error::invalid(format!("edge from unknown node {parent}")));
+            };
+            if pn.out.insert(key, e).is_some() {
+                return Err(Error::invalid(format!(
+                    "edge {parent} -> {child} appears twice"
+                )));
+            }
+            let Some(cn) = g.nodes.get_mut(&child) else {
+                return Err(Error::invalid(format!("edge to unknown node {child}")));
+            };
+            cn.inc.insert((parent, kind));
+            g.edges += 1;
+        }
+        g.check_invariants()
+            .map_err(|e| Error::invalid(format!("graph parts: {}", e.message)))?;
+        Ok(g)
+    }
+
     /// Checks the internal invariants (every edge forward in the order, the
     /// incoming and outgoing indexes agree, the order index is a bijection).
     /// For tests and debugging; `Internal` names the first broken one.
@@ -472,6 +541,19 @@ impl DependencyGraph {
         }
         Ok(())
     }
+}
+
+/// A graph taken apart, exactly (see [`DependencyGraph::to_parts`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphParts {
+    /// `(page, order number)`, ascending by order number.
+    pub nodes: Vec<(PageId, u64)>,
+    /// Every edge, by parent, child, kind.
+    pub edges: Vec<Edge>,
+    /// The order number the next new node gets.
+    pub next_ord: u64,
+    /// The sequence number the next new edge gets.
+    pub next_seq: u64,
 }
 
 /// Formats a path as `page#1 -> page#2 -> page#1`.
@@ -526,6 +608,23 @@ mod tests {
         assert!(e.message.contains("page#9 -> page#3 -> page#7 -> page#9"));
         let e = g.add_edge(p(7), p(7), EdgeKind::Data, None).unwrap_err();
         assert_eq!(e.cycle_path(), Some(&[p(7), p(7)][..]));
+    }
+
+    #[test]
+    fn parts_rebuild_the_same_graph() {
+        let mut g = DependencyGraph::new();
+        g.add_edge(p(4), p(2), EdgeKind::Data, Some(EdgeWeight::Scalar(1.5)))
+            .unwrap();
+        g.add_edge(p(1), p(2), EdgeKind::Data, None).unwrap();
+        g.add_edge(p(2), p(9), EdgeKind::Compiler, None).unwrap();
+        g.add_node(p(7));
+        g.remove_edge(p(2), p(9), EdgeKind::Compiler).unwrap();
+        let h = DependencyGraph::from_parts(g.to_parts()).unwrap();
+        assert_eq!(h.to_parts(), g.to_parts());
+        assert_eq!(h.parents_of_kind(p(2), EdgeKind::Data), vec![p(4), p(1)]);
+        let mut bad = g.to_parts();
+        bad.edges[0].seq = bad.next_seq;
+        assert!(DependencyGraph::from_parts(bad).is_err());
     }
 
     #[test]

@@ -28,7 +28,9 @@
 //!   incrementally kept topological order, traversals.
 //! * [`recompute`], [`command_buffer`], [`events`], [`propagation`]: recompute
 //!   functions on derived pages, the wave plan, subscriber callbacks, and the
-//!   [`Engine`] that commits deltas and propagates them (see `docs/propagation.md`).
+//!   [`Engine`] that commits deltas and propagates them (see `docs/propagation.md`);
+//!   the durable [`Store`] holds an engine, so its commits propagate too, with
+//!   derived deltas and graph edits in the commit's log group.
 //! * [`semiring`]: the semiring trait, the built-ins and their run-time
 //!   descriptors; [`semiring_kernels`]: folds and accumulation (SIMD);
 //!   [`numeric_delta`]: deltas that accumulate `page ⊕= payload` (see

@@ -67,6 +67,11 @@ use std::marker::PhantomData;
 pub struct Properties {
     /// `a ⊕ b = b ⊕ a`: concurrent `⊕=` writers merge in any order.
     pub commutative_add: bool,
+    /// `a ⊗ b = b ⊗ a` (every built-in). The fast folds reorder their
+    /// operands, so [`crate::semiring_kernels::fold_mul`] folds a
+    /// non-commutative `⊗` sequentially (and `fold_add` likewise a
+    /// non-commutative `⊕`, which a semiring should not have).
+    pub commutative_mul: bool,
     /// `a ⊕ a = a` (min, max, or): an incremental wave may push improvements
     /// only, and must recompute an entry from all inputs when it gets worse.
     pub idempotent_add: bool,
@@ -520,6 +525,7 @@ macro_rules! float_semirings {
             fn properties(&self) -> Properties {
                 Properties {
                     commutative_add: true,
+                    commutative_mul: true,
                     idempotent_add: false,
                     has_subtraction: true,
                     exact: INEXACT,
@@ -555,6 +561,7 @@ macro_rules! float_semirings {
             fn properties(&self) -> Properties {
                 Properties {
                     commutative_add: true,
+                    commutative_mul: true,
                     idempotent_add: true,
                     has_subtraction: false,
                     exact: INEXACT,
@@ -590,6 +597,7 @@ macro_rules! float_semirings {
             fn properties(&self) -> Properties {
                 Properties {
                     commutative_add: true,
+                    commutative_mul: true,
                     idempotent_add: true,
                     has_subtraction: false,
                     exact: INEXACT,
@@ -625,6 +633,7 @@ macro_rules! float_semirings {
             fn properties(&self) -> Properties {
                 Properties {
                     commutative_add: true,
+                    commutative_mul: true,
                     idempotent_add: true,
                     has_subtraction: false,
                     exact: INEXACT,
@@ -660,6 +669,7 @@ macro_rules! float_semirings {
             fn properties(&self) -> Properties {
                 Properties {
                     commutative_add: true,
+                    commutative_mul: true,
                     idempotent_add: true,
                     has_subtraction: false,
                     exact: EXACT,
@@ -703,6 +713,7 @@ macro_rules! int_semirings {
             fn properties(&self) -> Properties {
                 Properties {
                     commutative_add: true,
+                    commutative_mul: true,
                     idempotent_add: false,
                     has_subtraction: true,
                     exact: EXACT,
@@ -742,6 +753,7 @@ macro_rules! int_semirings {
             fn properties(&self) -> Properties {
                 Properties {
                     commutative_add: true,
+                    commutative_mul: true,
                     idempotent_add: true,
                     has_subtraction: false,
                     exact: EXACT,
@@ -777,6 +789,7 @@ macro_rules! int_semirings {
             fn properties(&self) -> Properties {
                 Properties {
                     commutative_add: true,
+                    commutative_mul: true,
                     idempotent_add: true,
                     has_subtraction: false,
                     exact: EXACT,
@@ -812,6 +825,7 @@ macro_rules! int_semirings {
             fn properties(&self) -> Properties {
                 Properties {
                     commutative_add: true,
+                    commutative_mul: true,
                     idempotent_add: true,
                     has_subtraction: false,
                     exact: EXACT,
@@ -861,6 +875,7 @@ macro_rules! signed_max_plus {
             fn properties(&self) -> Properties {
                 Properties {
                     commutative_add: true,
+                    commutative_mul: true,
                     idempotent_add: true,
                     has_subtraction: false,
                     exact: EXACT,
@@ -901,6 +916,7 @@ impl Semiring for OrAnd<bool> {
     fn properties(&self) -> Properties {
         Properties {
             commutative_add: true,
+            commutative_mul: true,
             idempotent_add: true,
             has_subtraction: false,
             exact: EXACT,
@@ -936,6 +952,7 @@ impl Semiring for OrAnd<u8> {
     fn properties(&self) -> Properties {
         Properties {
             commutative_add: true,
+            commutative_mul: true,
             idempotent_add: true,
             has_subtraction: false,
             exact: EXACT,

@@ -14,14 +14,23 @@
 //! accumulators (lane `j` of `L` folds elements `j, j + L, …`; see [`lanes`]), combines them in
 //! lane order and then folds the tail; accumulation is a straight elementwise
 //! loop, and the masked form skips all-zero mask words, runs all-one words as
-//! a dense block and blends the rest. That code is compiled three times: for
+//! a dense block and blends the rest (in place with AVX-512's masked stores,
+//! elsewhere into a scratch block copied back whole). That code is compiled three times: for
 //! the baseline target ([`Kernel::Scalar`]), with AVX2 and with AVX-512
-//! (`#[target_feature]`), and [`Kernel::best`] picks one at run time as the
-//! delta-apply kernels do. Since every fast version uses the same evaluation
+//! (`#[target_feature]`), and [`best`] picks one at run time as the
+//! delta-apply kernels do. Measured, AVX-512 pays only for the masked form
+//! (one masked store per blend); for folds and plain accumulation LLVM's
+//! AVX-512 code was up to 4x slower than its AVX2 code for some element
+//! types (i64 sums stayed scalar), so [`Kernel::Avx512`] runs the AVX2
+//! instance of those. Since every fast version uses the same evaluation
 //! order, their results are bit-identical on every CPU; they differ from the
 //! reference only where `⊕` or `⊗` rounds (float sums and products), within
 //! the usual summation error bound. (The lane count is [`LANE_BYTES`] divided
 //! by the element size: 32 lanes for f64, 64 for f32.)
+//!
+//! A semiring whose [`Properties`](crate::semiring::Properties) say `⊗` (or
+//! `⊕`) is not commutative gets the sequential fold for it: the lanes reorder
+//! operands.
 //!
 //! **Early exit.** A fold whose semiring has a terminal value of `⊕` (min-plus:
 //! −∞, or-and: true) checks it once per block of [`BLOCK`] elements and stops
@@ -162,12 +171,18 @@ fn fold_n<S: Semiring, const LANES: usize>(
 
 #[inline(always)]
 fn fold_add_body<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
+    if !s.properties().commutative_add {
+        return fold_add_reference(s, x);
+    }
     let check = s.terminal().is_some();
     fold_lanes(s, x, s.zero(), S::add, S::is_terminal, check)
 }
 
 #[inline(always)]
 fn fold_mul_body<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
+    if !s.properties().commutative_mul {
+        return fold_mul_reference(s, x);
+    }
     let check = s.properties().exact;
     let zero = s.zero();
     fold_lanes(s, x, s.one(), S::mul, move |_, r| r == zero, check)
@@ -180,8 +195,18 @@ fn accumulate_body<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem]) {
     }
 }
 
+/// `IN_PLACE`: blend mixed mask words in place (AVX-512 turns the select into
+/// one masked store, its fastest form); otherwise blend into a scratch block
+/// copied back whole, since in place the compiler emits a masked store that
+/// is microcoded and slow on AVX2 and a branchy loop on the baseline target.
 #[inline(always)]
-fn accumulate_masked_body<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem], words: &[u64]) {
+fn accumulate_masked_body<S: Semiring, const IN_PLACE: bool>(
+    s: &S,
+    c: &mut [S::Elem],
+    t: &[S::Elem],
+    words: &[u64],
+) {
+    let mut tmp = [s.zero(); 64];
     for ((cw, tw), &w) in c.chunks_mut(64).zip(t.chunks(64)).zip(words) {
         if w == 0 {
             continue;
@@ -190,11 +215,26 @@ fn accumulate_masked_body<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem], 
             accumulate_body(s, cw, tw);
             continue;
         }
-        for (j, (ci, &ti)) in cw.iter_mut().zip(tw).enumerate() {
-            let v = s.add(*ci, ti);
-            *ci = if (w >> j) & 1 != 0 { v } else { *ci };
+        if IN_PLACE {
+            for (j, (ci, &ti)) in cw.iter_mut().zip(tw).enumerate() {
+                let v = s.add(*ci, ti);
+                *ci = if (w >> j) & 1 != 0 { v } else { *ci };
+            }
+        } else {
+            let n = cw.len();
+            for (j, ((o, &ci), &ti)) in tmp[..n].iter_mut().zip(cw.iter()).zip(tw).enumerate() {
+                let v = s.add(ci, ti);
+                *o = if (w >> j) & 1 != 0 { v } else { ci };
+            }
+            cw.copy_from_slice(&tmp[..n]);
         }
     }
+}
+
+/// The portable instance of the masked body.
+#[inline(always)]
+fn accumulate_masked_portable<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem], words: &[u64]) {
+    accumulate_masked_body::<S, false>(s, c, t, words)
 }
 
 // ---------------------------------------------------------------- ISA instances
@@ -206,46 +246,36 @@ fn accumulate_masked_body<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem], 
 mod isa {
     use super::*;
 
-    macro_rules! instances {
-        ($feat:literal, $fa:ident, $fm:ident, $acc:ident, $accm:ident) => {
-            #[target_feature(enable = $feat)]
-            pub(super) fn $fa<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
-                fold_add_body(s, x)
-            }
-            #[target_feature(enable = $feat)]
-            pub(super) fn $fm<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
-                fold_mul_body(s, x)
-            }
-            #[target_feature(enable = $feat)]
-            pub(super) fn $acc<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem]) {
-                accumulate_body(s, c, t)
-            }
-            #[target_feature(enable = $feat)]
-            pub(super) fn $accm<S: Semiring>(
-                s: &S,
-                c: &mut [S::Elem],
-                t: &[S::Elem],
-                words: &[u64],
-            ) {
-                accumulate_masked_body(s, c, t, words)
-            }
-        };
+    #[target_feature(enable = "avx2")]
+    pub(super) fn fold_add_avx2<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
+        fold_add_body(s, x)
     }
-
-    instances!(
-        "avx2",
-        fold_add_avx2,
-        fold_mul_avx2,
-        accumulate_avx2,
-        accumulate_masked_avx2
-    );
-    instances!(
-        "avx512f,avx512bw,avx512vl",
-        fold_add_avx512,
-        fold_mul_avx512,
-        accumulate_avx512,
-        accumulate_masked_avx512
-    );
+    #[target_feature(enable = "avx2")]
+    pub(super) fn fold_mul_avx2<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
+        fold_mul_body(s, x)
+    }
+    #[target_feature(enable = "avx2")]
+    pub(super) fn accumulate_avx2<S: Semiring>(s: &S, c: &mut [S::Elem], t: &[S::Elem]) {
+        accumulate_body(s, c, t)
+    }
+    #[target_feature(enable = "avx2")]
+    pub(super) fn accumulate_masked_avx2<S: Semiring>(
+        s: &S,
+        c: &mut [S::Elem],
+        t: &[S::Elem],
+        words: &[u64],
+    ) {
+        accumulate_masked_body::<S, false>(s, c, t, words)
+    }
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(super) fn accumulate_masked_avx512<S: Semiring>(
+        s: &S,
+        c: &mut [S::Elem],
+        t: &[S::Elem],
+        words: &[u64],
+    ) {
+        accumulate_masked_body::<S, true>(s, c, t, words)
+    }
 }
 
 /// Dispatches one operation to the instance for `kernel` (already checked available).
@@ -320,7 +350,7 @@ pub fn fold_add_with<S: Semiring>(kernel: Kernel, s: &S, x: &[S::Elem]) -> Resul
         kernel,
         fold_add_body,
         fold_add_avx2,
-        fold_add_avx512,
+        fold_add_avx2,
         (s, x)
     ))
 }
@@ -332,7 +362,7 @@ pub fn fold_mul_with<S: Semiring>(kernel: Kernel, s: &S, x: &[S::Elem]) -> Resul
         kernel,
         fold_mul_body,
         fold_mul_avx2,
-        fold_mul_avx512,
+        fold_mul_avx2,
         (s, x)
     ))
 }
@@ -350,7 +380,7 @@ pub fn accumulate_with<S: Semiring>(
         kernel,
         accumulate_body,
         accumulate_avx2,
-        accumulate_avx512,
+        accumulate_avx2,
         (s, c, t)
     );
     Ok(())
@@ -369,7 +399,7 @@ pub fn accumulate_masked_with<S: Semiring>(
     mask::validate(words, c.len() as u64)?;
     dispatch!(
         kernel,
-        accumulate_masked_body,
+        accumulate_masked_portable,
         accumulate_masked_avx2,
         accumulate_masked_avx512,
         (s, c, t, words)
@@ -379,24 +409,12 @@ pub fn accumulate_masked_with<S: Semiring>(
 
 /// `x₀ ⊕ … ⊕ xₙ₋₁` (zero for an empty vector), on the fastest kernel.
 pub fn fold_add<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
-    dispatch!(
-        best(),
-        fold_add_body,
-        fold_add_avx2,
-        fold_add_avx512,
-        (s, x)
-    )
+    dispatch!(best(), fold_add_body, fold_add_avx2, fold_add_avx2, (s, x))
 }
 
 /// `x₀ ⊗ … ⊗ xₙ₋₁` (one for an empty vector), on the fastest kernel.
 pub fn fold_mul<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
-    dispatch!(
-        best(),
-        fold_mul_body,
-        fold_mul_avx2,
-        fold_mul_avx512,
-        (s, x)
-    )
+    dispatch!(best(), fold_mul_body, fold_mul_avx2, fold_mul_avx2, (s, x))
 }
 
 /// `c[i] = c[i] ⊕ t[i]` for every `i`; an error if the lengths differ.

@@ -179,3 +179,64 @@ fn folds_that_meet_the_terminal_value_early_return_it() {
         assert_eq!(sk::fold_add_with(k, &s, &x).unwrap(), f64::NEG_INFINITY);
     }
 }
+
+/// A user-defined semiring with a non-commutative `⊗`: 2x2 matrices over
+/// wrapping u32 (`⊕` elementwise `+`, `⊗` the matrix product).
+#[derive(Clone, Copy, Default)]
+struct Mat2;
+
+impl Semiring for Mat2 {
+    type Elem = [u32; 4];
+    fn zero(&self) -> [u32; 4] {
+        [0; 4]
+    }
+    fn one(&self) -> [u32; 4] {
+        [1, 0, 0, 1]
+    }
+    fn add(&self, a: [u32; 4], b: [u32; 4]) -> [u32; 4] {
+        [0, 1, 2, 3].map(|i| a[i].wrapping_add(b[i]))
+    }
+    fn mul(&self, a: [u32; 4], b: [u32; 4]) -> [u32; 4] {
+        let m = |x: u32, y: u32| x.wrapping_mul(y);
+        [
+            m(a[0], b[0]).wrapping_add(m(a[1], b[2])),
+            m(a[0], b[1]).wrapping_add(m(a[1], b[3])),
+            m(a[2], b[0]).wrapping_add(m(a[3], b[2])),
+            m(a[2], b[1]).wrapping_add(m(a[3], b[3])),
+        ]
+    }
+    fn properties(&self) -> mmsb_core::semiring::Properties {
+        mmsb_core::semiring::Properties {
+            commutative_add: true,
+            commutative_mul: false,
+            idempotent_add: false,
+            has_subtraction: false,
+            exact: true,
+        }
+    }
+}
+
+#[test]
+fn a_user_semiring_with_non_commutative_mul_folds_in_order() {
+    let s = Mat2;
+    let mut rng = StdRng::seed_from_u64(11);
+    // Products of the two unimodular generators never vanish (determinant 1).
+    let gens = [[1, 1, 0, 1], [1, 0, 1, 1]];
+    let x: Vec<[u32; 4]> = (0..1000).map(|_| gens[rng.gen_range(0..2)]).collect();
+    // The product is order-sensitive: reversing it gives another matrix.
+    let rev: Vec<[u32; 4]> = x.iter().rev().copied().collect();
+    assert_ne!(
+        sk::fold_mul_reference(&s, &x),
+        sk::fold_mul_reference(&s, &rev)
+    );
+    for k in kernels() {
+        assert_eq!(
+            sk::fold_mul_with(k, &s, &x).unwrap(),
+            sk::fold_mul_reference(&s, &x)
+        );
+        assert_eq!(
+            sk::fold_add_with(k, &s, &x).unwrap(),
+            sk::fold_add_reference(&s, &x)
+        );
+    }
+}
