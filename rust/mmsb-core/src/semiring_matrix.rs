@@ -383,6 +383,35 @@ unsafe fn row_fold4_unchecked<S: Semiring>(
     s.add(s.add(a0, a1), s.add(a2, a3))
 }
 
+/// Stored entries `lo..hi` of a row folded left to right (one accumulator).
+///
+/// # Safety
+///
+/// As [`row_fold4_unchecked`].
+#[inline(always)]
+unsafe fn row_fold1_unchecked<S: Semiring>(
+    s: &S,
+    indices: &[u32],
+    values: &[S::Elem],
+    lo: usize,
+    hi: usize,
+    x: &[S::Elem],
+) -> S::Elem {
+    let mut acc = s.zero();
+    for k in lo..hi {
+        // SAFETY: k < hi <= indices.len() = values.len(), and indices[k] <
+        // x.len(), by this function's contract.
+        let t = unsafe {
+            s.mul(
+                *values.get_unchecked(k),
+                *x.get_unchecked(*indices.get_unchecked(k) as usize),
+            )
+        };
+        acc = s.add(acc, t);
+    }
+    acc
+}
+
 /// Rows `first_row ..` of `y = A ⊗ x` (or `⊕=`), written to `y` (which holds
 /// exactly those rows). The caller has checked the shapes (`check_mxv`).
 fn mxv_rows<S: Semiring>(
@@ -396,6 +425,9 @@ fn mxv_rows<S: Semiring>(
     let Some(ptr) = a.indptr.get(first_row..=first_row + y.len()) else {
         return;
     };
+    // Four lanes reorder ⊕; a semiring that does not declare ⊕ commutative
+    // folds each row strictly left to right.
+    let lanes = s.properties().commutative_add;
     debug_assert_eq!(x.len(), a.ncols);
     for (yi, w) in y.iter_mut().zip(ptr.windows(2)) {
         let (lo, hi) = (w[0], w[1]);
@@ -405,7 +437,13 @@ fn mxv_rows<S: Semiring>(
         // `check_mxv` guaranteed `x.len() == ncols`. Exercised by
         // `parallel_mxv_equals_the_reference_and_checks_shapes` and the mxv
         // property tests.
-        let t = unsafe { row_fold4_unchecked(s, &a.indices, &a.values, lo, hi, x) };
+        let t = unsafe {
+            if lanes {
+                row_fold4_unchecked(s, &a.indices, &a.values, lo, hi, x)
+            } else {
+                row_fold1_unchecked(s, &a.indices, &a.values, lo, hi, x)
+            }
+        };
         *yi = if accumulate { s.add(*yi, t) } else { t };
     }
 }
@@ -513,6 +551,46 @@ mod tests {
         let mut ok = Csr::<f64>::from_parts(1, 2, vec![0, 1], vec![1], vec![3.0]).unwrap();
         assert_eq!(ok.set(0, 1, 4.0).unwrap(), 3.0);
         assert!(ok.set(0, 0, 1.0).is_err());
+    }
+
+    /// Plus-times over i64 that does not declare `⊕` commutative: the kernel
+    /// must fold rows left to right (one accumulator).
+    #[derive(Clone, Default)]
+    struct Sequential;
+    impl Semiring for Sequential {
+        type Elem = i64;
+        fn zero(&self) -> i64 {
+            0
+        }
+        fn one(&self) -> i64 {
+            1
+        }
+        fn add(&self, a: i64, b: i64) -> i64 {
+            a.wrapping_add(b)
+        }
+        fn mul(&self, a: i64, b: i64) -> i64 {
+            a.wrapping_mul(b)
+        }
+        fn properties(&self) -> crate::semiring::Properties {
+            crate::semiring::Properties {
+                commutative_add: false,
+                ..PlusTimes::<i64>::new().properties()
+            }
+        }
+    }
+
+    #[test]
+    fn a_semiring_without_commutative_add_folds_rows_in_order() {
+        let s = Sequential;
+        let t: Vec<(usize, usize, i64)> = (0..50)
+            .flat_map(|i| (0..(i % 13)).map(move |k| (i, (i + 3 * k) % 40, (i * k) as i64 - 7)))
+            .collect();
+        let a = Csr::from_triplets(&s, 50, 40, &t).unwrap();
+        let x: Vec<i64> = (0..40).map(|v| v * 3 - 11).collect();
+        let (mut y1, mut y2) = (vec![2i64; 50], vec![2i64; 50]);
+        mxv_into(&s, &a, &x, &mut y1, true).unwrap();
+        mxv_reference(&s, &a, &x, &mut y2, true).unwrap();
+        assert_eq!(y1, y2);
     }
 
     #[test]

@@ -193,6 +193,7 @@ mod tests {
     fn strategies_follow_the_properties() {
         let p = |sub, idem| Properties {
             commutative_add: true,
+            commutative_mul: true,
             idempotent_add: idem,
             has_subtraction: sub,
             exact: true,
