@@ -468,7 +468,62 @@ pub fn mxv_into<S: Semiring>(
         mxv_rows(s, a, x, y, 0, accumulate);
         return Ok(());
     }
-    // Row boundaries every ~MXV_TASK_NNZ entries (plus one row per empty stretch).
+    let chunks = row_chunks(a, y);
+    chunks
+        .into_par_iter()
+        .for_each(|(first, ys)| mxv_rows(s, a, x, ys, first, accumulate));
+    Ok(())
+}
+
+/// `y := A ⊗ x` in place, returning the rows whose value changed (in
+/// increasing order): one pass that both computes and compares, for a full
+/// wave that must report what it changed. Runs like [`mxv_into`].
+pub fn mxv_update<S: Semiring>(
+    s: &S,
+    a: &Csr<S::Elem>,
+    x: &[S::Elem],
+    y: &mut [S::Elem],
+) -> Result<Vec<usize>> {
+    check_mxv(a, x, y)?;
+    let track = |first: usize, ys: &mut [S::Elem]| -> Vec<usize> {
+        let mut t = vec![s.zero(); ys.len()];
+        mxv_rows(s, a, x, &mut t, first, false);
+        let mut changed = Vec::new();
+        for (k, (yi, ti)) in ys.iter_mut().zip(t).enumerate() {
+            if *yi != ti {
+                *yi = ti;
+                changed.push(first + k);
+            }
+        }
+        changed
+    };
+    if a.nnz() <= MXV_TASK_NNZ || rayon::current_num_threads() == 1 {
+        return Ok(track_in_blocks(y, 0, &track));
+    }
+    let chunks = row_chunks(a, y);
+    let parts: Vec<Vec<usize>> = chunks
+        .into_par_iter()
+        .map(|(first, ys)| track_in_blocks(ys, first, &track))
+        .collect();
+    Ok(parts.concat())
+}
+
+/// Runs `track` over `y` in blocks of rows small enough to stay in cache.
+fn track_in_blocks<E>(
+    y: &mut [E],
+    first: usize,
+    track: &impl Fn(usize, &mut [E]) -> Vec<usize>,
+) -> Vec<usize> {
+    const BLOCK: usize = 2048;
+    let mut out = Vec::new();
+    for (b, ys) in y.chunks_mut(BLOCK).enumerate() {
+        out.extend(track(first + b * BLOCK, ys));
+    }
+    out
+}
+
+/// Splits `y` into tasks of about [`MXV_TASK_NNZ`] stored entries of `a`.
+fn row_chunks<'y, T: Copy, E>(a: &Csr<T>, y: &'y mut [E]) -> Vec<(usize, &'y mut [E])> {
     let mut bounds = vec![0usize];
     let mut next = MXV_TASK_NNZ;
     for i in 0..a.nrows() {
@@ -480,7 +535,7 @@ pub fn mxv_into<S: Semiring>(
     if bounds.last() != Some(&a.nrows()) {
         bounds.push(a.nrows());
     }
-    let mut chunks: Vec<(usize, &mut [S::Elem])> = Vec::with_capacity(bounds.len());
+    let mut chunks = Vec::with_capacity(bounds.len());
     let mut rest = y;
     for w in bounds.windows(2) {
         let (head, tail) = rest.split_at_mut(w[1] - w[0]);
@@ -488,9 +543,6 @@ pub fn mxv_into<S: Semiring>(
         rest = tail;
     }
     chunks
-        .into_par_iter()
-        .for_each(|(first, ys)| mxv_rows(s, a, x, ys, first, accumulate));
-    Ok(())
 }
 
 /// `y ⊕= W ⊗ x` for any [`Weight`] (the shapes must agree), or `y = W ⊗ x`
@@ -591,6 +643,33 @@ mod tests {
         mxv_into(&s, &a, &x, &mut y1, true).unwrap();
         mxv_reference(&s, &a, &x, &mut y2, true).unwrap();
         assert_eq!(y1, y2);
+    }
+
+    #[test]
+    fn mxv_update_writes_the_product_and_reports_exactly_the_rows_that_moved() {
+        let s = PlusTimes::<i64>::new();
+        let n = 5000;
+        let t: Vec<(usize, usize, i64)> = (0..n)
+            .flat_map(|i| (0..(i % 9)).map(move |k| (i, (i * 5 + k * 11) % n, (k as i64) - 3)))
+            .collect();
+        let a = Csr::from_triplets(&s, n, n, &t).unwrap();
+        assert!(a.nnz() > MXV_TASK_NNZ);
+        let x: Vec<i64> = (0..n as i64).map(|v| v % 7 - 3).collect();
+        let mut want = vec![0i64; n];
+        mxv_reference(&s, &a, &x, &mut want, false).unwrap();
+        // Start from the answer with every 3rd row disturbed.
+        let mut y = want.clone();
+        for i in (0..n).step_by(3) {
+            y[i] += 1;
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let changed = pool.install(|| mxv_update(&s, &a, &x, &mut y)).unwrap();
+        assert_eq!(y, want);
+        assert_eq!(changed, (0..n).step_by(3).collect::<Vec<_>>());
+        assert!(mxv_update(&s, &a, &x, &mut y).unwrap().is_empty());
     }
 
     #[test]

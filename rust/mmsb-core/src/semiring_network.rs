@@ -53,7 +53,7 @@ use crate::dependency_graph::{DependencyGraph, EdgeKind};
 use crate::error::{Error, Result};
 use crate::page_id::PageId;
 use crate::semiring::Semiring;
-use crate::semiring_matrix::{apply_weight, mxv_reference, Csr, Weight};
+use crate::semiring_matrix::{apply_weight, mxv_reference, mxv_update, Csr, Weight};
 use crate::semiring_plan::{Strategy, WaveOp, WavePlan};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -298,12 +298,15 @@ impl<S: Semiring> SemiringNetwork<S> {
             commands: plan.len(),
             ..WaveReport::default()
         };
-        // The node being built: (page, its new value).
         // The node being built: (page, its new value, whether the buffer
         // still awaits its first write — a node without an input lets its
         // first Accumulate overwrite instead of zero-filling first).
         let mut current: Option<(PageId, Vec<S::Elem>, bool)> = None;
-        for cmd in &plan.commands {
+        let mut skip = false;
+        for (k, cmd) in plan.commands.iter().enumerate() {
+            if std::mem::take(&mut skip) {
+                continue;
+            }
             if current.as_ref().is_some_and(|(p, _, _)| *p != cmd.node) {
                 if let Some((p, v, blank)) = current.take() {
                     self.store_full(p, v, blank, &mut report)?;
@@ -311,6 +314,21 @@ impl<S: Semiring> SemiringNetwork<S> {
             }
             match cmd.op {
                 WaveOp::Reset => {
+                    // Fast paths that update the value in place and compare
+                    // as they go (one pass instead of build, compare, swap).
+                    let next = plan.commands.get(k + 1).filter(|c| c.node == cmd.node);
+                    let after = plan.commands.get(k + 2).filter(|c| c.node == cmd.node);
+                    if let (None, Some(_)) = (next, self.node(cmd.node)?.input.as_ref()) {
+                        self.reset_source_in_place(cmd.node, &mut report)?;
+                        continue;
+                    }
+                    if let (Some(WaveOp::Accumulate { parent }), None) = (next.map(|c| c.op), after)
+                    {
+                        if self.single_matrix_in_place(parent, cmd.node, &mut report)? {
+                            skip = true;
+                            continue;
+                        }
+                    }
                     let mut v = self.spare.pop().unwrap_or_default();
                     let n = self.node(cmd.node)?;
                     let blank = match &n.input {
@@ -348,6 +366,69 @@ impl<S: Semiring> SemiringNetwork<S> {
         }
         self.fresh = true;
         Ok(report)
+    }
+
+    /// A node with an input and no parent: `x := b`, copying only the
+    /// entries that differ and reporting them.
+    fn reset_source_in_place(&mut self, page: PageId, report: &mut WaveReport) -> Result<()> {
+        let node = self
+            .nodes
+            .get_mut(&page)
+            .ok_or_else(|| Error::not_found(format!("{page} is not a semiring node")))?;
+        let Some(b) = node.input.as_ref() else {
+            return Ok(());
+        };
+        let mut changed = Vec::new();
+        for (i, (x, &bi)) in node.value.iter_mut().zip(b).enumerate() {
+            if *x != bi {
+                *x = bi;
+                changed.push(i);
+            }
+        }
+        if !changed.is_empty() {
+            report.changed.insert(page, changed);
+        }
+        Ok(())
+    }
+
+    /// A node without an input whose one parent edge is a matrix:
+    /// `x := A ⊗ x_parent` in place, reporting the rows that changed. `false`
+    /// (nothing done) if the edge is not a matrix.
+    fn single_matrix_in_place(
+        &mut self,
+        parent: PageId,
+        page: PageId,
+        report: &mut WaveReport,
+    ) -> Result<bool> {
+        if self.node(page)?.input.is_some() {
+            return Ok(false);
+        }
+        let Some(EdgeData {
+            weight: Weight::Matrix(a),
+            ..
+        }) = self.edges.get(&(parent, page))
+        else {
+            return Ok(false);
+        };
+        let mut y = std::mem::take(
+            &mut self
+                .nodes
+                .get_mut(&page)
+                .ok_or_else(|| Error::not_found(format!("{page} is not a semiring node")))?
+                .value,
+        );
+        let r = match self.nodes.get(&parent) {
+            Some(p) => mxv_update(&self.s, a, &p.value, &mut y),
+            None => Err(Error::not_found(format!("{parent} is not a semiring node"))),
+        };
+        if let Some(n) = self.nodes.get_mut(&page) {
+            n.value = y;
+        }
+        let changed = r?;
+        if !changed.is_empty() {
+            report.changed.insert(page, changed);
+        }
+        Ok(true)
     }
 
     fn store_full(

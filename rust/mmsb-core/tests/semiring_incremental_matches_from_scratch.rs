@@ -207,9 +207,25 @@ fn run_case<S: Semiring>(
     if let Some(st) = strategy {
         net.set_strategy(st).unwrap();
     }
+    let zero = net.semiring().zero();
     let full = net.run_full().unwrap();
     assert_eq!(full.strategy, None);
     check_against_scratch(&net, "after the first full wave");
+    for page in net.topo_order() {
+        let moved: Vec<usize> = net
+            .value(page)
+            .unwrap()
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v != zero)
+            .map(|(i, _)| i)
+            .collect();
+        let listed = full.changed.get(&page).cloned().unwrap_or_default();
+        assert_eq!(
+            listed, moved,
+            "seed {seed}: first full wave's changed entries of {page}"
+        );
+    }
     for step in 0..12 {
         let before: Vec<(PageId, Vec<S::Elem>)> = net
             .topo_order()
@@ -219,8 +235,16 @@ fn run_case<S: Semiring>(
         let batch: Vec<Change<S::Elem>> = (0..rng.gen_range(1..=3))
             .map(|_| random_change(&net, &mut rng, &gen))
             .collect();
-        let report = net.update(&batch).unwrap();
-        assert_eq!(report.strategy, Some(net.strategy()));
+        // Now and then a full wave instead: it too must report exactly what moved.
+        let report = if step % 4 == 3 {
+            let r = net.run_full().unwrap();
+            assert_eq!(r.strategy, None);
+            r
+        } else {
+            let r = net.update(&batch).unwrap();
+            assert_eq!(r.strategy, Some(net.strategy()));
+            r
+        };
         check_against_scratch(&net, &format!("seed {seed} step {step} after {batch:?}"));
         for (page, old) in before {
             let now = net.value(page).unwrap();
