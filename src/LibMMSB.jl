@@ -89,6 +89,9 @@ const MMSB_SEMIRING_FLAG_EXACT = UInt32(8)
 """The semiring has a terminal (absorbing) value of `⊕`."""
 const MMSB_SEMIRING_FLAG_HAS_TERMINAL = UInt32(16)
 
+"""`⊗` is commutative (every built-in; a user semiring without it is folded in order)."""
+const MMSB_SEMIRING_FLAG_COMMUTATIVE_MUL = UInt32(32)
+
 """Success."""
 const MMSB_OK = Int32(0)
 
@@ -410,6 +413,38 @@ end
 
 C function pointer: `typedef void (*MmsbEventCallback)(void *user_data, const MmsbEvent *event);`"""
 const MmsbEventCallback = Ptr{Cvoid}
+
+"""`*out = *a op *b` over one element (`elem_size` bytes at each pointer) of
+a user semiring; must not unwind (no C++ exceptions, no Julia errors).
+
+C function pointer: `typedef void (*MmsbSemiringOp)(void *user_data, const uint8_t *a, const uint8_t *b, uint8_t *out);`"""
+const MmsbSemiringOp = Ptr{Cvoid}
+
+"""
+    MmsbUserSemiring
+
+A user-defined semiring for the `mmsb_user_semiring_*` functions.
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbUserSemiring
+    """Bytes per element: 1, 2, 4, 8, 16, 32 or 64."""
+    elem_size::UInt64
+    """`⊕` (required)."""
+    add::MmsbSemiringOp
+    """`⊗` (required)."""
+    mul::MmsbSemiringOp
+    """The zero, `elem_size` bytes (required)."""
+    zero::Ptr{Cvoid}
+    """The one, `elem_size` bytes (required)."""
+    one::Ptr{Cvoid}
+    """Passed to `add` and `mul` unchanged."""
+    user_data::Ptr{Cvoid}
+    """`MMSB_SEMIRING_FLAG_*`: say `COMMUTATIVE_MUL` only if `⊗` commutes
+(otherwise `fold_mul` keeps the order); `COMMUTATIVE_ADD` is assumed
+by the semiring laws but honoured the same way."""
+    flags::UInt32
+end
 
 """
     MmsbStoreStats
@@ -1694,6 +1729,68 @@ None beyond passing a handle value (checked).
 """
 function mmsb_delta_set_accumulator(delta, kind, dtype)
     ccall((:mmsb_delta_set_accumulator, libmmsb), Int32, (MmsbDelta, UInt8, UInt8), delta, kind, dtype)
+end
+
+"""
+    mmsb_user_semiring_fold_add(semiring, x, len, out_value) -> Int32
+
+C: `int32_t mmsb_user_semiring_fold_add(const MmsbUserSemiring *semiring, const void *x, uint64_t len, void *out_value)`
+
+`x[0] ⊕ … ⊕ x[len-1]` with a user semiring (its zero when `len` is 0);
+`len` counts elements of `elem_size` bytes. One call of `add` per element.
+
+# Safety
+`semiring` is null or a valid description (see `MmsbUserSemiring`); `x`
+is null (only with `len` 0) or valid for `len` elements; `out_value` is
+null or valid for writing one element.
+"""
+function mmsb_user_semiring_fold_add(semiring, x, len, out_value)
+    ccall((:mmsb_user_semiring_fold_add, libmmsb), Int32, (Ptr{MmsbUserSemiring}, Ptr{Cvoid}, UInt64, Ptr{Cvoid}), semiring, x, len, out_value)
+end
+
+"""
+    mmsb_user_semiring_fold_mul(semiring, x, len, out_value) -> Int32
+
+C: `int32_t mmsb_user_semiring_fold_mul(const MmsbUserSemiring *semiring, const void *x, uint64_t len, void *out_value)`
+
+`x[0] ⊗ … ⊗ x[len-1]` with a user semiring (its one when `len` is 0).
+
+# Safety
+As `mmsb_user_semiring_fold_add`.
+"""
+function mmsb_user_semiring_fold_mul(semiring, x, len, out_value)
+    ccall((:mmsb_user_semiring_fold_mul, libmmsb), Int32, (Ptr{MmsbUserSemiring}, Ptr{Cvoid}, UInt64, Ptr{Cvoid}), semiring, x, len, out_value)
+end
+
+"""
+    mmsb_user_semiring_accumulate(semiring, c, t, len) -> Int32
+
+C: `int32_t mmsb_user_semiring_accumulate(const MmsbUserSemiring *semiring, void *c, const void *t, uint64_t len)`
+
+`c[i] = c[i] ⊕ t[i]` with a user semiring, in place.
+
+# Safety
+`semiring` as in `mmsb_user_semiring_fold_add`; `c` and `t` as in
+`mmsb_semiring_accumulate`.
+"""
+function mmsb_user_semiring_accumulate(semiring, c, t, len)
+    ccall((:mmsb_user_semiring_accumulate, libmmsb), Int32, (Ptr{MmsbUserSemiring}, Ptr{Cvoid}, Ptr{Cvoid}, UInt64), semiring, c, t, len)
+end
+
+"""
+    mmsb_user_semiring_accumulate_masked(semiring, c, t, len, mask, mask_words) -> Int32
+
+C: `int32_t mmsb_user_semiring_accumulate_masked(const MmsbUserSemiring *semiring, void *c, const void *t, uint64_t len, const uint64_t *mask, uint64_t mask_words)`
+
+`C<M> = C ⊕ T` with a user semiring (mask layout as in
+`mmsb_semiring_accumulate_masked`).
+
+# Safety
+As `mmsb_user_semiring_accumulate`; `mask` is null (only with
+`mask_words` 0) or valid for `mask_words` words.
+"""
+function mmsb_user_semiring_accumulate_masked(semiring, c, t, len, mask, mask_words)
+    ccall((:mmsb_user_semiring_accumulate_masked, libmmsb), Int32, (Ptr{MmsbUserSemiring}, Ptr{Cvoid}, Ptr{Cvoid}, UInt64, Ptr{UInt64}, UInt64), semiring, c, t, len, mask, mask_words)
 end
 
 """

@@ -117,7 +117,7 @@ end
 """
     semiring_properties(kind::Symbol, T::Type) -> NamedTuple
 
-`(commutative_add, idempotent_add, has_subtraction, exact, has_terminal)` of the
+`(commutative_add, commutative_mul, idempotent_add, has_subtraction, exact, has_terminal)` of the
 built-in: what the engine plans incremental waves with (docs/semiring.md).
 """
 function semiring_properties(kind::Symbol, T::Type)
@@ -126,6 +126,7 @@ function semiring_properties(kind::Symbol, T::Type)
     f = flags[]
     has(bit) = (f & bit) != 0
     return (commutative_add = has(LibMMSB.MMSB_SEMIRING_FLAG_COMMUTATIVE_ADD),
+            commutative_mul = has(LibMMSB.MMSB_SEMIRING_FLAG_COMMUTATIVE_MUL),
             idempotent_add = has(LibMMSB.MMSB_SEMIRING_FLAG_IDEMPOTENT_ADD),
             has_subtraction = has(LibMMSB.MMSB_SEMIRING_FLAG_HAS_SUBTRACTION),
             exact = has(LibMMSB.MMSB_SEMIRING_FLAG_EXACT),

@@ -40,7 +40,7 @@ end
 
 @testset "properties and identities" begin
     p = semiring_properties(:plus_times, Float64)
-    @test p.commutative_add && p.has_subtraction && !p.idempotent_add && !p.exact
+    @test p.commutative_add && p.commutative_mul && p.has_subtraction && !p.idempotent_add && !p.exact
     p = semiring_properties(:min_plus, Int64)
     @test p.idempotent_add && p.exact && p.has_terminal && !p.has_subtraction
     @test semiring_identities(:min_plus, Float64) == (Inf, 0.0)

@@ -83,6 +83,9 @@
 // The semiring has a terminal (absorbing) value of `⊕`.
 #define MMSB_SEMIRING_FLAG_HAS_TERMINAL 16
 
+// `⊗` is commutative (every built-in; a user semiring without it is folded in order).
+#define MMSB_SEMIRING_FLAG_COMMUTATIVE_MUL 32
+
 // Success.
 #define MMSB_OK 0
 
@@ -358,6 +361,33 @@ typedef struct {
 // (Null is refused.)
 typedef void (*MmsbEventCallback)(void *user_data,
                                   const MmsbEvent *event);
+
+// `*out = *a op *b` over one element (`elem_size` bytes at each pointer) of
+// a user semiring; must not unwind (no C++ exceptions, no Julia errors).
+typedef void (*MmsbSemiringOp)(void *user_data,
+                               const uint8_t *a,
+                               const uint8_t *b,
+                               uint8_t *out);
+
+// A user-defined semiring for the `mmsb_user_semiring_*` functions.
+typedef struct {
+  // Bytes per element: 1, 2, 4, 8, 16, 32 or 64.
+  uint64_t elem_size;
+  // `⊕` (required).
+  MmsbSemiringOp add;
+  // `⊗` (required).
+  MmsbSemiringOp mul;
+  // The zero, `elem_size` bytes (required).
+  const void *zero;
+  // The one, `elem_size` bytes (required).
+  const void *one;
+  // Passed to `add` and `mul` unchanged.
+  void *user_data;
+  // `MMSB_SEMIRING_FLAG_*`: say `COMMUTATIVE_MUL` only if `⊗` commutes
+  // (otherwise `fold_mul` keeps the order); `COMMUTATIVE_ADD` is assumed
+  // by the semiring laws but honoured the same way.
+  uint32_t flags;
+} MmsbUserSemiring;
 
 // Counters of a store (see `mmsb_store_stats`).
 typedef struct {
@@ -1186,6 +1216,50 @@ int32_t mmsb_semiring_accumulate_masked(uint8_t kind,
 int32_t mmsb_delta_set_accumulator(MmsbDelta delta,
                                    uint8_t kind,
                                    uint8_t dtype);
+
+// `x[0] ⊕ … ⊕ x[len-1]` with a user semiring (its zero when `len` is 0);
+// `len` counts elements of `elem_size` bytes. One call of `add` per element.
+//
+// # Safety
+// `semiring` is null or a valid description (see `MmsbUserSemiring`); `x`
+// is null (only with `len` 0) or valid for `len` elements; `out_value` is
+// null or valid for writing one element.
+int32_t mmsb_user_semiring_fold_add(const MmsbUserSemiring *semiring,
+                                    const void *x,
+                                    uint64_t len,
+                                    void *out_value);
+
+// `x[0] ⊗ … ⊗ x[len-1]` with a user semiring (its one when `len` is 0).
+//
+// # Safety
+// As `mmsb_user_semiring_fold_add`.
+int32_t mmsb_user_semiring_fold_mul(const MmsbUserSemiring *semiring,
+                                    const void *x,
+                                    uint64_t len,
+                                    void *out_value);
+
+// `c[i] = c[i] ⊕ t[i]` with a user semiring, in place.
+//
+// # Safety
+// `semiring` as in `mmsb_user_semiring_fold_add`; `c` and `t` as in
+// `mmsb_semiring_accumulate`.
+int32_t mmsb_user_semiring_accumulate(const MmsbUserSemiring *semiring,
+                                      void *c,
+                                      const void *t,
+                                      uint64_t len);
+
+// `C<M> = C ⊕ T` with a user semiring (mask layout as in
+// `mmsb_semiring_accumulate_masked`).
+//
+// # Safety
+// As `mmsb_user_semiring_accumulate`; `mask` is null (only with
+// `mask_words` 0) or valid for `mask_words` words.
+int32_t mmsb_user_semiring_accumulate_masked(const MmsbUserSemiring *semiring,
+                                             void *c,
+                                             const void *t,
+                                             uint64_t len,
+                                             const uint64_t *mask,
+                                             uint64_t mask_words);
 
 // Opens a new in-memory store and writes its handle into `*out_store`.
 // Close it with `mmsb_store_close`.

@@ -11,15 +11,18 @@
 //! (zero-copy), and must be aligned for the element type; lengths count
 //! elements. The kernels are the SIMD ones of `mmsb_core::semiring_kernels`.
 //!
-//! User-defined semirings are not available through the C ABI yet (see
-//! docs/semiring.md).
+//! User-defined semirings: [`MmsbUserSemiring`] names `⊕` and `⊗` as C
+//! function pointers over elements of 1 to 64 bytes, with the
+//! `mmsb_user_semiring_*` functions. They run the same kernels with one
+//! indirect call per operation: correct, but far slower than a built-in.
 
 use crate::delta_api::MmsbDelta;
 use crate::ffi_util::{call, need_out, out, slice, slice_mut};
 use crate::handle::{self, lock};
-use mmsb_core::semiring::{Semiring, SemiringKind};
+use mmsb_core::semiring::{Properties, Semiring, SemiringKind};
 use mmsb_core::semiring_kernels as sk;
-use mmsb_core::{mask, with_semiring, Accumulator, DType, Error, Result};
+use mmsb_core::semiring_user::CSemiring;
+use mmsb_core::{mask, with_elem_size, with_semiring, Accumulator, DType, Error, Result};
 use std::ffi::c_void;
 
 /// Semiring kind: `(+, ×, 0, 1)`.
@@ -45,6 +48,8 @@ pub const MMSB_SEMIRING_FLAG_HAS_SUBTRACTION: u32 = 4;
 pub const MMSB_SEMIRING_FLAG_EXACT: u32 = 8;
 /// The semiring has a terminal (absorbing) value of `⊕`.
 pub const MMSB_SEMIRING_FLAG_HAS_TERMINAL: u32 = 16;
+/// `⊗` is commutative (every built-in; a user semiring without it is folded in order).
+pub const MMSB_SEMIRING_FLAG_COMMUTATIVE_MUL: u32 = 32;
 
 fn codes(kind: u8, dtype: u8) -> Result<(SemiringKind, DType)> {
     Ok((SemiringKind::from_u8(kind)?, DType::from_u8(dtype)?))
@@ -69,7 +74,8 @@ pub unsafe extern "C" fn mmsb_semiring_properties(kind: u8, dtype: u8, out_flags
                     | bit(p.idempotent_add, MMSB_SEMIRING_FLAG_IDEMPOTENT_ADD)
                     | bit(p.has_subtraction, MMSB_SEMIRING_FLAG_HAS_SUBTRACTION)
                     | bit(p.exact, MMSB_SEMIRING_FLAG_EXACT)
-                    | bit(s.terminal().is_some(), MMSB_SEMIRING_FLAG_HAS_TERMINAL),
+                    | bit(s.terminal().is_some(), MMSB_SEMIRING_FLAG_HAS_TERMINAL)
+                    | bit(p.commutative_mul, MMSB_SEMIRING_FLAG_COMMUTATIVE_MUL),
             )
         })?;
         // SAFETY: caller contract above.
@@ -119,13 +125,13 @@ pub unsafe extern "C" fn mmsb_semiring_identities(
 /// # Safety
 /// `x` is null (only with `len` 0) or valid for `len` elements; `out_value`
 /// valid for one.
-unsafe fn fold<S: Semiring + Default>(
+unsafe fn fold<S: Semiring>(
+    s: S,
     x: *const c_void,
     len: u64,
     out_value: *mut c_void,
     mul: bool,
 ) -> Result<()> {
-    let s = S::default();
     // SAFETY: forwarded from this function's contract.
     let xs = unsafe { slice(x.cast::<S::Elem>(), len, "x")? };
     let v = if mul {
@@ -156,7 +162,9 @@ pub unsafe extern "C" fn mmsb_semiring_fold_add(
         need_out(out_value, "out_value")?;
         let (k, d) = codes(kind, dtype)?;
         // SAFETY: caller contract above.
-        with_semiring!(k, d, |S| unsafe { fold::<S>(x, len, out_value, false) })
+        with_semiring!(k, d, |S| unsafe {
+            fold(S::default(), x, len, out_value, false)
+        })
     })
 }
 
@@ -176,20 +184,22 @@ pub unsafe extern "C" fn mmsb_semiring_fold_mul(
         need_out(out_value, "out_value")?;
         let (k, d) = codes(kind, dtype)?;
         // SAFETY: caller contract above.
-        with_semiring!(k, d, |S| unsafe { fold::<S>(x, len, out_value, true) })
+        with_semiring!(k, d, |S| unsafe {
+            fold(S::default(), x, len, out_value, true)
+        })
     })
 }
 
 /// # Safety
 /// `c` valid for `len` writes, `t` for `len` reads, not overlapping;
 /// `words` null or valid for `mask_words` reads.
-unsafe fn acc<S: Semiring + Default>(
+unsafe fn acc<S: Semiring>(
+    s: S,
     c: *mut c_void,
     t: *const c_void,
     len: u64,
     words: Option<(*const u64, u64)>,
 ) -> Result<()> {
-    let s = S::default();
     // SAFETY: forwarded from this function's contract.
     let (cs, ts) = unsafe {
         (
@@ -231,7 +241,7 @@ pub unsafe extern "C" fn mmsb_semiring_accumulate(
     call(|| {
         let (k, d) = codes(kind, dtype)?;
         // SAFETY: caller contract above.
-        with_semiring!(k, d, |S| unsafe { acc::<S>(c, t, len, None) })
+        with_semiring!(k, d, |S| unsafe { acc(S::default(), c, t, len, None) })
     })
 }
 
@@ -256,7 +266,7 @@ pub unsafe extern "C" fn mmsb_semiring_accumulate_masked(
         let (k, d) = codes(kind, dtype)?;
         // SAFETY: caller contract above.
         with_semiring!(k, d, |S| unsafe {
-            acc::<S>(c, t, len, Some((mask, mask_words)))
+            acc(S::default(), c, t, len, Some((mask, mask_words)))
         })
     })
 }
@@ -289,6 +299,171 @@ pub unsafe extern "C" fn mmsb_delta_set_accumulator(delta: MmsbDelta, kind: u8, 
             return Err(e);
         }
         Ok(())
+    })
+}
+
+/// `*out = *a op *b` over one element (`elem_size` bytes at each pointer) of
+/// a user semiring; must not unwind (no C++ exceptions, no Julia errors).
+pub type MmsbSemiringOp =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, a: *const u8, b: *const u8, out: *mut u8)>;
+
+/// A user-defined semiring for the `mmsb_user_semiring_*` functions.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MmsbUserSemiring {
+    /// Bytes per element: 1, 2, 4, 8, 16, 32 or 64.
+    pub elem_size: u64,
+    /// `⊕` (required).
+    pub add: MmsbSemiringOp,
+    /// `⊗` (required).
+    pub mul: MmsbSemiringOp,
+    /// The zero, `elem_size` bytes (required).
+    pub zero: *const c_void,
+    /// The one, `elem_size` bytes (required).
+    pub one: *const c_void,
+    /// Passed to `add` and `mul` unchanged.
+    pub user_data: *mut c_void,
+    /// `MMSB_SEMIRING_FLAG_*`: say `COMMUTATIVE_MUL` only if `⊗` commutes
+    /// (otherwise `fold_mul` keeps the order); `COMMUTATIVE_ADD` is assumed
+    /// by the semiring laws but honoured the same way.
+    pub flags: u32,
+}
+
+/// The semiring a caller describes, checked.
+///
+/// # Safety
+/// `s` is null or valid for reading one `MmsbUserSemiring` whose pointers
+/// follow its field docs, and whose functions follow `MmsbSemiringOp`.
+unsafe fn user<const N: usize>(s: *const MmsbUserSemiring) -> Result<CSemiring<N>> {
+    // SAFETY: caller contract above (null checked by `slice`).
+    let d = unsafe { slice(s, 1, "semiring")? }
+        .first()
+        .copied()
+        .ok_or_else(|| Error::invalid("semiring is a null pointer"))?;
+    let add = d
+        .add
+        .ok_or_else(|| Error::invalid("semiring add is a null function"))?;
+    let mul = d
+        .mul
+        .ok_or_else(|| Error::invalid("semiring mul is a null function"))?;
+    if d.zero.is_null() || d.one.is_null() {
+        return Err(Error::invalid("semiring zero and one must not be null"));
+    }
+    // SAFETY: the caller promises `elem_size` (= N, dispatched on it) readable bytes at each.
+    let (zero, one) = unsafe {
+        (
+            slice(d.zero.cast::<u8>(), N as u64, "zero")?,
+            slice(d.one.cast::<u8>(), N as u64, "one")?,
+        )
+    };
+    let has = |bit: u32| d.flags & bit != 0;
+    let props = Properties {
+        commutative_add: has(MMSB_SEMIRING_FLAG_COMMUTATIVE_ADD),
+        commutative_mul: has(MMSB_SEMIRING_FLAG_COMMUTATIVE_MUL),
+        idempotent_add: has(MMSB_SEMIRING_FLAG_IDEMPOTENT_ADD),
+        has_subtraction: false,
+        exact: has(MMSB_SEMIRING_FLAG_EXACT),
+    };
+    // SAFETY: the caller's contract for `add`, `mul` and `user_data`
+    // (MmsbSemiringOp's docs) is CSemiring::new's.
+    unsafe { CSemiring::<N>::new(add, mul, zero, one, props, d.user_data) }
+}
+
+/// Reads `elem_size` of a possibly null semiring description.
+///
+/// # Safety
+/// As `user`.
+unsafe fn elem_size(s: *const MmsbUserSemiring) -> Result<u64> {
+    // SAFETY: caller contract.
+    let d = unsafe { slice(s, 1, "semiring")? };
+    d.first()
+        .map(|d| d.elem_size)
+        .ok_or_else(|| Error::invalid("semiring is a null pointer"))
+}
+
+/// `x[0] ⊕ … ⊕ x[len-1]` with a user semiring (its zero when `len` is 0);
+/// `len` counts elements of `elem_size` bytes. One call of `add` per element.
+///
+/// # Safety
+/// `semiring` is null or a valid description (see `MmsbUserSemiring`); `x`
+/// is null (only with `len` 0) or valid for `len` elements; `out_value` is
+/// null or valid for writing one element.
+#[no_mangle]
+pub unsafe extern "C" fn mmsb_user_semiring_fold_add(
+    semiring: *const MmsbUserSemiring,
+    x: *const c_void,
+    len: u64,
+    out_value: *mut c_void,
+) -> i32 {
+    call(|| {
+        need_out(out_value, "out_value")?;
+        // SAFETY: caller contract above.
+        with_elem_size!(unsafe { elem_size(semiring)? }, |N| unsafe {
+            fold(user::<N>(semiring)?, x, len, out_value, false)
+        })
+    })
+}
+
+/// `x[0] ⊗ … ⊗ x[len-1]` with a user semiring (its one when `len` is 0).
+///
+/// # Safety
+/// As `mmsb_user_semiring_fold_add`.
+#[no_mangle]
+pub unsafe extern "C" fn mmsb_user_semiring_fold_mul(
+    semiring: *const MmsbUserSemiring,
+    x: *const c_void,
+    len: u64,
+    out_value: *mut c_void,
+) -> i32 {
+    call(|| {
+        need_out(out_value, "out_value")?;
+        // SAFETY: caller contract above.
+        with_elem_size!(unsafe { elem_size(semiring)? }, |N| unsafe {
+            fold(user::<N>(semiring)?, x, len, out_value, true)
+        })
+    })
+}
+
+/// `c[i] = c[i] ⊕ t[i]` with a user semiring, in place.
+///
+/// # Safety
+/// `semiring` as in `mmsb_user_semiring_fold_add`; `c` and `t` as in
+/// `mmsb_semiring_accumulate`.
+#[no_mangle]
+pub unsafe extern "C" fn mmsb_user_semiring_accumulate(
+    semiring: *const MmsbUserSemiring,
+    c: *mut c_void,
+    t: *const c_void,
+    len: u64,
+) -> i32 {
+    call(|| {
+        // SAFETY: caller contract above.
+        with_elem_size!(unsafe { elem_size(semiring)? }, |N| unsafe {
+            acc(user::<N>(semiring)?, c, t, len, None)
+        })
+    })
+}
+
+/// `C<M> = C ⊕ T` with a user semiring (mask layout as in
+/// `mmsb_semiring_accumulate_masked`).
+///
+/// # Safety
+/// As `mmsb_user_semiring_accumulate`; `mask` is null (only with
+/// `mask_words` 0) or valid for `mask_words` words.
+#[no_mangle]
+pub unsafe extern "C" fn mmsb_user_semiring_accumulate_masked(
+    semiring: *const MmsbUserSemiring,
+    c: *mut c_void,
+    t: *const c_void,
+    len: u64,
+    mask: *const u64,
+    mask_words: u64,
+) -> i32 {
+    call(|| {
+        // SAFETY: caller contract above.
+        with_elem_size!(unsafe { elem_size(semiring)? }, |N| unsafe {
+            acc(user::<N>(semiring)?, c, t, len, Some((mask, mask_words)))
+        })
     })
 }
 

@@ -33,6 +33,7 @@
 //!   derived deltas and graph edits in the commit's log group.
 //! * [`semiring`]: the semiring trait, the built-ins and their run-time
 //!   descriptors; [`semiring_kernels`]: folds and accumulation (SIMD);
+//!   [`semiring_user`]: semirings from C function pointers;
 //!   [`numeric_delta`]: deltas that accumulate `page ⊕= payload` (see
 //!   `docs/semiring.md`).
 //! * [`semiring_matrix`] (edge weights: scalar, diagonal, CSR; mxv kernels),
@@ -86,6 +87,7 @@ pub mod semiring_matrix;
 pub mod semiring_network;
 pub mod semiring_pages;
 pub mod semiring_plan;
+pub mod semiring_user;
 pub mod semiring_wave;
 pub mod tlog_compression;
 pub mod tlog_frame;

@@ -943,11 +943,12 @@ impl Semiring for OrAnd<u8> {
     }
     #[inline(always)]
     fn add(&self, a: u8, b: u8) -> u8 {
-        ((a | b) != 0) as u8
+        // `((a | b) != 0) as u8`, as one SIMD min after the or.
+        (a | b).min(1)
     }
     #[inline(always)]
     fn mul(&self, a: u8, b: u8) -> u8 {
-        ((a != 0) & (b != 0)) as u8
+        a.min(1) & b.min(1)
     }
     fn properties(&self) -> Properties {
         Properties {

@@ -117,9 +117,9 @@ fn unavailable(kernel: Kernel) -> Error {
 
 // ---------------------------------------------------------------- generic bodies
 
-/// Folds `x` with `op` in [`lanes`] lanes starting from `init`; stops early
-/// (returning `stop`'s witness) when `stop` holds for the running result at a
-/// block boundary.
+/// Folds `x` with `op` in [`lanes`] lanes starting from `init`; with `hit`
+/// set, stops early and returns it when `stop` holds for a lane at a block
+/// boundary (`hit` absorbs `op`, so the result is the same).
 #[inline(always)]
 fn fold_lanes<S: Semiring>(
     s: &S,
@@ -127,16 +127,16 @@ fn fold_lanes<S: Semiring>(
     init: S::Elem,
     op: impl Fn(&S, S::Elem, S::Elem) -> S::Elem,
     stop: impl Fn(&S, S::Elem) -> bool,
-    check: bool,
+    hit: Option<S::Elem>,
 ) -> S::Elem {
     // One instance per lane count; the match is resolved at compile time.
     match lanes::<S::Elem>() {
-        256 => fold_n::<S, 256>(s, x, init, op, stop, check),
-        128 => fold_n::<S, 128>(s, x, init, op, stop, check),
-        64 => fold_n::<S, 64>(s, x, init, op, stop, check),
-        32 => fold_n::<S, 32>(s, x, init, op, stop, check),
-        16 => fold_n::<S, 16>(s, x, init, op, stop, check),
-        _ => fold_n::<S, 1>(s, x, init, op, stop, check),
+        256 => fold_n::<S, 256>(s, x, init, op, stop, hit),
+        128 => fold_n::<S, 128>(s, x, init, op, stop, hit),
+        64 => fold_n::<S, 64>(s, x, init, op, stop, hit),
+        32 => fold_n::<S, 32>(s, x, init, op, stop, hit),
+        16 => fold_n::<S, 16>(s, x, init, op, stop, hit),
+        _ => fold_n::<S, 1>(s, x, init, op, stop, hit),
     }
 }
 
@@ -147,7 +147,7 @@ fn fold_n<S: Semiring, const LANES: usize>(
     init: S::Elem,
     op: impl Fn(&S, S::Elem, S::Elem) -> S::Elem,
     stop: impl Fn(&S, S::Elem) -> bool,
-    check: bool,
+    hit: Option<S::Elem>,
 ) -> S::Elem {
     let mut lanes = [init; LANES];
     let combine = |lanes: &[S::Elem; LANES]| lanes.iter().fold(init, |a, &b| op(s, a, b));
@@ -159,10 +159,12 @@ fn fold_n<S: Semiring, const LANES: usize>(
                 lanes[j] = op(s, lanes[j], chunk[j]);
             }
         }
-        if check {
-            let r = combine(&lanes);
-            if stop(s, r) {
-                return r;
+        // A lane at the absorbing value makes the whole fold that value,
+        // whatever the order; testing the lanes (not their combination)
+        // keeps the check vectorised.
+        if let Some(h) = hit {
+            if lanes.iter().any(|&l| stop(s, l)) {
+                return h;
             }
         }
     }
@@ -174,8 +176,7 @@ fn fold_add_body<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
     if !s.properties().commutative_add {
         return fold_add_reference(s, x);
     }
-    let check = s.terminal().is_some();
-    fold_lanes(s, x, s.zero(), S::add, S::is_terminal, check)
+    fold_lanes(s, x, s.zero(), S::add, S::is_terminal, s.terminal())
 }
 
 #[inline(always)]
@@ -183,9 +184,9 @@ fn fold_mul_body<S: Semiring>(s: &S, x: &[S::Elem]) -> S::Elem {
     if !s.properties().commutative_mul {
         return fold_mul_reference(s, x);
     }
-    let check = s.properties().exact;
     let zero = s.zero();
-    fold_lanes(s, x, s.one(), S::mul, move |_, r| r == zero, check)
+    let hit = s.properties().exact.then_some(zero);
+    fold_lanes(s, x, s.one(), S::mul, move |_, r| r == zero, hit)
 }
 
 #[inline(always)]
