@@ -419,3 +419,85 @@ fn critical_path_by_max_plus_equals_longest_paths_as_durations_change() {
         }
     }
 }
+
+/// `min` over little-endian i64 bytes, as a C caller would supply it.
+unsafe extern "C" fn c_min(_: *mut std::ffi::c_void, a: *const u8, b: *const u8, out: *mut u8) {
+    // SAFETY: the semiring passes 8 readable bytes at a and b, 8 writable at out.
+    unsafe {
+        let a = i64::from_le_bytes(std::ptr::read(a as *const [u8; 8]));
+        let b = i64::from_le_bytes(std::ptr::read(b as *const [u8; 8]));
+        std::ptr::write(out as *mut [u8; 8], a.min(b).to_le_bytes());
+    }
+}
+
+/// Tropical `+` (i64::MAX is +∞) over little-endian i64 bytes.
+unsafe extern "C" fn c_plus(_: *mut std::ffi::c_void, a: *const u8, b: *const u8, out: *mut u8) {
+    // SAFETY: as for `c_min`.
+    unsafe {
+        let a = i64::from_le_bytes(std::ptr::read(a as *const [u8; 8]));
+        let b = i64::from_le_bytes(std::ptr::read(b as *const [u8; 8]));
+        let s = if a == i64::MAX || b == i64::MAX {
+            i64::MAX
+        } else {
+            a.saturating_add(b)
+        };
+        std::ptr::write(out as *mut [u8; 8], s.to_le_bytes());
+    }
+}
+
+#[test]
+fn shortest_paths_through_a_c_function_pointer_semiring_equal_dijkstra() {
+    use mmsb_core::semiring::Semiring;
+    use mmsb_core::semiring_user::CSemiring;
+    use mmsb_core::Strategy;
+    let props = MinPlus::<i64>::new().properties();
+    // As declared (idempotent: Improve), and declared with nothing to exploit (Recompute).
+    for (declared, want) in [
+        (props, Strategy::Improve),
+        (
+            mmsb_core::Properties {
+                idempotent_add: false,
+                ..props
+            },
+            Strategy::Recompute,
+        ),
+    ] {
+        // SAFETY: c_min and c_plus read and write exactly 8 bytes, ignore
+        // user_data, never unwind, and are thread-safe.
+        let s = unsafe {
+            CSemiring::<8>::new(
+                c_min,
+                c_plus,
+                &i64::MAX.to_le_bytes(),
+                &0i64.to_le_bytes(),
+                declared,
+                std::ptr::null_mut(),
+            )
+        }
+        .unwrap();
+        let b8 = |v: i64| v.to_le_bytes();
+        let mut rng = StdRng::seed_from_u64(400);
+        let n = 12;
+        let mut edges = random_digraph(&mut rng, n, 30, 20);
+        let e8: Vec<(usize, usize, [u8; 8])> =
+            edges.iter().map(|&(u, v, w)| (u, v, b8(w))).collect();
+        let mut input = vec![b8(i64::MAX); n];
+        input[0] = b8(0);
+        let mut net = unrolled(s, n, &e8, input);
+        assert_eq!(net.strategy(), want);
+        let last = layer(n - 1);
+        let decode = |v: &[[u8; 8]]| v.iter().map(|b| i64::from_le_bytes(*b)).collect::<Vec<_>>();
+        assert_eq!(decode(net.value(last).unwrap()), dijkstra(n, &edges, 0));
+        for step in 0..10 {
+            let e = rng.gen_range(0..edges.len());
+            edges[e].2 = rng.gen_range(1..40);
+            let (u, v, w) = edges[e];
+            net.update(&on_every_layer(n, u, v, b8(w))).unwrap();
+            assert_eq!(
+                decode(net.value(last).unwrap()),
+                dijkstra(n, &edges, 0),
+                "{want:?} step {step}"
+            );
+        }
+    }
+}
