@@ -22,9 +22,8 @@
 //! cache-resident bytes, repeated the same number of times.
 //!
 //! Semiring matrix-vector propagation (mxv against SuiteSparse:GraphBLAS) is
-//! measured by the semiring-edges work (issue 5, part 4): its cases go under
-//! the `"mxv"` key of `semiring.json` (see [`MXV_KEY`]); this file writes
-//! `null` there until then.
+//! measured by [`crate::bench_semiring_mxv`] (issue 5, part 4): its cases go
+//! under the `"mxv"` key of `semiring.json` (see [`MXV_KEY`]).
 
 use clap::Args;
 use mmsb_core::apply::Kernel;
@@ -62,6 +61,10 @@ pub struct BenchSemiringArgs {
     /// fewer pairs (numbers not meaningful).
     #[arg(long)]
     pub quick: bool,
+    /// Run only the mxv and incremental cases (`bench_semiring_mxv`), keeping
+    /// the other results of an existing semiring.json.
+    #[arg(long)]
+    pub mxv_only: bool,
 }
 
 /// Seconds for `f`.
@@ -319,6 +322,10 @@ pub fn run(args: BenchSemiringArgs) -> Result<(), String> {
     if mib == 0 || kib == 0 || reps == 0 {
         return Err("--region-mib, --cache-kib and --reps must be at least 1".into());
     }
+    if args.mxv_only {
+        let dir = args.out.unwrap_or_else(crate::default_results_dir);
+        return crate::bench_semiring_mxv::run_only(args.quick, reps, &dir);
+    }
     println!(
         "mmsb bench semiring: region {mib} MiB and {kib} KiB, best of {reps} reps; \
          yardstick memcpy of the same bytes; cpu {}; best kernel {}",
@@ -348,16 +355,17 @@ pub fn run(args: BenchSemiringArgs) -> Result<(), String> {
         ctx.pair::<MaxTimes<f32>>("max_times/f32", |r| r.gen_range(0.0..1.0))?;
     }
 
+    let dir = args.out.unwrap_or_else(crate::default_results_dir);
+    let mxv = crate::bench_semiring_mxv::run(args.quick, reps, &dir)?;
     let doc = json!({
         "group": "semiring",
         "date": crate::machine::today(),
         "machine": crate::machine::machine_json(),
         "quick": args.quick,
         "results": ctx.results,
-        // Filled by the semiring-edges work (mxv against GraphBLAS).
-        MXV_KEY: Value::Null,
+        // The semiring-edges work: mxv against GraphBLAS, incremental vs full.
+        MXV_KEY: mxv,
     });
-    let dir = args.out.unwrap_or_else(crate::default_results_dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let path = dir.join("semiring.json");
     let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;

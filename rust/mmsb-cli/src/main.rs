@@ -17,6 +17,7 @@ mod bench_delta;
 mod bench_log;
 mod bench_propagation;
 mod bench_semiring;
+mod bench_semiring_mxv;
 mod bench_txn;
 mod cmd_checkpoint;
 mod cmd_log;

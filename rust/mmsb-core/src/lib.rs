@@ -41,6 +41,11 @@
 //!   [`semiring_user`]: semirings from C function pointers;
 //!   [`numeric_delta`]: deltas that accumulate `page ⊕= payload` (see
 //!   `docs/semiring.md`).
+//! * [`semiring_matrix`] (edge weights: scalar, diagonal, CSR; mxv kernels),
+//!   [`semiring_network`] (numeric pages linked by semiring edges, full waves),
+//!   [`semiring_plan`] (the flat command list of a semiring wave),
+//!   [`semiring_wave`] (incremental waves) and [`semiring_pages`] (waves as
+//!   page deltas): see `docs/semiring-propagation.md`.
 //!
 //! ```
 //! use mmsb_core::{Delta, PageLocation, PageStore};
@@ -86,7 +91,12 @@ pub mod replay;
 pub mod retry;
 pub mod semiring;
 pub mod semiring_kernels;
+pub mod semiring_matrix;
+pub mod semiring_network;
+pub mod semiring_pages;
+pub mod semiring_plan;
 pub mod semiring_user;
+pub mod semiring_wave;
 pub mod snapshot;
 pub mod tlog_compression;
 pub mod tlog_frame;
@@ -115,5 +125,9 @@ pub use recompute::{ByteTransform, CRecomputeFn, FunctionId, RecomputeFn, Recomp
 pub use recovery::{RecoveryOptions, RecoveryReport, Target};
 pub use replay::{HistoryEntry, ReadOnlyState};
 pub use semiring::{Properties, Semiring, SemiringKind};
+pub use semiring_matrix::{Csr, Weight};
+pub use semiring_network::{SemiringNetwork, WaveReport};
+pub use semiring_plan::{Strategy, WaveCommand, WaveOp, WavePlan};
+pub use semiring_wave::Change;
 pub use snapshot::Snapshot;
 pub use transaction::{Committed, Transaction, TxnBuffer, TxnStats, TXN_RETRY};
