@@ -86,6 +86,7 @@ use crate::propagation::{CommitReport, Engine, EngineStats, PropagationMode};
 use crate::recompute::{FunctionId, RecomputeFn};
 use crate::recovery::{self, RecoveryOptions, RecoveryReport, Target, CHECKPOINT_DIR, LOG_DIR};
 use crate::replay::{self, HistoryEntry, ReadOnlyState};
+use crate::semiring_nodes::{Declaration, NodeDecl, SemiringNodes, SemiringWeight};
 use crate::tlog_reader::LogEnd;
 use crate::tlog_record::Record;
 use crate::tlog_segment;
@@ -173,6 +174,8 @@ pub struct DurableStats {
 struct Inner {
     /// The pages, the graph, the functions and the marks.
     engine: Engine,
+    /// Semiring nodes and their networks (see `semiring_nodes.rs`).
+    semiring: SemiringNodes,
     lsn: u64,
     timestamp_ns: u64,
     writer: Option<TLogWriter>,
@@ -345,6 +348,8 @@ impl Store {
             rec.report,
         );
         store.lock = Some(lock);
+        let semiring = SemiringNodes::rebuild(store.shared.lock().engine.store())?;
+        store.shared.lock().semiring = semiring;
         store.prune_log()?;
         Ok(store)
     }
@@ -365,6 +370,7 @@ impl Store {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 engine,
+                semiring: SemiringNodes::default(),
                 lsn,
                 timestamp_ns,
                 writer,
@@ -400,7 +406,7 @@ impl Store {
     /// Validates, plans (graph edits, and the wave in immediate mode), logs
     /// and applies one commit. See the module docs.
     pub fn commit(&self, ops: Vec<Op>) -> Result<CommitReceipt> {
-        self.commit_inner(ops, false, &[])
+        self.commit_inner(ops, false, &[], None)
     }
 
     /// [`Store::commit`], valid only if every `(page, epoch)` of `guard` is
@@ -408,13 +414,13 @@ impl Store {
     /// otherwise it fails with [`ErrorCode::TransactionConflict`] and leaves no
     /// trace. The seam of optimistic transactions.
     pub fn commit_guarded(&self, ops: Vec<Op>, guard: &[(PageId, u64)]) -> Result<CommitReceipt> {
-        self.commit_inner(ops, false, guard)
+        self.commit_inner(ops, false, guard, None)
     }
 
     /// Commits `deltas` as one commit with one wave, in any mode (a deferred
     /// store's pending changes join the wave).
     pub fn batch_route_deltas(&self, deltas: Vec<Delta>) -> Result<CommitReceipt> {
-        self.commit_inner(deltas.into_iter().map(Op::Delta).collect(), true, &[])
+        self.commit_inner(deltas.into_iter().map(Op::Delta).collect(), true, &[], None)
     }
 
     /// Runs one wave for everything pending (changes of deferred commits,
@@ -422,7 +428,7 @@ impl Store {
     /// If the wave changes no page nothing is logged, and the receipt carries
     /// the current LSN.
     pub fn propagate(&self) -> Result<CommitReceipt> {
-        self.commit_inner(Vec::new(), true, &[])
+        self.commit_inner(Vec::new(), true, &[], None)
     }
 
     /// Schedules every derived page for a recompute and runs the wave.
@@ -432,12 +438,14 @@ impl Store {
     }
 
     /// `wave`: run the wave whatever the mode (and accept an empty `ops`);
-    /// `guard`: (page, epoch) pairs that must be current (transactions).
+    /// `guard`: (page, epoch) pairs that must be current (transactions);
+    /// `decl`: a semiring declaration this commit makes.
     fn commit_inner(
         &self,
         ops: Vec<Op>,
         wave: bool,
         guard: &[(PageId, u64)],
+        decl: Option<&Declaration>,
     ) -> Result<CommitReceipt> {
         let sh = &self.shared;
         let lsn;
@@ -452,11 +460,14 @@ impl Store {
                 return Err(refused(&e));
             }
             transaction::check_epochs(g.engine.store(), guard)?;
-            let (mut records, created) = if ops.is_empty() && wave {
+            let (mut records, created) = if ops.is_empty() && (wave || decl.is_some()) {
                 (Vec::new(), Vec::new())
             } else {
                 commit::prepare(g.engine.store(), ops)?
             };
+            // Semiring nodes first: their deltas join the commit as records,
+            // so the engine's wave sees node pages like any written page.
+            let semiring = g.semiring.plan(g.engine.store(), &mut records, decl)?;
             let run_wave = wave || g.engine.mode() == PropagationMode::Immediate;
             let mut plan = g.engine.plan_records(&records, run_wave)?;
             records.extend(plan.take_derived().into_iter().map(Record::Delta));
@@ -507,6 +518,9 @@ impl Store {
                     return Err(e);
                 }
             };
+            if let Some(p) = semiring {
+                inner.semiring.install(p);
+            }
             bus = (!events.is_empty()).then(|| inner.engine.event_bus());
             inner.lsn = lsn;
             inner.timestamp_ns = ts;
@@ -560,6 +574,65 @@ impl Store {
             child,
             kind,
         }])
+    }
+
+    /// Declares `page` a semiring node (see `semiring_nodes.rs`) in a commit
+    /// of its own: the declaration is logged as page metadata and the node
+    /// page is written with its value (`b` or zero until edges arrive).
+    pub fn declare_semiring_node(&self, page: PageId, decl: NodeDecl) -> Result<CommitReceipt> {
+        self.commit_inner(Vec::new(), false, &[], Some(&Declaration::Node(page, decl)))
+    }
+
+    /// Adds the semiring edge `parent -> child` (both nodes of the same
+    /// semiring and dtype) with `weight`, in a commit of its own; the nodes
+    /// it reaches are written with their new values. A cycle fails with
+    /// `Cycle` and changes nothing.
+    pub fn add_semiring_edge(
+        &self,
+        parent: PageId,
+        child: PageId,
+        weight: SemiringWeight,
+    ) -> Result<CommitReceipt> {
+        self.commit_inner(
+            Vec::new(),
+            false,
+            &[],
+            Some(&Declaration::Edge(parent, child, weight)),
+        )
+    }
+
+    /// The semiring declaration of `page`, if it is a node.
+    pub fn semiring_node(&self, page: PageId) -> Option<NodeDecl> {
+        self.shared.lock().semiring.decl(page)
+    }
+
+    /// Reads semiring node `page` as a typed vector (`E` must match the
+    /// node's dtype; `u8` for [`DType::Bool`](crate::dtype::DType::Bool)).
+    pub fn read_semiring_node<E: crate::dtype::Element>(&self, page: PageId) -> Result<Vec<E>> {
+        let g = self.shared.lock();
+        let d = g
+            .semiring
+            .decl(page)
+            .ok_or_else(|| Error::not_found(format!("{page} is not a semiring node")))?;
+        let want = if d.dtype == crate::dtype::DType::Bool {
+            crate::dtype::DType::U8
+        } else {
+            d.dtype
+        };
+        if E::DTYPE != want {
+            return Err(Error::invalid(format!(
+                "{page} holds {}, not {}",
+                d.dtype.name(),
+                E::DTYPE.name()
+            )));
+        }
+        let n = (d.len * d.dtype.size()) as usize;
+        let page = g.engine.store().page(page)?;
+        let bytes = page
+            .bytes()
+            .get(..n)
+            .ok_or_else(|| Error::invalid("the node page is too small"))?;
+        crate::dtype::decode(bytes)
     }
 
     /// Runs `f` on the dependency graph (under the commit lock: keep it short).

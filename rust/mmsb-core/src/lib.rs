@@ -93,6 +93,7 @@ pub mod semiring;
 pub mod semiring_kernels;
 pub mod semiring_matrix;
 pub mod semiring_network;
+pub mod semiring_nodes;
 pub mod semiring_pages;
 pub mod semiring_plan;
 pub mod semiring_user;
