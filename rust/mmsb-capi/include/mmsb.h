@@ -1535,6 +1535,104 @@ int32_t mmsb_user_semiring_accumulate_masked(const MmsbUserSemiring *semiring,
                                              const uint64_t *mask,
                                              uint64_t mask_words);
 
+// Declares `page` a semiring node of `kind` over `dtype` with `len` elements
+// and the input page `input` (0 = none), in a commit of its own; the node
+// page is written with its value (`b`, or the semiring's zero). Writes the
+// LSN into `*out_lsn` (if not null). A page smaller than `len` elements, an
+// unknown page, or a page already declared is an error and changes nothing;
+// a pair without a built-in is `MMSB_ERR_UNSUPPORTED`.
+//
+// # Safety
+// `out_lsn` is null or valid for one write.
+int32_t mmsb_semiring_declare_node(MmsbStore store,
+                                   MmsbPageId page,
+                                   uint8_t kind,
+                                   uint8_t dtype,
+                                   uint64_t len,
+                                   MmsbPageId input,
+                                   uint64_t *out_lsn);
+
+// Adds the semiring edge `parent -> child` with a scalar weight (`value`:
+// `value_bytes` bytes, one element of the nodes' dtype), in a commit of its
+// own; the nodes it reaches are rewritten. A cycle is `MMSB_ERR_CYCLE`;
+// nodes of different semirings or dtypes, a wrong shape or a second edge
+// between the pair is `MMSB_ERR_INVALID_ARGUMENT`; nothing changes on error.
+//
+// # Safety
+// `value` is valid for reading `value_bytes` bytes; `out_lsn` is null or
+// valid for one write.
+int32_t mmsb_semiring_add_edge_scalar(MmsbStore store,
+                                      MmsbPageId parent,
+                                      MmsbPageId child,
+                                      const void *value,
+                                      uint64_t value_bytes,
+                                      uint64_t *out_lsn);
+
+// Adds the semiring edge `parent -> child` with a diagonal weight (`values`:
+// `value_bytes` bytes, one element per entry). Errors as
+// `mmsb_semiring_add_edge_scalar`.
+//
+// # Safety
+// `values` is valid for reading `value_bytes` bytes; `out_lsn` is null or
+// valid for one write.
+int32_t mmsb_semiring_add_edge_diagonal(MmsbStore store,
+                                        MmsbPageId parent,
+                                        MmsbPageId child,
+                                        const void *values,
+                                        uint64_t value_bytes,
+                                        uint64_t *out_lsn);
+
+// Adds the semiring edge `parent -> child` with a CSR matrix weight:
+// `nrows` (the child's length) × `ncols` (the parent's), `indptr` of
+// `nrows + 1` offsets, `indices` of `nnz` columns (strictly increasing within
+// a row), `values` of `value_bytes` bytes (`nnz` elements). A malformed
+// matrix is `MMSB_ERR_INVALID_ARGUMENT`; other errors as
+// `mmsb_semiring_add_edge_scalar`.
+//
+// # Safety
+// `indptr` is valid for `nrows + 1` reads, `indices` for `nnz`, `values` for
+// `value_bytes` bytes (null allowed for a zero count); `out_lsn` is null or
+// valid for one write.
+int32_t mmsb_semiring_add_edge_csr(MmsbStore store,
+                                   MmsbPageId parent,
+                                   MmsbPageId child,
+                                   uint64_t nrows,
+                                   uint64_t ncols,
+                                   const uint64_t *indptr,
+                                   const uint32_t *indices,
+                                   uint64_t nnz,
+                                   const void *values,
+                                   uint64_t value_bytes,
+                                   uint64_t *out_lsn);
+
+// The declaration of node `page`: its kind, dtype, length and input page (0
+// = none). `MMSB_ERR_NOT_FOUND` if `page` is not a semiring node.
+//
+// # Safety
+// Each out-pointer is valid for one write.
+int32_t mmsb_semiring_node_info(MmsbStore store,
+                                MmsbPageId page,
+                                uint8_t *out_kind,
+                                uint8_t *out_dtype,
+                                uint64_t *out_len,
+                                MmsbPageId *out_input);
+
+// Copies node `page`'s value, `len` elements of `dtype` (which must be the
+// node's dtype; `MMSB_DTYPE_U8` also reads a bool node), into `buf` (room for
+// `cap` elements, aligned for the dtype) and writes `len` into `*out_len`.
+// With `buf` null and `cap` 0 it only reports the length; a smaller `cap` is
+// `MMSB_ERR_BUFFER_TOO_SMALL` (only `*out_len` is written).
+//
+// # Safety
+// `buf` is null or valid for writing `cap` elements of `dtype`; `out_len` is
+// valid for one write.
+int32_t mmsb_semiring_read_node(MmsbStore store,
+                                MmsbPageId page,
+                                uint8_t dtype,
+                                void *buf,
+                                uint64_t cap,
+                                uint64_t *out_len);
+
 // Opens a new in-memory store and writes its handle into `*out_store`.
 // Close it with `mmsb_store_close`.
 //

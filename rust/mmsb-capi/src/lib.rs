@@ -28,6 +28,7 @@ pub mod handle;
 pub mod page_api;
 pub mod propagation_api;
 pub mod semiring_api;
+pub mod semiring_graph_api;
 pub mod status;
 pub mod store_api;
 pub mod txn_api;
