@@ -9,10 +9,12 @@
 # the tropical kinds). A pair without a built-in throws `UnsupportedError`.
 module Semiring
 
-using ..MMSB: LibMMSB, check, InvalidArgumentError, Delta, PageRef, mask_words
+using ..MMSB: LibMMSB, check, InvalidArgumentError, NotFoundError, Delta, PageRef, PageId,
+    mask_words, Store, borrow_page, page_value
 
 export fold_add, fold_mul, accumulate!, semiring_properties, semiring_identities,
-    set_accumulator!, accumulate_delta
+    set_accumulator!, accumulate_delta, declare_node!, add_semiring_edge!, node_info,
+    read_node, borrow_node
 
 const KINDS = Dict{Symbol,UInt8}(
     :plus_times => LibMMSB.MMSB_SEMIRING_PLUS_TIMES,
@@ -196,6 +198,132 @@ function accumulate_delta(page::PageRef, kind::Symbol, first::Integer,
         rethrow()
     end
     return d
+end
+
+# ------------------------------------------------------------------------
+# Semiring nodes and edges on a durable store (semiring_graph_api.rs).
+
+kind_symbol(k::UInt8) = only(s for (s, c) in KINDS if c == k)
+dtype_type(d::UInt8) = only(T for (T, c) in DTYPES if c == d)
+
+"""
+    declare_node!(store::Store, page, kind::Symbol, T::Type, len; input=nothing) -> lsn
+
+Declares `page` of a durable store a semiring node of `kind` over `T` with
+`len` elements, fed by the optional input page `input` (same type and
+length), in a commit of its own (logged, restored on reopen). The page is
+written with its value (`input`, or the semiring's zero, e.g. `Inf` for
+`:min_plus`). From then on every commit that writes an input page updates the
+node pages it reaches in the same commit; writing a node page directly throws
+`InvalidArgumentError`. See docs/semiring-propagation.md.
+"""
+function declare_node!(store::Store, page::PageRef, kind::Symbol, T::Type, len::Integer;
+                       input::Union{Nothing,PageRef} = nothing)
+    len >= 0 || throw(InvalidArgumentError("node length $len is negative"))
+    lsn = Ref{UInt64}(0)
+    check(LibMMSB.mmsb_semiring_declare_node(store.handle, page_value(page), kind_code(kind),
+                                             dtype_code(T), UInt64(len),
+                                             input === nothing ? UInt64(0) : page_value(input), lsn))
+    return lsn[]
+end
+
+"""
+    add_semiring_edge!(store, parent, child, w::T) -> lsn                (scalar weight)
+    add_semiring_edge!(store, parent, child, d::Vector{T}) -> lsn        (diagonal weight)
+    add_semiring_edge!(store, parent, child, nrows, ncols, indptr, indices, values::Vector{T}) -> lsn
+
+Adds the semiring edge `parent -> child` (two nodes of the same semiring and
+element type `T`) in a commit of its own; the nodes it reaches are rewritten.
+The CSR form takes 0-based `indptr` (`nrows + 1` offsets) and 0-based column
+`indices` (increasing within a row), `nrows` being the child's length and
+`ncols` the parent's. A cycle throws `CycleError`; nothing changes on error.
+The weight vectors are read in place (no copy on the Julia side).
+"""
+function add_semiring_edge!(store::Store, parent::PageRef, child::PageRef, w::T) where {T<:Number}
+    dtype_code(T)
+    r = Ref{T}(w)
+    lsn = Ref{UInt64}(0)
+    GC.@preserve r begin
+        check(LibMMSB.mmsb_semiring_add_edge_scalar(store.handle, page_value(parent), page_value(child),
+                                                    Base.unsafe_convert(Ptr{T}, r), UInt64(sizeof(T)), lsn))
+    end
+    return lsn[]
+end
+
+function add_semiring_edge!(store::Store, parent::PageRef, child::PageRef, d::Vector{T}) where {T<:Number}
+    dtype_code(T)
+    lsn = Ref{UInt64}(0)
+    GC.@preserve d begin
+        check(LibMMSB.mmsb_semiring_add_edge_diagonal(store.handle, page_value(parent), page_value(child),
+                                                      pointer(d), UInt64(sizeof(d)), lsn))
+    end
+    return lsn[]
+end
+
+function add_semiring_edge!(store::Store, parent::PageRef, child::PageRef, nrows::Integer, ncols::Integer,
+                            indptr::AbstractVector{<:Integer}, indices::AbstractVector{<:Integer},
+                            values::Vector{T}) where {T<:Number}
+    dtype_code(T)
+    length(indptr) == nrows + 1 || throw(InvalidArgumentError(
+        "indptr has $(length(indptr)) offsets, not nrows + 1 = $(nrows + 1)"))
+    length(indices) == length(values) || throw(InvalidArgumentError(
+        "$(length(indices)) column indices for $(length(values)) values"))
+    p = Vector{UInt64}(indptr)
+    ix = Vector{UInt32}(indices)
+    lsn = Ref{UInt64}(0)
+    GC.@preserve p ix values begin
+        check(LibMMSB.mmsb_semiring_add_edge_csr(store.handle, page_value(parent), page_value(child),
+                                                 UInt64(nrows), UInt64(ncols), pointer(p), pointer(ix),
+                                                 UInt64(length(ix)), pointer(values), UInt64(sizeof(values)),
+                                                 lsn))
+    end
+    return lsn[]
+end
+
+"""
+    node_info(store, page) -> (kind::Symbol, eltype::Type, len::Int, input::Union{Nothing,PageId})
+
+The declaration of semiring node `page` (`NotFoundError` if it is not one).
+"""
+function node_info(store::Store, page::PageRef)
+    k = Ref{UInt8}(0)
+    d = Ref{UInt8}(0)
+    n = Ref{UInt64}(0)
+    i = Ref{UInt64}(0)
+    check(LibMMSB.mmsb_semiring_node_info(store.handle, page_value(page), k, d, n, i))
+    return (kind = kind_symbol(k[]), eltype = dtype_type(d[]), len = Int(n[]),
+            input = i[] == 0 ? nothing : PageId(i[]))
+end
+
+"""
+    read_node(store, page) -> Vector{T}
+
+A copy of semiring node `page`'s value as a `Vector` of its element type.
+"""
+function read_node(store::Store, page::PageRef)
+    info = node_info(store, page)
+    T = info.eltype
+    out = Vector{T}(undef, info.len)
+    n = Ref{UInt64}(0)
+    GC.@preserve out begin
+        check(LibMMSB.mmsb_semiring_read_node(store.handle, page_value(page), dtype_code(T),
+                                              pointer(out), UInt64(length(out)), n))
+    end
+    return out
+end
+
+"""
+    borrow_node(f, store, page)
+
+Zero-copy read of semiring node `page`: calls `f(view)` with its value as an
+`AbstractVector` of its element type over the pinned page bytes (the rules of
+[`borrow_page`](@ref) apply: the view must not escape `f`, never write to it).
+"""
+function borrow_node(f, store::Store, page::PageRef)
+    info = node_info(store, page)
+    return borrow_page(store, page; eltype = info.eltype) do v
+        f(view(v, 1:info.len))
+    end
 end
 
 end # module Semiring

@@ -84,3 +84,135 @@ end
     @test set_accumulator!(d, nothing) === d
     close(d)
 end
+
+# Semiring nodes and edges on a durable store: node pages follow the commits
+# that write their input pages, against plain Julia oracles (Dijkstra for
+# min-plus, dense matrix-vector products for plus-times), across reopen.
+
+function write_values!(store, page, first0::Integer, vals::Vector{T}) where {T}
+    d = Delta(page, first0 * sizeof(T), Vector{UInt8}(reinterpret(UInt8, vals)))
+    try
+        apply_delta!(store, d)
+    finally
+        close(d)
+    end
+end
+
+# dist[v] = min_s b[s] + d(s, v), O(n^2) Dijkstra over a dense length matrix (0 = no edge).
+function dijkstra_from(b::Vector{Float64}, w::Matrix{Float64})
+    n = length(b)
+    dist = copy(b)
+    done = falses(n)
+    for _ in 1:n
+        u = 0
+        for v in 1:n
+            if !done[v] && (u == 0 || dist[v] < dist[u])
+                u = v
+            end
+        end
+        (u == 0 || dist[u] == Inf) && break
+        done[u] = true
+        for v in 1:n
+            if w[u, v] > 0 && dist[u] + w[u, v] < dist[v]
+                dist[v] = dist[u] + w[u, v]
+            end
+        end
+    end
+    return dist
+end
+
+@testset "min-plus shortest paths in durable commits equal Dijkstra" begin
+    mktempdir() do root
+        dir = joinpath(root, "data")
+        rng = MersenneTwister(11)
+        n = 6
+        w = [u != v && rand(rng) < 0.35 ? Float64(rand(rng, 1:9)) : 0.0 for u in 1:n, v in 1:n]
+        # A^T with a zero diagonal in 0-based CSR: row v holds the parents u of v.
+        indptr, indices, values = [0], Int[], Float64[]
+        for v in 1:n
+            for u in 1:n
+                if u == v || w[u, v] > 0
+                    push!(indices, u - 1)
+                    push!(values, u == v ? 0.0 : w[u, v])
+                end
+            end
+            push!(indptr, length(indices))
+        end
+        b = fill(Inf, n)
+        b[1] = 0.0
+        local input, layers
+        open_store(dir; durability = :buffered) do store
+            input = create_page(store, 8n)
+            layers = [create_page(store, 8n) for _ in 1:n]
+            write_values!(store, input, 0, b)
+            for (k, p) in enumerate(layers)
+                declare_node!(store, p, :min_plus, Float64, n; input = k == 1 ? input : nothing)
+            end
+            for k in 1:n-1
+                add_semiring_edge!(store, layers[k], layers[k+1], n, n, indptr, indices, values)
+            end
+            info = node_info(store, layers[1])
+            @test info.kind == :min_plus && info.eltype == Float64 && info.len == n && info.input == input
+            @test read_node(store, layers[end]) == dijkstra_from(b, w)
+            for _ in 1:10
+                i = rand(rng, 1:n)
+                b[i] = rand(rng) < 0.3 ? Inf : Float64(rand(rng, 0:20))
+                write_values!(store, input, i - 1, [b[i]])
+                @test read_node(store, layers[end]) == dijkstra_from(b, w)
+                @test borrow_node(v -> collect(v), store, layers[1]) == b
+            end
+            # A node page cannot be written directly.
+            @test_throws InvalidArgumentError write_values!(store, layers[end], 0, [1.0])
+            @test_throws CycleError add_semiring_edge!(store, layers[end], layers[1], 0.0)
+        end
+        open_store(dir; durability = :buffered) do store
+            @test read_node(store, layers[end]) == dijkstra_from(b, w)
+            b[1] = 5.0
+            write_values!(store, input, 0, [5.0])
+            @test read_node(store, layers[end]) == dijkstra_from(b, w)
+        end
+    end
+end
+
+@testset "plus-times valuation in durable commits equals dense products" begin
+    mktempdir() do root
+        dir = joinpath(root, "data")
+        rng = MersenneTwister(12)
+        m, k = 5, 3
+        A = [rand(rng) < 0.6 ? Float64(rand(rng, -4:4)) : 0.0 for _ in 1:k, _ in 1:m]
+        indptr, indices, values = [0], Int[], Float64[]
+        for i in 1:k, j in 1:m
+            if A[i, j] != 0
+                push!(indices, j - 1)
+                push!(values, A[i, j])
+            end
+            j == m && push!(indptr, length(indices))
+        end
+        d = Float64[2, -1, 0.5]
+        h = Float64.(rand(rng, -9:9, m))
+        local hin, H, X, Y
+        open_store(dir; durability = :buffered) do store
+            hin = create_page(store, 8m)
+            H, X, Y = create_page(store, 8m), create_page(store, 8k), create_page(store, 8k)
+            write_values!(store, hin, 0, h)
+            declare_node!(store, H, :plus_times, Float64, m; input = hin)
+            declare_node!(store, X, :plus_times, Float64, k)
+            declare_node!(store, Y, :plus_times, Float64, k)
+            add_semiring_edge!(store, H, X, k, m, indptr, indices, values)
+            add_semiring_edge!(store, X, Y, d)
+            for _ in 1:8
+                i = rand(rng, 1:m)
+                h[i] = Float64(rand(rng, -9:9))
+                write_values!(store, hin, i - 1, [h[i]])
+                @test read_node(store, X) ≈ A * h
+                @test read_node(store, Y) ≈ d .* (A * h)
+            end
+            @test_throws NotFoundError read_node(store, hin)
+        end
+        open_store(dir; durability = :buffered) do store
+            @test read_node(store, Y) ≈ d .* (A * h)
+            @test_throws NotFoundError node_info(store, hin)
+            @test_throws InvalidArgumentError declare_node!(store, hin, :nope, Float64, m)
+        end
+    end
+end
