@@ -515,3 +515,45 @@ fn semiring_declarations_are_checked_and_change_nothing_on_error() {
     );
     store.close().unwrap();
 }
+
+#[test]
+fn a_derived_page_of_a_node_follows_in_the_same_commit_with_provenance_logged() {
+    use mmsb_core::recompute::{RecomputeFn, RecomputeInputs};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path(), opts()).unwrap();
+    let p = create_pages(&store, &[24, 24, 8]);
+    let (input, node, total) = (p[0], p[1], p[2]);
+    let decl = NodeDecl {
+        kind: SemiringKind::PlusTimes,
+        dtype: DType::I64,
+        len: 3,
+        input: Some(input),
+    };
+    store.declare_semiring_node(node, decl).unwrap();
+    // An ordinary derived page: the sum of the node's entries.
+    store.add_edge(node, total, EdgeKind::Data, None).unwrap();
+    let sum = RecomputeFn::rust(|inp: &RecomputeInputs<'_>, out: &mut [u8]| {
+        let v = mmsb_core::dtype::decode::<i64>(inp.inputs[0])?;
+        out.copy_from_slice(&v.iter().sum::<i64>().to_le_bytes());
+        Ok(())
+    });
+    store.set_recompute(total, sum).unwrap();
+    store.propagate().unwrap();
+    let r = store
+        .commit(vec![write(input, 0, 5i64), write(input, 2, 7i64)])
+        .unwrap();
+    assert_eq!(
+        store.read_semiring_node::<i64>(node).unwrap(),
+        vec![5, 0, 7]
+    );
+    assert_eq!(store.read(total).unwrap(), 12i64.to_le_bytes().to_vec());
+    assert_eq!(r.propagation.recomputed, vec![total]);
+    // The node's delta is in the same commit group, with its provenance.
+    let h = store.page_history(node, r.lsn, r.lsn).unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].delta.source, format!("semiring:{input}"));
+    let intent = h[0].delta.intent.as_deref().unwrap();
+    assert!(intent.contains("\"cause\":\"semiring\"") && intent.contains("plus_times"));
+    assert_eq!(store.page_history(total, r.lsn, r.lsn).unwrap().len(), 1);
+    store.close().unwrap();
+}
