@@ -4,7 +4,7 @@
 //! *semiring node* ([`NodeDecl`]: a built-in semiring kind, a dtype, a length
 //! and an optional input page `b`), and semiring edges with a weight
 //! ([`SemiringWeight`]: scalar, diagonal or CSR) link node pages. The store
-//! keeps one [`SemiringNetwork`] per (kind, dtype) pair in [`SemiringNodes`]
+//! keeps one [`SemiringNetwork`] per (kind, dtype) pair in `SemiringNodes`
 //! and holds every node page equal to that network's value:
 //!
 //! ```text
@@ -12,7 +12,7 @@
 //! ```
 //!
 //! **The commit hook.** Before the propagation engine plans a commit, the
-//! store calls [`SemiringNodes::plan`] on the commit's records. If a delta
+//! store calls `SemiringNodes::plan` on the commit's records. If a delta
 //! writes an input page, the hook stages that page's bytes before and after
 //! the commit, turns the difference into input changes, runs the incremental
 //! wave ([`SemiringNetwork::update`]) on a *copy* of the network, and appends
@@ -22,14 +22,14 @@
 //! (node pages may feed ordinary derived pages), and the store logs inputs,
 //! semiring deltas and engine-derived deltas in one commit group. The copy
 //! replaces the live network only once the commit is logged and applied
-//! ([`SemiringNodes::install`]): a rejected commit leaves no trace.
+//! (`SemiringNodes::install`): a rejected commit leaves no trace.
 //!
 //! **Declarations are page metadata.** A node declaration is the metadata
 //! value under [`NODE_KEY`] on the node page; an edge is the metadata value
 //! under `mmsb.semiring.edge.<parent id>` on the child page (layouts in
 //! `docs/format.md`). They are logged as ordinary `SetMetadata` records in the
 //! declaring commit, and checkpoints keep metadata, so recovery restores them
-//! with the pages; [`SemiringNodes::rebuild`] then rebuilds the networks from
+//! with the pages; `SemiringNodes::rebuild` then rebuilds the networks from
 //! the declarations, the input pages and the node pages' bytes (the values are
 //! *loaded*, not recomputed), so node pages are byte-exact after recovery
 //! without running any wave and later updates continue from them.
