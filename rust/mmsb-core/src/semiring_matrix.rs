@@ -523,13 +523,20 @@ fn track_in_blocks<E>(
 }
 
 /// Splits `y` into tasks of about [`MXV_TASK_NNZ`] stored entries of `a`.
+///
+/// The cut after the `k`-th task is the first row boundary at or past
+/// `k × MXV_TASK_NNZ` entries, found by binary search in `indptr`: the split
+/// costs `O(tasks · log nrows)` per call, not a serial pass over every row
+/// (which, at 100k rows, was a tenth of a 2-thread mxv of 1M entries).
 fn row_chunks<'y, T: Copy, E>(a: &Csr<T>, y: &'y mut [E]) -> Vec<(usize, &'y mut [E])> {
-    let mut bounds = vec![0usize];
-    let mut next = MXV_TASK_NNZ;
-    for i in 0..a.nrows() {
-        if a.indptr[i + 1] >= next {
-            bounds.push(i + 1);
-            next = a.indptr[i + 1] + MXV_TASK_NNZ;
+    let tasks = a.nnz().div_ceil(MXV_TASK_NNZ).max(1);
+    let mut bounds = Vec::with_capacity(tasks + 1);
+    bounds.push(0usize);
+    for k in 1..tasks {
+        let target = k * MXV_TASK_NNZ;
+        let row = a.indptr.partition_point(|&p| p < target).min(a.nrows());
+        if bounds.last().is_some_and(|&b| row > b) {
+            bounds.push(row);
         }
     }
     if bounds.last() != Some(&a.nrows()) {
@@ -701,5 +708,42 @@ mod tests {
             mxv_reference(&s, &a, &x, &mut one, false).unwrap();
             one[5]
         });
+    }
+
+    #[test]
+    fn row_chunks_cover_every_row_once_and_balance_entries() {
+        // Empty rows, one row far longer than a task, then many short rows.
+        let n = 5000;
+        let mut indptr = vec![0usize];
+        let mut nnz = 0;
+        for i in 0..n {
+            nnz += match i {
+                0..=9 => 0,
+                10 => 3 * MXV_TASK_NNZ + 5,
+                _ => i % 23,
+            };
+            indptr.push(nnz);
+        }
+        let a = Csr {
+            nrows: n,
+            ncols: 1,
+            indices: vec![0; nnz],
+            values: vec![0u8; nnz],
+            indptr,
+        };
+        let mut y = vec![0u8; n];
+        let chunks = row_chunks(&a, &mut y);
+        let mut next = 0;
+        for (first, ys) in &chunks {
+            assert_eq!(*first, next, "contiguous");
+            assert!(!ys.is_empty());
+            next += ys.len();
+            let entries = a.indptr[first + ys.len()] - a.indptr[*first];
+            // A task holds at most one task's worth plus its last row.
+            let last_row = a.indptr[first + ys.len()] - a.indptr[first + ys.len() - 1];
+            assert!(entries <= MXV_TASK_NNZ + last_row, "{entries} entries");
+        }
+        assert_eq!(next, n);
+        assert!(chunks.len() >= a.nnz() / MXV_TASK_NNZ - 3);
     }
 }
