@@ -580,6 +580,11 @@ impl Store {
     /// of its own: the declaration is logged as page metadata and the node
     /// page is written with its value (`b` or zero until edges arrive).
     pub fn declare_semiring_node(&self, page: PageId, decl: NodeDecl) -> Result<CommitReceipt> {
+        if self.recompute_fn(page).is_some() {
+            return Err(Error::invalid(format!(
+                "{page} has a recompute function; a semiring node is computed by its network"
+            )));
+        }
         self.commit_inner(Vec::new(), false, &[], Some(&Declaration::Node(page, decl)))
     }
 
@@ -649,13 +654,25 @@ impl Store {
     /// next wave. Not logged (functions are code): register it again after
     /// reopening, with [`Store::reattach_recompute`].
     pub fn set_recompute(&self, page: PageId, f: RecomputeFn) -> Result<FunctionId> {
-        self.shared.lock().engine.set_recompute(page, f)
+        let mut g = self.shared.lock();
+        if g.semiring.decl(page).is_some() {
+            return Err(Error::invalid(format!(
+                "{page} is a semiring node; its network computes it"
+            )));
+        }
+        g.engine.set_recompute(page, f)
     }
 
     /// Registers `f` on `page` without scheduling a recompute: for the function
     /// whose derived deltas the log already holds (after reopening).
     pub fn reattach_recompute(&self, page: PageId, f: RecomputeFn) -> Result<FunctionId> {
-        self.shared.lock().engine.reattach_recompute(page, f)
+        let mut g = self.shared.lock();
+        if g.semiring.decl(page).is_some() {
+            return Err(Error::invalid(format!(
+                "{page} is a semiring node; its network computes it"
+            )));
+        }
+        g.engine.reattach_recompute(page, f)
     }
 
     /// Removes `page`'s recompute function; `NotFound` if it had none.
