@@ -215,6 +215,74 @@ fn check_delta_apply(
     ))
 }
 
+/// `mmsb_apply_one` (warp runs over the mask) on one long range with a 1%
+/// mask plus some full and all-zero stretches, dense and sparse payloads, at
+/// the benchmark's grid and at tiny grids, equals a byte loop on the host.
+fn check_apply_one(dev: &Arc<CudaDevice>, rng: &mut StdRng) -> std::result::Result<String, String> {
+    let n: usize = (8 << 20) + 4096 + 200 + 3; // not a multiple of a run or a lane
+    let words = n.div_ceil(64);
+    let mut mask: Vec<u64> = (0..words)
+        .map(|i| match i % 5000 {
+            0..=40 => u64::MAX,
+            41..=2000 => 0,
+            _ if rng.gen_bool(0.01) => rng.gen(),
+            _ => 0,
+        })
+        .collect();
+    mask[words - 1] = rng.gen::<u64>() & ((1u64 << (n % 64)) - 1);
+    let bit = |i: usize| (mask[i / 64] >> (i % 64)) & 1 == 1;
+    let old: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
+    let src: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
+    let set: usize = mask.iter().map(|w| w.count_ones() as usize).sum();
+    let vals: Vec<u8> = (0..set.max(1)).map(|_| rng.gen()).collect();
+    let mut prefix = Vec::with_capacity(words);
+    let mut run = 0u32;
+    for w in &mask {
+        prefix.push(run);
+        run += w.count_ones();
+    }
+    let want_dense: Vec<u8> = (0..n)
+        .map(|i| if bit(i) { src[i] } else { old[i] })
+        .collect();
+    let mut want_sparse = old.clone();
+    let mut k = 0;
+    for (i, b) in want_sparse.iter_mut().enumerate() {
+        if bit(i) {
+            *b = vals[k];
+            k += 1;
+        }
+    }
+    let mut sc = Scratch::new(dev);
+    let dst = s(sc.alloc(n))?;
+    let srcd = s(sc.upload(&src))?;
+    let valsd = s(sc.upload(&vals))?;
+    let maskd = s(sc.upload(semiring_gpu::u64_bytes(&mask)))?;
+    let pred = s(sc.upload(semiring_gpu::u32_bytes(&prefix)))?;
+    let mut runs = 0;
+    for blocks in [delta_gpu::one_grid_masked(dev, n as u64), 1, 3] {
+        for (payload, pre, want) in [(srcd, 0u64, &want_dense), (valsd, pred, &want_sparse)] {
+            s(dev.upload(dst, &old))?;
+            s(delta_gpu::launch_one(
+                dev, dst, payload, maskd, pre, n as u64, blocks,
+            ))?;
+            let mut got = vec![0u8; n];
+            s(dev.download(dst, &mut got))?;
+            if let Some(i) = (0..n).find(|&i| got[i] != want[i]) {
+                return Err(format!(
+                    "blocks {blocks} sparse={} byte {i}: gpu {} want {}",
+                    pre != 0,
+                    got[i],
+                    want[i]
+                ));
+            }
+            runs += 1;
+        }
+    }
+    Ok(format!(
+        "{runs} launches over {n} bytes, {set} mask bits set: equal"
+    ))
+}
+
 /// Equal, or (for float sums, whose order differs) within a relative 1e-3.
 fn close<T: Elem>(a: T, b: T, float_sum: bool) -> bool {
     let (x, y) = (a.as_f64(), b.as_f64());
@@ -979,7 +1047,6 @@ fn bench_delta(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     let pre = sc.upload(semiring_gpu::u32_bytes(&prefix))?;
     dev.sync()?;
     let reps = 30;
-    let blocks = delta_gpu::one_grid(dev, n as u64);
     // Warm the clocks, then measure each case alternating with the copy
     // (5 rounds of `reps`), and report medians: drift hits both sides.
     time(3 * reps, || {
@@ -1000,6 +1067,7 @@ fn bench_delta(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     ] {
         let mut copies = Vec::new();
         let mut applies = Vec::new();
+        let blocks = delta_gpu::grid_for(dev, n as u64, mask != 0);
         for _ in 0..5 {
             copies.push(time(reps, || {
                 dev.copy_dtod_on(dev.stream(), dst, src, n)?;
@@ -1037,8 +1105,8 @@ fn bench_delta(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
         ("sparse1_dense", msparse, 0),
         ("sparse1_sparse", msparse, pre),
     ] {
-        for kernel in ["mmsb_apply_one"] {
-            for k in [16u32, 32, 64] {
+        for kernel in ["mmsb_apply_one", "mmsb_apply_one_lanes"] {
+            for k in [4u32, 8, 16, 32, 64] {
                 let cap = (dev.sm_count() * k).min(blocks_needed(n as u64));
                 let t = time(reps, || {
                     delta_gpu::launch_one_named(
@@ -1087,6 +1155,26 @@ fn bench_delta(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
         dev.copy_dtod_on(dev.stream(), dst, src, count * len)?;
         dev.sync()
     })?;
+    // Blocks-per-command sweep of the batched apply (printed only).
+    let fb = dev.function(KernelSource::DeltaApply, "mmsb_apply_batch")?;
+    for x in [1u32, 2, 4, 16] {
+        let tx = time(reps, || {
+            dev.launch(
+                &fb,
+                (x, count as u32, 1),
+                256,
+                &[
+                    mmsb_gpu::cuda_device::Arg::U64(staging),
+                    mmsb_gpu::cuda_device::Arg::U32(count as u32),
+                ],
+            )?;
+            dev.sync()
+        })?;
+        println!(
+            "sweep mmsb_apply_batch 1024x64KiB blocks/command={x}: ratio {:.3}",
+            copy_b / tx
+        );
+    }
     results.push(result(
         "apply_batch_1024x64KiB_full_mask",
         bytes / t / 1e9,
@@ -1753,6 +1841,10 @@ fn main() {
     rep.check(
         "device_wave_forced_failure_equals_cpu_engine_wave",
         check_device_wave(&dev, &mut rng, true),
+    );
+    rep.check(
+        "apply_one_masked_runs_equal_cpu",
+        check_apply_one(&dev, &mut rng),
     );
     rep.check(
         "semiring_network_wave_equals_cpu_network",
