@@ -8,8 +8,9 @@
 // number of set bits before mask word w, so every thread finds its first value
 // without a scan.
 //
-// Without a mask each thread owns 16-byte lanes; with one, each warp owns runs
-// of 32 mask words and skips all-zero runs (apply_masked_runs).
+// Each thread owns 16-byte lanes (16 mask bits), dense or sparse payload.
+// apply_masked_runs (warp runs of 32 mask words that skip all-zero runs with a
+// ballot) is a benchmark variant only: on H200 it measured slower.
 
 typedef unsigned long long u64;
 typedef unsigned int u32;
@@ -182,43 +183,49 @@ __device__ __forceinline__ void apply_masked_runs(u8* __restrict__ dst, const u8
     }
 }
 
-// One range: no mask -> the dense lane loop (every lane written); a mask ->
-// warp runs (dense or sparse payload).
+template <int UNROLL>
 __device__ __forceinline__ void apply_range(u8* dst, const u8* src, const u64* mask,
                                             const u32* prefix, u64 len, u64 tid, u64 nthreads) {
-    if (mask == 0) {
-        apply_dense<8>(dst, src, mask, len, tid, nthreads);
-    } else if (prefix == 0) {
-        apply_masked_runs<8, false>(dst, src, mask, prefix, len, tid >> 5, nthreads >> 5);
+    if (prefix == 0) {
+        apply_dense<UNROLL>(dst, src, mask, len, tid, nthreads);
     } else {
-        apply_masked_runs<8, true>(dst, src, mask, prefix, len, tid >> 5, nthreads >> 5);
+        apply_sparse<UNROLL>(dst, src, mask, prefix, len, tid, nthreads);
     }
 }
 
-// One delta: a grid-stride loop over the lanes (no mask) or warp runs (mask)
-// of its range. blockDim.x must be a multiple of 32.
+// One delta: a grid-stride loop over the lanes of its range.
 extern "C" __global__ void mmsb_apply_one(u8* dst, const u8* src, const u64* mask,
                                           const u32* prefix, u64 len) {
     const u64 tid = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     const u64 n = (u64)gridDim.x * blockDim.x;
-    apply_range(dst, src, mask, prefix, len, tid, n);
+    apply_range<8>(dst, src, mask, prefix, len, tid, n);
 }
 
-// The previous kernel (16-bit mask loads per thread, no warp skipping), kept
-// for the benchmark's comparison.
-extern "C" __global__ void mmsb_apply_one_lanes(u8* dst, const u8* src, const u64* mask,
-                                                const u32* prefix, u64 len) {
+// Benchmark variant: 16 lanes' masks in flight per thread instead of 8.
+extern "C" __global__ void mmsb_apply_one_lanes16(u8* dst, const u8* src, const u64* mask,
+                                                  const u32* prefix, u64 len) {
     const u64 tid = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     const u64 n = (u64)gridDim.x * blockDim.x;
-    if (prefix == 0) {
+    apply_range<16>(dst, src, mask, prefix, len, tid, n);
+}
+
+// Benchmark variant (measured slower on H200, not used by the store): masked
+// ranges by warp runs (apply_masked_runs), blockDim.x a multiple of 32.
+extern "C" __global__ void mmsb_apply_one_runs(u8* dst, const u8* src, const u64* mask,
+                                               const u32* prefix, u64 len) {
+    const u64 tid = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    const u64 n = (u64)gridDim.x * blockDim.x;
+    if (mask == 0) {
         apply_dense<8>(dst, src, mask, len, tid, n);
+    } else if (prefix == 0) {
+        apply_masked_runs<8, false>(dst, src, mask, prefix, len, tid >> 5, n >> 5);
     } else {
-        apply_sparse<8>(dst, src, mask, prefix, len, tid, n);
+        apply_masked_runs<8, true>(dst, src, mask, prefix, len, tid >> 5, n >> 5);
     }
 }
 
 // A batch: blockIdx.y walks the commands, blockIdx.x/threadIdx.x the lanes
-// (or warp runs) of each. Commands of one launch must not overlap (the host
+// of each. Commands of one launch must not overlap (the host
 // splits batches where two deltas touch the same page), so their order
 // inside a launch is free.
 extern "C" __global__ void mmsb_apply_batch(const ApplyCmd* cmds, u32 ncmds) {
@@ -226,8 +233,8 @@ extern "C" __global__ void mmsb_apply_batch(const ApplyCmd* cmds, u32 ncmds) {
     const u64 n = (u64)gridDim.x * blockDim.x;
     for (u32 c = blockIdx.y; c < ncmds; c += gridDim.y) {
         const ApplyCmd cmd = cmds[c];
-        apply_range((u8*)cmd.dst, (const u8*)cmd.payload, (const u64*)cmd.mask,
-                    (const u32*)cmd.prefix, cmd.len, tid, n);
+        apply_range<8>((u8*)cmd.dst, (const u8*)cmd.payload, (const u64*)cmd.mask,
+                       (const u32*)cmd.prefix, cmd.len, tid, n);
     }
 }
 

@@ -109,14 +109,11 @@ pub fn split_by_page(pages: &[PageId]) -> Vec<std::ops::Range<usize>> {
     groups
 }
 
-/// Launch shape of a batch: 256 threads (8 warps) a block, one grid row per
-/// command, and per row enough blocks that each warp gets about two runs of
-/// 32 mask words (4 KiB of range) of the longest range, up to 1024 (without
-/// a mask each thread then loops over 8 16-byte lanes). Small blocks counts
-/// keep per-block overhead off short ranges: 1024 deltas of 64 KiB run as
-/// 2048 blocks of 8 warps, each warp with 2 runs in flight.
+/// Launch shape of a batch: 256 threads a block, enough blocks to cover the
+/// 16-byte lanes of the longest range (up to 1024 per command), one grid row per command.
 pub fn batch_grid(max_len: u64, n: usize) -> (u32, u32, u32) {
-    let x = max_len.div_ceil(2048 * 8 * 2).clamp(1, 1024) as u32;
+    let lanes = max_len.div_ceil(16);
+    let x = lanes.div_ceil(256).clamp(1, 1024) as u32;
     (x, n.clamp(1, 65535) as u32, 1)
 }
 
@@ -138,31 +135,12 @@ pub fn launch_batch(
     )
 }
 
-/// Blocks for one delta without a mask: enough for its 16-byte lanes, at most
-/// 64 per SM (measured on H200: fewer slow full writes down).
+/// Blocks for one delta: enough for its 16-byte lanes, at most 64 per SM
+/// (measured on H200: more blocks than that slow sparse masks down, fewer
+/// slow full ones).
 pub fn one_grid(dev: &CudaDevice, len: u64) -> u32 {
     let cap = (dev.sm_count() as u64 * 64).max(1);
     len.div_ceil(16).div_ceil(256).clamp(1, cap) as u32
-}
-
-/// Blocks for one masked delta: a warp per run of 32 mask words (2 KiB of
-/// range) at most, and at most [`MASKED_BLOCKS_PER_SM`] blocks per SM, so
-/// each resident warp streams several runs with 8 mask loads in flight.
-pub fn one_grid_masked(dev: &CudaDevice, len: u64) -> u32 {
-    let cap = (dev.sm_count() as u64 * MASKED_BLOCKS_PER_SM).max(1);
-    len.div_ceil(2048).div_ceil(8).clamp(1, cap) as u32
-}
-
-/// Block cap per SM of [`one_grid_masked`] (two resident waves of 8 blocks of 256 threads).
-pub const MASKED_BLOCKS_PER_SM: u64 = 16;
-
-/// [`one_grid`] or [`one_grid_masked`], by whether the delta has a mask.
-pub fn grid_for(dev: &CudaDevice, len: u64, masked: bool) -> u32 {
-    if masked {
-        one_grid_masked(dev, len)
-    } else {
-        one_grid(dev, len)
-    }
 }
 
 /// Applies one delta whose payload, mask and prefix are already on the device

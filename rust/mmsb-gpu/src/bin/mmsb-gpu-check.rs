@@ -215,7 +215,7 @@ fn check_delta_apply(
     ))
 }
 
-/// `mmsb_apply_one` (warp runs over the mask) on one long range with a 1%
+/// `mmsb_apply_one` and its benchmark variants on one long range with a 1%
 /// mask plus some full and all-zero stretches, dense and sparse payloads, at
 /// the benchmark's grid and at tiny grids, equals a byte loop on the host.
 fn check_apply_one(dev: &Arc<CudaDevice>, rng: &mut StdRng) -> std::result::Result<String, String> {
@@ -259,23 +259,32 @@ fn check_apply_one(dev: &Arc<CudaDevice>, rng: &mut StdRng) -> std::result::Resu
     let maskd = s(sc.upload(semiring_gpu::u64_bytes(&mask)))?;
     let pred = s(sc.upload(semiring_gpu::u32_bytes(&prefix)))?;
     let mut runs = 0;
-    for blocks in [delta_gpu::one_grid_masked(dev, n as u64), 1, 3] {
-        for (payload, pre, want) in [(srcd, 0u64, &want_dense), (valsd, pred, &want_sparse)] {
-            s(dev.upload(dst, &old))?;
-            s(delta_gpu::launch_one(
-                dev, dst, payload, maskd, pre, n as u64, blocks,
-            ))?;
-            let mut got = vec![0u8; n];
-            s(dev.download(dst, &mut got))?;
-            if let Some(i) = (0..n).find(|&i| got[i] != want[i]) {
-                return Err(format!(
-                    "blocks {blocks} sparse={} byte {i}: gpu {} want {}",
-                    pre != 0,
-                    got[i],
-                    want[i]
-                ));
+    for kernel in [
+        "mmsb_apply_one",
+        "mmsb_apply_one_lanes16",
+        "mmsb_apply_one_runs",
+    ] {
+        for blocks in [delta_gpu::one_grid(dev, n as u64), 1, 3] {
+            for (payload, pre, want) in [(srcd, 0u64, &want_dense), (valsd, pred, &want_sparse)] {
+                s(dev.upload(dst, &old))?;
+                s(delta_gpu::launch_one_named(
+                    dev,
+                    kernel,
+                    [dst, payload, maskd, pre, n as u64],
+                    blocks,
+                ))?;
+                let mut got = vec![0u8; n];
+                s(dev.download(dst, &mut got))?;
+                if let Some(i) = (0..n).find(|&i| got[i] != want[i]) {
+                    return Err(format!(
+                        "{kernel} blocks {blocks} sparse={} byte {i}: gpu {} want {}",
+                        pre != 0,
+                        got[i],
+                        want[i]
+                    ));
+                }
+                runs += 1;
             }
-            runs += 1;
         }
     }
     Ok(format!(
@@ -1067,7 +1076,7 @@ fn bench_delta(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     ] {
         let mut copies = Vec::new();
         let mut applies = Vec::new();
-        let blocks = delta_gpu::grid_for(dev, n as u64, mask != 0);
+        let blocks = delta_gpu::one_grid(dev, n as u64);
         for _ in 0..5 {
             copies.push(time(reps, || {
                 dev.copy_dtod_on(dev.stream(), dst, src, n)?;
@@ -1105,7 +1114,11 @@ fn bench_delta(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
         ("sparse1_dense", msparse, 0),
         ("sparse1_sparse", msparse, pre),
     ] {
-        for kernel in ["mmsb_apply_one", "mmsb_apply_one_lanes"] {
+        for kernel in [
+            "mmsb_apply_one",
+            "mmsb_apply_one_lanes16",
+            "mmsb_apply_one_runs",
+        ] {
             for k in [4u32, 8, 16, 32, 64] {
                 let cap = (dev.sm_count() * k).min(blocks_needed(n as u64));
                 let t = time(reps, || {
