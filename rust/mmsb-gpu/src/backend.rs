@@ -11,7 +11,7 @@ use crate::delta_gpu;
 use crate::device_wave::WaveCommand;
 use crate::emulated::EmulatedDevice;
 use crate::graph_replay::{batch_shape, SteadyBatch};
-use crate::semiring_cpu::{self, Elem, Semiring};
+use crate::semiring_core::{self, Elem, Semiring};
 use crate::semiring_gpu::{self, FoldOp};
 use crate::unified::UnifiedBuf;
 use mmsb_core::delta::Delta;
@@ -219,10 +219,10 @@ impl Backend {
     /// A fold on the backend.
     pub fn fold<T: Elem>(&mut self, op: FoldOp, s: Semiring, x: &[T]) -> Result<T> {
         match self {
-            Backend::Emulated(_) => Ok(match op {
-                FoldOp::Add => semiring_cpu::fold_add(s, x),
-                FoldOp::Mul => semiring_cpu::fold_mul(s, x),
-            }),
+            Backend::Emulated(_) => match op {
+                FoldOp::Add => semiring_core::fold_add(s, x),
+                FoldOp::Mul => semiring_core::fold_mul(s, x),
+            },
             Backend::Cuda(c) => semiring_gpu::fold_host(&c.dev, op, s, x),
         }
     }
@@ -236,7 +236,7 @@ impl Backend {
         mask: Option<&[u64]>,
     ) -> Result<()> {
         match self {
-            Backend::Emulated(_) => semiring_cpu::accumulate(s, c, t, mask),
+            Backend::Emulated(_) => semiring_core::accumulate(s, c, t, mask),
             Backend::Cuda(cb) => semiring_gpu::accumulate_host(&cb.dev, s, c, t, mask),
         }
     }
@@ -244,7 +244,7 @@ impl Backend {
     /// A SpMV on the backend.
     pub fn spmv<T: Elem>(&mut self, s: Semiring, a: &Csr<T>, x: &[T], y: &mut [T]) -> Result<()> {
         match self {
-            Backend::Emulated(_) => semiring_cpu::spmv(s, a, x, y),
+            Backend::Emulated(_) => semiring_core::spmv(s, a, x, y),
             Backend::Cuda(c) => semiring_gpu::spmv_host(&c.dev, s, a, x, y),
         }
     }

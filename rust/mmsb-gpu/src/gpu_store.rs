@@ -33,7 +33,7 @@ use crate::cuda_device::CudaDevice;
 use crate::delta_gpu::split_by_page;
 use crate::emulated::EmulatedDevice;
 use crate::gpu_error;
-use crate::semiring_cpu::{self, Elem, Semiring};
+use crate::semiring_core::{self, Elem, Semiring};
 use crate::semiring_gpu::FoldOp;
 use mmsb_core::delta::Delta;
 use mmsb_core::error::{Error, ErrorCode, Result};
@@ -740,7 +740,7 @@ impl GpuStore {
         Ok(())
     }
 
-    fn run_op<R>(
+    pub(crate) fn run_op<R>(
         &mut self,
         gpu: impl FnOnce(&mut Backend) -> Result<R>,
         cpu: impl FnOnce() -> Result<R>,
@@ -772,17 +772,19 @@ impl GpuStore {
 
     /// `⊕` over `x` (on the device when there is one).
     pub fn fold_add<T: Elem>(&mut self, s: Semiring, x: &[T]) -> Result<T> {
+        s.check(T::TYPE)?;
         self.run_op(
             |b| b.fold(FoldOp::Add, s, x),
-            || Ok(semiring_cpu::fold_add(s, x)),
+            || semiring_core::fold_add(s, x),
         )
     }
 
     /// `⊗` over `x` (on the device when there is one).
     pub fn fold_mul<T: Elem>(&mut self, s: Semiring, x: &[T]) -> Result<T> {
+        s.check(T::TYPE)?;
         self.run_op(
             |b| b.fold(FoldOp::Mul, s, x),
-            || Ok(semiring_cpu::fold_mul(s, x)),
+            || semiring_core::fold_mul(s, x),
         )
     }
 
@@ -794,7 +796,8 @@ impl GpuStore {
         t: &[T],
         mask: Option<&[u64]>,
     ) -> Result<()> {
-        semiring_cpu::check_accumulate(c.len(), t.len(), mask)?;
+        semiring_core::check_accumulate(c.len(), t.len(), mask)?;
+        s.check(T::TYPE)?;
         let mut tmp = c.to_vec();
         let done = self.run_op(
             |b| b.accumulate(s, &mut tmp, t, mask).map(|_| true),
@@ -804,20 +807,21 @@ impl GpuStore {
             c.copy_from_slice(&tmp);
             Ok(())
         } else {
-            semiring_cpu::accumulate(s, c, t, mask)
+            semiring_core::accumulate(s, c, t, mask)
         }
     }
 
     /// `y = A ⊗ x` over `s`.
     pub fn spmv<T: Elem>(&mut self, s: Semiring, a: &Csr<T>, x: &[T], y: &mut [T]) -> Result<()> {
         a.check_spmv(x.len(), y.len())?;
+        s.check(T::TYPE)?;
         let mut tmp = y.to_vec();
         let done = self.run_op(|b| b.spmv(s, a, x, &mut tmp).map(|_| true), || Ok(false))?;
         if done {
             y.copy_from_slice(&tmp);
             Ok(())
         } else {
-            semiring_cpu::spmv(s, a, x, y)
+            semiring_core::spmv(s, a, x, y)
         }
     }
 }

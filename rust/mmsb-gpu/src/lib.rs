@@ -15,8 +15,10 @@
 //!   pinned host-mapped buffers.
 //! * [`delta_gpu`]: delta apply on the device (batch encoding, launches);
 //!   [`semiring_gpu`]: fold_add / fold_mul / accumulate / SpMV on the device;
-//!   [`semiring_cpu`]: the same operations on the CPU (the reference and the
-//!   fallback); [`csr`]: sparse matrices.
+//!   [`semiring_core`]: the semiring and element tags mapped onto mmsb-core's
+//!   semiring layer, whose kernels are the CPU reference and the fallback;
+//!   [`semiring_wave_gpu`]: full semiring-network waves (mmsb-core's
+//!   `WavePlan`) as CSR SpMV + accumulate launches; [`csr`]: sparse matrices.
 //! * [`device_wave`]: propagation waves (planned `CommandBuffer`s) run as
 //!   device kernels for the built-in passthrough and byte transforms
 //!   ([`device_wave_gpu`]: the launches).
@@ -48,8 +50,9 @@ pub mod kernel_cache;
 pub mod persistent;
 pub mod pinned;
 pub mod probe;
-pub mod semiring_cpu;
+pub mod semiring_core;
 pub mod semiring_gpu;
+pub mod semiring_wave_gpu;
 pub mod unified;
 
 pub use csr::Csr;
@@ -58,4 +61,5 @@ pub use device_wave::{DeviceFn, DeviceWaveReport};
 pub use gpu_mirror::{GpuMirror, MirrorStats};
 pub use gpu_store::{FailurePoint, FallbackStats, GpuStore};
 pub use probe::{probe, Probe};
-pub use semiring_cpu::{Elem, ElemType, Semiring};
+pub use semiring_core::{Elem, ElemType, Semiring};
+pub use semiring_wave_gpu::SemiringWaveProgram;
