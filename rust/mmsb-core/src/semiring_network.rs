@@ -56,6 +56,7 @@ use crate::semiring::Semiring;
 use crate::semiring_matrix::{apply_weight, mxv_reference, mxv_update, Csr, Weight};
 use crate::semiring_plan::{Strategy, WaveOp, WavePlan};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// A node: its length, optional input `b`, and current value `x`.
 #[derive(Clone, Debug)]
@@ -103,7 +104,9 @@ pub struct SemiringNetwork<S: Semiring> {
     pub(crate) s: S,
     pub(crate) graph: DependencyGraph,
     pub(crate) nodes: BTreeMap<PageId, Node<S::Elem>>,
-    pub(crate) edges: BTreeMap<(PageId, PageId), EdgeData<S::Elem>>,
+    /// Shared (`Arc`): cloning a network copies node vectors, not weights;
+    /// a weight change copies only its own edge if shared (`Arc::make_mut`).
+    pub(crate) edges: BTreeMap<(PageId, PageId), Arc<EdgeData<S::Elem>>>,
     /// Values equal a full wave of the current structure, inputs and weights.
     pub(crate) fresh: bool,
     pub(crate) strategy: Strategy,
@@ -217,7 +220,7 @@ impl<S: Semiring> SemiringNetwork<S> {
             _ => None,
         };
         self.edges
-            .insert((parent, child), EdgeData { weight, transpose });
+            .insert((parent, child), Arc::new(EdgeData { weight, transpose }));
         self.fresh = false;
         Ok(())
     }
@@ -230,7 +233,7 @@ impl<S: Semiring> SemiringNetwork<S> {
             .ok_or_else(|| Error::not_found(format!("no semiring edge {parent} -> {child}")))?;
         self.graph.remove_edge(parent, child, EdgeKind::Data)?;
         self.fresh = false;
-        Ok(e.weight)
+        Ok(Arc::try_unwrap(e).map_or_else(|shared| shared.weight.clone(), |d| d.weight))
     }
 
     pub(crate) fn node(&self, page: PageId) -> Result<&Node<S::Elem>> {
@@ -406,7 +409,7 @@ impl<S: Semiring> SemiringNetwork<S> {
         let Some(EdgeData {
             weight: Weight::Matrix(a),
             ..
-        }) = self.edges.get(&(parent, page))
+        }) = self.edges.get(&(parent, page)).map(|e| &**e)
         else {
             return Ok(false);
         };

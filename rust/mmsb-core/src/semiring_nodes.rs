@@ -22,7 +22,9 @@
 //! (node pages may feed ordinary derived pages), and the store logs inputs,
 //! semiring deltas and engine-derived deltas in one commit group. The copy
 //! replaces the live network only once the commit is logged and applied
-//! (`SemiringNodes::install`): a rejected commit leaves no trace.
+//! (`SemiringNodes::install`): a rejected commit leaves no trace. A copy
+//! shares the edge weights (they are behind `Arc`s in the network), so it
+//! costs the node vectors, not the matrices.
 //!
 //! **Declarations are page metadata.** A node declaration is the metadata
 //! value under [`NODE_KEY`] on the node page; an edge is the metadata value

@@ -271,6 +271,7 @@ impl<S: Semiring> SemiringNetwork<S> {
             .edges
             .get_mut(&(parent, child))
             .ok_or_else(|| Error::not_found(format!("no semiring edge {parent} -> {child}")))?;
+        let e = std::sync::Arc::make_mut(e);
         match &mut e.weight {
             Weight::Scalar(w) => Ok(std::mem::replace(w, value)),
             Weight::Diagonal(d) => d

@@ -557,3 +557,32 @@ fn a_derived_page_of_a_node_follows_in_the_same_commit_with_provenance_logged() 
     assert_eq!(store.page_history(total, r.lsn, r.lsn).unwrap().len(), 1);
     store.close().unwrap();
 }
+
+/// The store plans each commit on a clone of the network; clones share
+/// weights, and a weight change on one side must not reach the other.
+#[test]
+fn a_cloned_network_shares_weights_until_one_side_changes_them() {
+    use mmsb_core::semiring::PlusTimes;
+    use mmsb_core::semiring_matrix::Weight;
+    use mmsb_core::{Change, SemiringNetwork};
+    let (p1, p2) = (PageId(1), PageId(2));
+    let mut a = SemiringNetwork::new(PlusTimes::<i64>::default());
+    a.add_node(p1, 2, Some(vec![1, 2])).unwrap();
+    a.add_node(p2, 2, None).unwrap();
+    a.add_edge(p1, p2, Weight::Diagonal(vec![3, 4])).unwrap();
+    a.run_full().unwrap();
+    let mut b = a.clone();
+    b.update(&[Change::Weight {
+        parent: p1,
+        child: p2,
+        row: 1,
+        col: 1,
+        value: 10,
+    }])
+    .unwrap();
+    assert_eq!(a.weight(p1, p2), Some(&Weight::Diagonal(vec![3, 4])));
+    assert_eq!(a.value(p2).unwrap(), &[3, 8]);
+    assert_eq!(b.value(p2).unwrap(), &[3, 20]);
+    assert_eq!(b.from_scratch().unwrap()[&p2], vec![3, 20]);
+    assert_eq!(a.from_scratch().unwrap()[&p2], vec![3, 8]);
+}
