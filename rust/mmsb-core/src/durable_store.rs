@@ -467,9 +467,23 @@ impl Store {
             };
             // Semiring nodes first: their deltas join the commit as records,
             // so the engine's wave sees node pages like any written page.
-            let semiring = g.semiring.plan(g.engine.store(), &mut records, decl)?;
+            let semiring = {
+                let inner = &mut *g;
+                inner
+                    .semiring
+                    .plan(inner.engine.store(), &mut records, decl)?
+            };
             let run_wave = wave || g.engine.mode() == PropagationMode::Immediate;
-            let mut plan = g.engine.plan_records(&records, run_wave)?;
+            let mut plan = match g.engine.plan_records(&records, run_wave) {
+                Ok(p) => p,
+                Err(e) => {
+                    let inner = &mut *g;
+                    if let Some(p) = semiring {
+                        inner.semiring.rollback(p, inner.engine.store());
+                    }
+                    return Err(e);
+                }
+            };
             records.extend(plan.take_derived().into_iter().map(Record::Delta));
             let inner = &mut *g;
             if records.is_empty() {
@@ -490,14 +504,15 @@ impl Store {
             let ts = now_ns().max(inner.timestamp_ns);
             if let Some(w) = inner.writer.as_mut() {
                 let before = w.segment_number();
-                match w.append(lsn, ts, &records) {
-                    Ok(_) => {}
-                    Err(e) if e.code == ErrorCode::InvalidArgument => return Err(e),
-                    Err(e) => {
+                if let Err(e) = w.append(lsn, ts, &records) {
+                    if let Some(p) = semiring {
+                        inner.semiring.rollback(p, inner.engine.store());
+                    }
+                    if e.code != ErrorCode::InvalidArgument {
                         inner.failed = Some(e.clone());
                         sh.sync.fail(e.clone());
-                        return Err(e);
                     }
+                    return Err(e);
                 }
                 if w.segment_number() != before {
                     inner.segments.push((w.segment_number(), lsn));

@@ -15,16 +15,20 @@
 //! store calls `SemiringNodes::plan` on the commit's records. If a delta
 //! writes an input page, the hook stages that page's bytes before and after
 //! the commit, turns the difference into input changes, runs the incremental
-//! wave ([`SemiringNetwork::update`]) on a *copy* of the network, and appends
-//! the node-page deltas it produces ([`SemiringNetwork::deltas`]) to the
-//! commit's records, with provenance (`source = "semiring:<input pages>"`, an
-//! intent naming the semiring). The engine then plans its own wave on top
-//! (node pages may feed ordinary derived pages), and the store logs inputs,
-//! semiring deltas and engine-derived deltas in one commit group. The copy
-//! replaces the live network only once the commit is logged and applied
-//! (`SemiringNodes::install`): a rejected commit leaves no trace. A copy
-//! shares the edge weights (they are behind `Arc`s in the network), so it
-//! costs the node vectors, not the matrices.
+//! wave ([`SemiringNetwork::update`]) on the live network, and appends the
+//! node-page deltas it produces ([`SemiringNetwork::deltas`]) to the commit's
+//! records, with provenance (`source = "semiring:<input pages>"`, an intent
+//! naming the semiring). The engine then plans its own wave on top (node
+//! pages may feed ordinary derived pages), and the store logs inputs,
+//! semiring deltas and engine-derived deltas in one commit group. If the
+//! commit fails after that (the engine's plan, the log), the store calls
+//! `SemiringNodes::rollback`: the entries the wave changed are read back from
+//! the node pages (which the commit never reached) and the inputs from their
+//! saved bytes, so a rejected commit leaves no trace; an undo that cannot
+//! complete rebuilds the networks from the pages. A declaration changes a
+//! network's structure, so it works on a copy (edge weights are shared with
+//! the copy behind `Arc`s) that replaces the live network once the commit is
+//! applied (`SemiringNodes::install`).
 //!
 //! **Declarations are page metadata.** A node declaration is the metadata
 //! value under [`NODE_KEY`] on the node page; an edge is the metadata value
@@ -340,6 +344,9 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The deltas of an input wave, and the changed entries per node.
+type WaveDeltas = (Vec<Delta>, Vec<(PageId, Vec<usize>)>);
+
 /// `(node, input bytes before, input bytes after)`.
 type InputChange<'a> = (PageId, &'a [u8], &'a [u8]);
 
@@ -351,8 +358,13 @@ trait DynNet: Send + Sync + Debug {
     /// Loads a node's value from its page bytes (recovery) and marks the
     /// network fresh once all are loaded (`fresh`).
     fn load_value(&mut self, page: PageId, bytes: &[u8], fresh: bool) -> Result<()>;
-    /// Runs the incremental wave for `(node, old input bytes, new input bytes)`.
-    fn update_inputs(&mut self, changes: &[InputChange<'_>]) -> Result<Vec<Delta>>;
+    /// Runs the incremental wave for `(node, old input bytes, new input bytes)`:
+    /// the node-page deltas, and the entries whose value changed per node.
+    fn update_inputs(&mut self, changes: &[InputChange<'_>]) -> Result<WaveDeltas>;
+    /// Sets `entries` of `page`'s value back from its page bytes (undo).
+    fn restore_value(&mut self, page: PageId, entries: &[usize], bytes: &[u8]) -> Result<()>;
+    /// Sets `page`'s input back to `bytes` (undo).
+    fn restore_input(&mut self, page: PageId, bytes: &[u8]) -> Result<()>;
     fn run_full(&mut self) -> Result<()>;
     fn value_bytes(&self, page: PageId) -> Result<Vec<u8>>;
     fn node_ids(&self) -> Vec<PageId>;
@@ -402,16 +414,48 @@ where
         }
         Ok(())
     }
-    fn update_inputs(&mut self, changes: &[InputChange<'_>]) -> Result<Vec<Delta>> {
+    fn update_inputs(&mut self, changes: &[InputChange<'_>]) -> Result<WaveDeltas> {
         let mut all = Vec::new();
         for &(node, old, new) in changes {
             all.extend(self.0.input_changes(node, old, new)?);
         }
         if all.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let report = self.0.update(&all)?;
-        self.0.deltas(&report)
+        let deltas = self.0.deltas(&report)?;
+        Ok((deltas, report.changed.into_iter().collect()))
+    }
+    fn restore_value(&mut self, page: PageId, entries: &[usize], bytes: &[u8]) -> Result<()> {
+        let size = std::mem::size_of::<S::Elem>();
+        let node = self
+            .0
+            .nodes
+            .get_mut(&page)
+            .ok_or_else(|| Error::not_found(format!("{page} is not a semiring node")))?;
+        for &i in entries {
+            let (Some(b), Some(v)) = (bytes.get(i * size..(i + 1) * size), node.value.get_mut(i))
+            else {
+                return Err(Error::invalid(format!("entry {i} is outside {page}")));
+            };
+            *v = <S::Elem as Element>::read_le(b);
+        }
+        Ok(())
+    }
+    fn restore_input(&mut self, page: PageId, bytes: &[u8]) -> Result<()> {
+        let v = crate::dtype::decode::<S::Elem>(bytes)?;
+        let node = self
+            .0
+            .nodes
+            .get_mut(&page)
+            .ok_or_else(|| Error::not_found(format!("{page} is not a semiring node")))?;
+        if v.len() != node.len {
+            return Err(Error::invalid(format!(
+                "the input of {page} has the wrong length"
+            )));
+        }
+        node.input = Some(v);
+        Ok(())
     }
     fn run_full(&mut self) -> Result<()> {
         self.0.run_full().map(|_| ())
@@ -443,9 +487,22 @@ pub(crate) enum Declaration {
 /// [`SemiringNodes::install`] once the commit is applied.
 #[derive(Debug)]
 pub(crate) struct Pending {
+    /// Copies to install (declarations change a network's structure).
     nets: Vec<((u8, u8), Box<dyn DynNet>)>,
+    /// Live networks an input wave updated in place, with what to restore
+    /// if the commit fails: the changed value entries per node (their old
+    /// values are still in the node pages) and the old input bytes per node.
+    undo: Vec<Undo>,
     node: Option<(PageId, NodeDecl)>,
     next_seq: u64,
+}
+
+/// How to take back one network's input wave (see [`Pending`]).
+#[derive(Debug)]
+struct Undo {
+    key: (u8, u8),
+    values: Vec<(PageId, Vec<usize>)>,
+    inputs: Vec<(PageId, Vec<u8>)>,
 }
 
 /// Every semiring network of a store, and which pages are nodes and inputs.
@@ -470,7 +527,7 @@ impl SemiringNodes {
     /// deltas (and the declaration's metadata) to `records`. `None`: the
     /// commit does not concern a semiring network.
     pub(crate) fn plan(
-        &self,
+        &mut self,
         store: &PageStore,
         records: &mut Vec<Record>,
         decl: Option<&Declaration>,
@@ -511,6 +568,7 @@ impl SemiringNodes {
         }
         let mut pending = Pending {
             nets: Vec::new(),
+            undo: Vec::new(),
             node: None,
             next_seq: self.next_seq,
         };
@@ -548,17 +606,50 @@ impl SemiringNodes {
                 causes.entry(d.key()).or_default().push(p);
             }
         }
+        // Input waves run on the live networks (a copy would cost the node
+        // vectors per commit); `undo` takes them back if the commit fails.
         for (key, changes) in by_net {
-            let mut net = self.net_copy(key)?;
-            let deltas = net.update_inputs(&changes)?;
+            let inputs = changes.iter().map(|&(n, o, _)| (n, o.to_vec())).collect();
+            let result = match self.nets.get_mut(&key) {
+                Some(net) => net.update_inputs(&changes),
+                None => Err(Error::new(
+                    crate::error::ErrorCode::Internal,
+                    "an input page feeds a network that does not exist",
+                )),
+            };
+            let (deltas, values) = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    // A wave that failed midway may have moved some values:
+                    // rebuild from the pages (still as before this commit).
+                    self.rollback(pending, store);
+                    if let Ok(fresh) = SemiringNodes::rebuild(store) {
+                        *self = fresh;
+                    }
+                    return Err(e);
+                }
+            };
+            pending.undo.push(Undo {
+                key,
+                values,
+                inputs,
+            });
             let cause = causes.get(&key).map(Vec::as_slice).unwrap_or(&[]);
             for d in deltas {
-                extra.push(Record::Delta(provenance(d, key, cause)?));
+                match provenance(d, key, cause) {
+                    Ok(d) => extra.push(Record::Delta(d)),
+                    Err(e) => {
+                        self.rollback(pending, store);
+                        return Err(e);
+                    }
+                }
             }
-            pending.nets.push((key, net));
         }
         if let Some(decl) = decl {
-            self.declare(store, decl, &mut pending, &mut extra)?;
+            if let Err(e) = self.declare(store, decl, &mut pending, &mut extra) {
+                self.rollback(pending, store);
+                return Err(e);
+            }
         }
         records.extend(extra);
         Ok(Some(pending))
@@ -694,6 +785,35 @@ impl SemiringNodes {
             extra.push(Record::Delta(provenance(d, key, &[target])?));
         }
         Ok(())
+    }
+
+    /// Takes back a planned commit that failed: input waves are undone on
+    /// the live networks (values from the node pages, which the commit did
+    /// not reach; inputs from the saved bytes); copies are dropped. If an undo
+    /// step fails, everything is rebuilt from the pages.
+    pub(crate) fn rollback(&mut self, p: Pending, store: &PageStore) {
+        let undo = |nodes: &mut SemiringNodes| -> Result<()> {
+            for u in &p.undo {
+                let net = nodes.nets.get_mut(&u.key).ok_or_else(|| {
+                    Error::new(
+                        crate::error::ErrorCode::Internal,
+                        "an undone network is gone",
+                    )
+                })?;
+                for (page, entries) in &u.values {
+                    net.restore_value(*page, entries, store.page(*page)?.bytes())?;
+                }
+                for (page, bytes) in &u.inputs {
+                    net.restore_input(*page, bytes)?;
+                }
+            }
+            Ok(())
+        };
+        if undo(self).is_err() {
+            if let Ok(fresh) = SemiringNodes::rebuild(store) {
+                *self = fresh;
+            }
+        }
     }
 
     /// Makes a planned commit's changes live (after it was logged and applied).

@@ -420,6 +420,26 @@ fn valuation_case<E: Num>(seed: u64) {
                 ops.push(write(adj_in, i, adj[i]));
             }
         }
+        if round % 5 == 2 {
+            // Rejected after the wave ran on the live network (a cycle of
+            // control edges closes in the engine's staging): undone.
+            let lsn = store.lsn();
+            let mut bad = ops.clone();
+            bad.push(Op::AddEdge {
+                parent: hold_in,
+                child: adj_in,
+                kind: EdgeKind::Control,
+                weight: None,
+            });
+            bad.push(Op::AddEdge {
+                parent: adj_in,
+                child: hold_in,
+                kind: EdgeKind::Control,
+                weight: None,
+            });
+            assert_eq!(store.commit(bad).unwrap_err().code, ErrorCode::Cycle);
+            assert_eq!(store.lsn(), lsn);
+        }
         store.commit(ops).unwrap();
         check(&store, &hold, &adj, &format!("after commit {round}"));
     }
