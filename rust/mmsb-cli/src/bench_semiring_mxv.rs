@@ -29,6 +29,10 @@
 //! raised back, which recomputes the reached rows of y from all parents). The
 //! yardstick is a full wave of the same network, timed in the same loop;
 //! `ratio = full wave time / incremental time` (the speed-up), target 100.
+//! The plus-times update is also timed as a commit of an in-memory `Store`
+//! whose pages are the network's semiring nodes (`store_commit`: commit path,
+//! semiring hook, incremental wave, node-page deltas applied), against the
+//! same full wave.
 
 use mmsb_core::semiring::{MinPlus, PlusTimes, Semiring};
 use mmsb_core::semiring_matrix::{mxv_into, Csr, Weight};
@@ -320,6 +324,63 @@ fn incremental<S: Semiring<Elem = f64> + Default>(
     Ok((median(&mut inc), median(&mut full), touched / reps.max(1)))
 }
 
+/// Median seconds of one store commit that writes one input entry of the
+/// same network declared as semiring nodes of an in-memory `Store` (input
+/// page -> node x -> node y over `A`): the commit path, the semiring hook,
+/// the incremental wave and applying the node-page deltas. One thread.
+fn store_commit(a: &Csr<f64>, x: &[f64], reps: usize) -> Result<f64, String> {
+    use mmsb_core::commit::Op;
+    use mmsb_core::durable_store::Store;
+    use mmsb_core::semiring::SemiringKind;
+    use mmsb_core::semiring_nodes::{NodeDecl, SemiringWeight};
+    use mmsb_core::{DType, Delta, PageLocation};
+    let e = |e: mmsb_core::Error| e.to_string();
+    let store = Store::in_memory();
+    let n = x.len();
+    let page = |len: usize| Op::CreatePage {
+        size: (len * 8) as u64,
+        location: PageLocation::Cpu,
+    };
+    let ids = store
+        .commit(vec![page(n), page(n), page(a.nrows())])
+        .map_err(e)?
+        .created;
+    let [input, px, py] = [ids[0], ids[1], ids[2]];
+    let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    store
+        .commit(vec![Op::Delta(Delta::dense(input, 0, bytes))])
+        .map_err(e)?;
+    let decl = |len: usize, input| NodeDecl {
+        kind: SemiringKind::PlusTimes,
+        dtype: DType::F64,
+        len: len as u64,
+        input,
+    };
+    store
+        .declare_semiring_node(px, decl(n, Some(input)))
+        .map_err(e)?;
+    store
+        .declare_semiring_node(py, decl(a.nrows(), None))
+        .map_err(e)?;
+    store
+        .add_semiring_edge(px, py, SemiringWeight::csr(a))
+        .map_err(e)?;
+    let mut rng = StdRng::seed_from_u64(8);
+    let mut times = Vec::with_capacity(reps);
+    pool(1)?.install(|| {
+        for r in 0..reps {
+            let j = rng.gen_range(0..n);
+            let v = (r as f64 * 0.01).to_le_bytes().to_vec();
+            let ops = vec![Op::Delta(Delta::dense(input, (j * 8) as u64, v))];
+            let t0 = Instant::now();
+            black_box(store.commit(ops).map_err(e)?);
+            times.push(t0.elapsed().as_secs_f64());
+        }
+        Ok::<(), String>(())
+    })?;
+    Ok(median(&mut times))
+}
+
 /// Runs the mxv cases; returns the value of `semiring.json`'s `"mxv"` key.
 pub fn run(quick: bool, reps: usize, results_dir: &Path) -> Result<Value, String> {
     let (n, k) = if quick { (20_000, 10) } else { (100_000, 10) };
@@ -419,6 +480,25 @@ pub fn run(quick: bool, reps: usize, results_dir: &Path) -> Result<Value, String
             "entries_changed_per_update": touched,
         }));
     }
+    // The same update through a store commit (semiring nodes), against the
+    // plus-times full wave of the same network measured above.
+    let commit = store_commit(&a, &x, inc_reps)?;
+    let full = cases[0].2;
+    let ratio = full / commit;
+    println!(
+        "semiring/incremental/plus_times/f64/store_commit_one_input_entry {:9.2} us  full wave {:9.2} us  speed-up={ratio:.0}x target=100",
+        commit * 1e6,
+        full * 1e6
+    );
+    results.push(json!({
+        "name": "incremental/plus_times/f64/store_commit_one_input_entry",
+        "value": round3(commit * 1e6),
+        "unit": "us (median)",
+        "yardstick": "a full wave of the same network (median, the plus_times case above)",
+        "yardstick_value": round3(full * 1e6),
+        "ratio": round3(ratio),
+        "target": 100.0,
+    }));
     if let Some(g) = &gb {
         let _ = std::fs::remove_dir_all(&g.dir);
     }
