@@ -57,6 +57,7 @@ use crate::page_store::PageStore;
 use crate::semiring::{Semiring, SemiringKind};
 use crate::semiring_matrix::{Csr, Weight};
 use crate::semiring_network::SemiringNetwork;
+use crate::semiring_wave::Change;
 use crate::tlog_record::Record;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -347,8 +348,9 @@ impl<'a> Reader<'a> {
 /// The deltas of an input wave, and the changed entries per node.
 type WaveDeltas = (Vec<Delta>, Vec<(PageId, Vec<usize>)>);
 
-/// `(node, input bytes before, input bytes after)`.
-type InputChange<'a> = (PageId, &'a [u8], &'a [u8]);
+/// `(node, first byte, input bytes before, input bytes after)`: a window of
+/// the input, starting at an element boundary.
+type InputChange<'a> = (PageId, usize, &'a [u8], &'a [u8]);
 
 /// A network with its semiring type erased, over page bytes.
 trait DynNet: Send + Sync + Debug {
@@ -363,8 +365,8 @@ trait DynNet: Send + Sync + Debug {
     fn update_inputs(&mut self, changes: &[InputChange<'_>]) -> Result<WaveDeltas>;
     /// Sets `entries` of `page`'s value back from its page bytes (undo).
     fn restore_value(&mut self, page: PageId, entries: &[usize], bytes: &[u8]) -> Result<()>;
-    /// Sets `page`'s input back to `bytes` (undo).
-    fn restore_input(&mut self, page: PageId, bytes: &[u8]) -> Result<()>;
+    /// Sets `page`'s input from byte `start` back to `bytes` (undo).
+    fn restore_input(&mut self, page: PageId, start: usize, bytes: &[u8]) -> Result<()>;
     fn run_full(&mut self) -> Result<()>;
     fn value_bytes(&self, page: PageId) -> Result<Vec<u8>>;
     fn node_ids(&self) -> Vec<PageId>;
@@ -415,9 +417,21 @@ where
         Ok(())
     }
     fn update_inputs(&mut self, changes: &[InputChange<'_>]) -> Result<WaveDeltas> {
+        let size = std::mem::size_of::<S::Elem>();
         let mut all = Vec::new();
-        for &(node, old, new) in changes {
-            all.extend(self.0.input_changes(node, old, new)?);
+        for &(node, start, old, new) in changes {
+            let first = start / size;
+            all.extend(
+                old.chunks_exact(size)
+                    .zip(new.chunks_exact(size))
+                    .enumerate()
+                    .filter(|(_, (a, b))| a != b)
+                    .map(|(k, (_, b))| Change::Input {
+                        page: node,
+                        index: first + k,
+                        value: <S::Elem as Element>::read_le(b),
+                    }),
+            );
         }
         if all.is_empty() {
             return Ok((Vec::new(), Vec::new()));
@@ -442,19 +456,19 @@ where
         }
         Ok(())
     }
-    fn restore_input(&mut self, page: PageId, bytes: &[u8]) -> Result<()> {
+    fn restore_input(&mut self, page: PageId, start: usize, bytes: &[u8]) -> Result<()> {
         let v = crate::dtype::decode::<S::Elem>(bytes)?;
-        let node = self
+        let first = start / std::mem::size_of::<S::Elem>();
+        let input = self
             .0
             .nodes
             .get_mut(&page)
-            .ok_or_else(|| Error::not_found(format!("{page} is not a semiring node")))?;
-        if v.len() != node.len {
-            return Err(Error::invalid(format!(
-                "the input of {page} has the wrong length"
-            )));
-        }
-        node.input = Some(v);
+            .and_then(|n| n.input.as_mut())
+            .ok_or_else(|| Error::not_found(format!("{page} is not a node with an input")))?;
+        let dst = input
+            .get_mut(first..first + v.len())
+            .ok_or_else(|| Error::invalid(format!("an input window of {page} is out of range")))?;
+        dst.copy_from_slice(&v);
         Ok(())
     }
     fn run_full(&mut self) -> Result<()> {
@@ -502,7 +516,7 @@ pub(crate) struct Pending {
 struct Undo {
     key: (u8, u8),
     values: Vec<(PageId, Vec<usize>)>,
-    inputs: Vec<(PageId, Vec<u8>)>,
+    inputs: Vec<(PageId, usize, Vec<u8>)>,
 }
 
 /// Every semiring network of a store, and which pages are nodes and inputs.
@@ -573,43 +587,62 @@ impl SemiringNodes {
             next_seq: self.next_seq,
         };
         let mut extra: Vec<Record> = Vec::new();
-        // Input writes: stage each touched input page before and after.
-        let mut staged: BTreeMap<PageId, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
+        // Input writes: stage the window of each touched input page that the
+        // commit's deltas cover (widened to 8-byte boundaries, which are
+        // element boundaries for every dtype), before and after.
+        let mut staged: BTreeMap<PageId, (usize, &[u8], Vec<u8>)> = BTreeMap::new();
         for &p in &touched {
-            let old = store.read(p)?;
-            let mut new = old.clone();
-            for r in records.iter() {
-                if let Record::Delta(d) = r {
-                    if d.page == p {
-                        let range = d.offset as usize..(d.offset + d.len) as usize;
-                        let dst = new
-                            .get_mut(range)
-                            .ok_or_else(|| Error::invalid("a delta is outside its page"))?;
-                        crate::apply::apply(dst, d)?;
-                    }
-                }
+            let page = store.page(p)?.bytes();
+            let deltas = records.iter().filter_map(|r| match r {
+                Record::Delta(d) if d.page == p => Some(d),
+                _ => None,
+            });
+            let (mut lo, mut hi) = (usize::MAX, 0usize);
+            for d in deltas.clone() {
+                lo = lo.min(d.offset as usize);
+                hi = hi.max((d.offset + d.len) as usize);
             }
-            staged.insert(p, (old, new));
+            let lo = lo / 8 * 8;
+            let hi = hi.div_ceil(8).saturating_mul(8).min(page.len());
+            let old = page
+                .get(lo..hi)
+                .ok_or_else(|| Error::invalid("a delta is outside its page"))?;
+            let mut new = old.to_vec();
+            for d in deltas {
+                let at = d.offset as usize - lo;
+                let dst = new
+                    .get_mut(at..at + d.len as usize)
+                    .ok_or_else(|| Error::invalid("a delta is outside its page"))?;
+                crate::apply::apply(dst, d)?;
+            }
+            staged.insert(p, (lo, old, new));
         }
         let mut by_net: BTreeMap<(u8, u8), Vec<InputChange<'_>>> = BTreeMap::new();
         let mut causes: BTreeMap<(u8, u8), Vec<PageId>> = BTreeMap::new();
-        for (&p, (old, new)) in &staged {
+        for (&p, (lo, old, new)) in &staged {
             for &node in self.inputs.get(&p).map(Vec::as_slice).unwrap_or(&[]) {
                 let Some(d) = self.decls.get(&node) else {
                     continue;
                 };
                 let n = d.bytes_len()?;
-                let (Some(o), Some(w)) = (old.get(..n), new.get(..n)) else {
-                    return Err(Error::invalid(format!("input page {p} is too small")));
-                };
-                by_net.entry(d.key()).or_default().push((node, o, w));
+                if *lo >= n {
+                    continue; // the commit wrote past this node's input
+                }
+                let end = old.len().min(n - lo);
+                by_net
+                    .entry(d.key())
+                    .or_default()
+                    .push((node, *lo, &old[..end], &new[..end]));
                 causes.entry(d.key()).or_default().push(p);
             }
         }
         // Input waves run on the live networks (a copy would cost the node
         // vectors per commit); `undo` takes them back if the commit fails.
         for (key, changes) in by_net {
-            let inputs = changes.iter().map(|&(n, o, _)| (n, o.to_vec())).collect();
+            let inputs = changes
+                .iter()
+                .map(|&(n, at, o, _)| (n, at, o.to_vec()))
+                .collect();
             let result = match self.nets.get_mut(&key) {
                 Some(net) => net.update_inputs(&changes),
                 None => Err(Error::new(
@@ -803,8 +836,8 @@ impl SemiringNodes {
                 for (page, entries) in &u.values {
                     net.restore_value(*page, entries, store.page(*page)?.bytes())?;
                 }
-                for (page, bytes) in &u.inputs {
-                    net.restore_input(*page, bytes)?;
+                for (page, start, bytes) in &u.inputs {
+                    net.restore_input(*page, *start, bytes)?;
                 }
             }
             Ok(())
