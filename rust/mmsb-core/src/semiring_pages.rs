@@ -9,8 +9,9 @@
 //! 1. a commit writes an input page: decode the page's bytes before and after,
 //!    and [`SemiringNetwork::input_changes`] lists the entries that moved;
 //! 2. [`SemiringNetwork::update`] runs the incremental wave;
-//! 3. [`SemiringNetwork::deltas`] turns the wave's report into one overwrite
-//!    delta per changed node page (masked to the changed elements), which the
+//! 3. [`SemiringNetwork::deltas`] turns the wave's report into overwrite
+//!    deltas, one per cluster of nearby changed elements of a node page
+//!    (masked to the changed elements), which the
 //!    engine applies — and logs — in the same commit as the input write.
 //!
 //! [`SemiringNetwork::value_delta`] writes a node's whole value (after a full
@@ -46,33 +47,27 @@ where
         ))
     }
 
-    /// One overwrite delta per node with changed entries in `report`: the span
-    /// from the first to the last changed element, masked to the changed
-    /// elements' bytes (dense when every element of the span changed).
+    /// Overwrite deltas for the changed entries in `report`: per node, one
+    /// delta per *cluster* of changed elements (consecutive changed elements
+    /// at most [`CLUSTER_GAP_BYTES`] apart), spanning the cluster and masked to
+    /// its changed elements' bytes (dense when every element of the span
+    /// changed). A few scattered changes in a large node give a few small
+    /// deltas, not one delta (and mask) spanning the page.
     pub fn deltas(&self, report: &WaveReport) -> Result<Vec<Delta>> {
         let size = std::mem::size_of::<S::Elem>();
+        let gap = (CLUSTER_GAP_BYTES / size).max(1);
         let mut out = Vec::with_capacity(report.changed.len());
         for (&page, entries) in &report.changed {
-            let (Some(&first), Some(&last)) = (entries.first(), entries.last()) else {
-                continue;
-            };
             let value = self.value(page)?;
-            let span = value.get(first..=last).ok_or_else(|| {
-                Error::invalid(format!("changed entries {first}..={last} outside {page}"))
-            })?;
-            let bytes = crate::dtype::encode(span);
-            let offset = (first * size) as u64;
-            if entries.len() == last - first + 1 {
-                out.push(Delta::dense(page, offset, bytes));
-                continue;
-            }
-            let mut words = vec![0u64; mask::words_for(bytes.len() as u64) as usize];
-            for &i in entries {
-                for b in 0..size {
-                    mask::set_bit(&mut words, (i - first) * size + b);
+            let mut start = 0;
+            while start < entries.len() {
+                let mut end = start + 1;
+                while end < entries.len() && entries[end] - entries[end - 1] <= gap {
+                    end += 1;
                 }
+                out.push(cluster_delta(page, value, &entries[start..end], size)?);
+                start = end;
             }
-            out.push(Delta::masked(page, offset, bytes, words));
         }
         Ok(out)
     }
@@ -107,4 +102,34 @@ where
             })
             .collect())
     }
+}
+
+/// Changed elements at most this many bytes apart share a delta.
+pub const CLUSTER_GAP_BYTES: usize = 64;
+
+/// One delta writing the changed `entries` (increasing, non-empty) of `value`.
+fn cluster_delta<E: Element>(
+    page: PageId,
+    value: &[E],
+    entries: &[usize],
+    size: usize,
+) -> Result<Delta> {
+    let (Some(&first), Some(&last)) = (entries.first(), entries.last()) else {
+        return Err(Error::invalid("an empty cluster of changed entries"));
+    };
+    let span = value.get(first..=last).ok_or_else(|| {
+        Error::invalid(format!("changed entries {first}..={last} outside {page}"))
+    })?;
+    let bytes = crate::dtype::encode(span);
+    let offset = (first * size) as u64;
+    if entries.len() == last - first + 1 {
+        return Ok(Delta::dense(page, offset, bytes));
+    }
+    let mut words = vec![0u64; mask::words_for(bytes.len() as u64) as usize];
+    for &i in entries {
+        for b in 0..size {
+            mask::set_bit(&mut words, (i - first) * size + b);
+        }
+    }
+    Ok(Delta::masked(page, offset, bytes, words))
 }
