@@ -16,6 +16,12 @@
 //!   lose them silently. The scan stops and reports the file and byte offset;
 //!   recovery refuses to open unless told explicitly to accept the loss.
 //!
+//! A segment may also end in zeros: the writer preallocates space ahead of its
+//! position (see [`tlog_writer`](crate::tlog_writer)). Where a frame would
+//! begin and every remaining byte of the segment is zero, the segment's frames
+//! end; that is a clean end, not damage (no frame header is all zero). Zeros
+//! followed by anything else are judged like any other bad frame.
+//!
 //! To decide, after a bad frame the scan searches the rest of the segment for
 //! any offset where a structurally valid, checksummed frame with a plausible
 //! LSN begins; that search runs only on the error path. Every way the scan
@@ -41,7 +47,8 @@ pub struct SegmentInfo {
     pub last_lsn: Option<u64>,
     /// Its size in bytes.
     pub len: u64,
-    /// Bytes of it that hold the header and good frames.
+    /// Bytes of it that hold the header and good frames (in a clean segment,
+    /// anything after them is preallocated zeros).
     pub good_len: u64,
 }
 
@@ -227,6 +234,13 @@ pub fn scan(
         let mut pos = HEADER_LEN;
         let mut stop = false;
         while pos < buf.len() {
+            // A frame header is never all zero (its type byte is not), so zeros
+            // here are the writer's preallocation; they end the segment cleanly
+            // if nothing but zeros follows.
+            let head = &buf[pos..buf.len().min(pos + FRAME_HEADER_LEN)];
+            if head.iter().all(|&b| b == 0) && buf[pos..].iter().all(|&b| b == 0) {
+                break;
+            }
             let bad = match tlog_frame::parse(&buf[pos..]) {
                 Ok(f) if f.lsn == next => {
                     let rec_count = u64::from(f.count);

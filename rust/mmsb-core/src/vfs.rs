@@ -19,6 +19,7 @@ use crate::retry::retry_io;
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -26,7 +27,12 @@ use std::sync::Arc;
 pub trait VfsFile: Send + Sync + Debug {
     /// Appends all of `buf` at the end of the file.
     fn append(&self, buf: &[u8]) -> io::Result<()>;
-    /// Makes every appended byte durable (`fsync`).
+    /// Writes all of `buf` at byte `offset` (`pwrite`), extending the file if
+    /// it ends before `offset + buf.len()`. The log writer writes this way, so
+    /// it can fill space it preallocated (see [`tlog_writer`](crate::tlog_writer)).
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// Makes every written byte durable (`fdatasync`: the data and the metadata
+    /// needed to read it back, such as a grown size; not timestamps).
     fn sync(&self) -> io::Result<()>;
     /// Cuts or extends the file to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
@@ -91,6 +97,21 @@ impl VfsFile for RealFile {
                 ));
             }
             buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, mut offset: u64, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = retry_io(|| self.0.write_at(buf, offset))?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "pwrite returned 0 bytes",
+                ));
+            }
+            buf = &buf[n..];
+            offset += n as u64;
         }
         Ok(())
     }
