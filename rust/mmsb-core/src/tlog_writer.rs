@@ -163,10 +163,13 @@ impl TLogWriter {
         if self.len > tlog_segment::HEADER_LEN as u64 && self.len + n > self.limit {
             self.roll()?;
         }
-        let path = tlog_segment::path(&self.dir, self.number);
-        self.file
-            .write_at(self.len, frame)
-            .map_err(|e| io_err("appending to", &path, e))?;
+        self.file.write_at(self.len, frame).map_err(|e| {
+            io_err(
+                "appending to",
+                &tlog_segment::path(&self.dir, self.number),
+                e,
+            )
+        })?;
         self.len += n;
         self.allocated = self.allocated.max(self.len);
         self.bytes_written += n;
