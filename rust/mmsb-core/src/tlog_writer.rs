@@ -57,6 +57,8 @@ pub const PREALLOCATE_CHUNK: u64 = 4 << 20;
 /// (measured: 1.55x the synced commits/s at 2 KiB frames, 1.24x at 64 KiB,
 /// 0.83x at 128 KiB, 0.74x at 512 KiB; see docs/benchmarks.md).
 pub const PREALLOCATE_MAX_AVG_FRAME: u64 = 96 << 10;
+/// The frame buffer is kept for the next commit only up to this capacity.
+const FRAME_BUFFER_KEPT: usize = 8 << 20;
 /// Zeros written per call while preallocating.
 const ZERO_BLOCK: usize = 256 << 10;
 
@@ -162,7 +164,7 @@ impl TLogWriter {
             .and_then(|()| self.write_frame(&frame));
         self.frame = frame;
         // A huge commit must not pin its buffer for the writer's lifetime.
-        if self.frame.capacity() > 2 * PREALLOCATE_CHUNK as usize {
+        if self.frame.capacity() > FRAME_BUFFER_KEPT {
             self.frame = Vec::new();
         }
         r
