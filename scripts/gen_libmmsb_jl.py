@@ -15,6 +15,7 @@ The C -> Julia type rules (shared with scripts/check_julia.py via
 
     bool -> Bool, uint8_t -> UInt8, ..., int32_t -> Int32, ..., size_t -> Csize_t
     a typedef or struct name -> the same name (defined in LibMMSB)
+    a function-pointer typedef -> Ptr{Cvoid}    (pass `@cfunction(...)`)
     const char *            -> Cstring          (a NUL-terminated input string)
     T *  / const T *        -> Ptr{T'}          (buffers and out-parameters)
     const char **           -> Ptr{Ptr{UInt8}}  (out-parameter receiving a library-owned
@@ -65,6 +66,12 @@ CONST_FAMILIES = [
     (re.compile(r"^MMSB_LOCATION_[A-Z0-9_]+$"), "UInt8"),
     (re.compile(r"^MMSB_DTYPE_[A-Z0-9_]+$"), "UInt8"),
     (re.compile(r"^MMSB_DURABILITY_[A-Z0-9_]+$"), "UInt8"),
+    (re.compile(r"^MMSB_GPU_FAIL_[A-Z0-9_]+$"), "Int32"),
+    (re.compile(r"^MMSB_EDGE_[A-Z0-9_]+$"), "UInt8"),
+    (re.compile(r"^MMSB_PROPAGATION_[A-Z0-9_]+$"), "UInt8"),
+    (re.compile(r"^MMSB_EVENT_[A-Z0-9_]+$"), "UInt8"),
+    (re.compile(r"^MMSB_SEMIRING_FLAG_[A-Z0-9_]+$"), "UInt32"),
+    (re.compile(r"^MMSB_SEMIRING_[A-Z0-9_]+$"), "UInt8"),
 ]
 
 JULIA_KEYWORDS = {
@@ -233,6 +240,23 @@ def parse_header(text: str, path: str = HEADER_REL) -> Header:
             hdr.items.append(Define(m.group(1), m.group(2), doc, i + 1))
             doc = []
             i += 1
+            continue
+        m = re.match(rf"^typedef (.+?)\s*\(\*({_IDENT})\)\((.*)$", line)
+        if m:
+            # A function-pointer typedef (a callback type): Ptr{Cvoid} in Julia.
+            start = i
+            chunks = [line]
+            while not chunks[-1].rstrip().endswith(");"):
+                i += 1
+                if i >= n:
+                    raise HeaderError(f"{where(start)}: unterminated typedef {m.group(2)}")
+                chunks.append(lines[i].strip())
+            i += 1
+            sig = " ".join(chunks)
+            hdr.items.append(Typedef(m.group(2), CType(False, "void", 1),
+                                     doc + ["", f"C function pointer: `{sig}`"], start + 1))
+            known.add(m.group(2))
+            doc = []
             continue
         m = re.match(rf"^typedef (.+?)\s*({_IDENT});$", line)
         if m and not line.startswith("typedef struct"):

@@ -20,6 +20,14 @@ step "clippy (-D warnings)"
 step "cargo test (workspace)"
 (cd rust && cargo test --workspace --locked)
 
+step "GPU layer without a GPU: the check binary probes, reports unavailable, exits 2 (no panic)"
+rc=0; rust/target/debug/mmsb-gpu-check "$(mktemp -d)" || rc=$?
+[ "$rc" -eq 2 ] || { echo "mmsb-gpu-check exited $rc, expected 2 (no GPU here)"; exit 1; }
+
+step "loom model check of the allocator's lock-free freelist (cfg loom, bounded preemptions)"
+(cd rust && RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
+    cargo test --locked -p mmsb-core --test loom_freelist)
+
 step "release build (library, CLI)"
 (cd rust && cargo build --release --locked -p mmsb-capi -p mmsb-cli)
 
@@ -28,6 +36,14 @@ cargo build --manifest-path rust/fuzz/Cargo.toml --locked --bins
 
 step "log benchmark smoke run (bench log --quick)"
 rust/target/release/mmsb bench log --quick --out "$(mktemp -d)"
+
+step "propagation benchmark smoke run (bench propagation --quick)"
+rust/target/release/mmsb bench propagation --quick --out "$(mktemp -d)"
+
+step "transaction benchmark smoke run (bench txn --quick)"
+rust/target/release/mmsb bench txn --quick --out "$(mktemp -d)"
+step "allocator benchmark smoke run (bench alloc --quick)"
+rust/target/release/mmsb bench alloc --quick --out "$(mktemp -d)"
 
 step "C ABI test under valgrind"
 MMSB_LIB_DIR="$root/rust/target/release" bash test/c/run.sh

@@ -72,12 +72,34 @@ struct ChecksumMismatchError <: MMSBError
 end
 ChecksumMismatchError(msg::AbstractString) = ChecksumMismatchError(LibMMSB.MMSB_ERR_CHECKSUM_MISMATCH, msg)
 
-"""A dependency edge would close a cycle (`MMSB_ERR_CYCLE`)."""
+"""
+A dependency edge would close a cycle (`MMSB_ERR_CYCLE`). `path` names the
+cycle as page ids, `parent -> child -> ... -> parent` (the first repeated at
+the end); empty when not known.
+"""
 struct CycleError <: MMSBError
     code::Int32
     message::String
+    path::Vector{UInt64}
 end
-CycleError(msg::AbstractString) = CycleError(LibMMSB.MMSB_ERR_CYCLE, msg)
+# Built right after the failing call (by `check`): the library still holds the cycle.
+CycleError(code::Int32, message::String) = CycleError(code, message, cycle_path_now())
+CycleError(msg::AbstractString) = CycleError(LibMMSB.MMSB_ERR_CYCLE, String(msg), UInt64[])
+
+"""
+    cycle_path_now() -> Vector{UInt64}
+
+The cycle of this thread's last library error, if it was a cycle (else empty).
+"""
+function cycle_path_now()
+    n = Ref{UInt64}(0)
+    LibMMSB.mmsb_last_cycle_path(Ptr{UInt64}(C_NULL), UInt64(0), n) == LibMMSB.MMSB_OK ||
+        return UInt64[]
+    buf = Vector{UInt64}(undef, Int(n[]))
+    LibMMSB.mmsb_last_cycle_path(buf, UInt64(length(buf)), n) == LibMMSB.MMSB_OK ||
+        return UInt64[]
+    return buf
+end
 
 """An optimistic transaction lost to a concurrent commit (`MMSB_ERR_TRANSACTION_CONFLICT`; retryable)."""
 struct TransactionConflictError <: MMSBError

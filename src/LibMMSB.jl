@@ -23,6 +23,84 @@ const MMSB_DURABILITY_BUFFERED = UInt8(1)
 """Durability: no files at all (an in-memory store behind the durable API)."""
 const MMSB_DURABILITY_NONE = UInt8(2)
 
+"""No forced failure (`mmsb_gpu_set_forced_failure`)."""
+const MMSB_GPU_FAIL_NONE = Int32(0)
+
+"""Force kernel failures: a batch fails halfway through a launch group."""
+const MMSB_GPU_FAIL_KERNEL = Int32(2)
+
+"""Force host/device copy failures."""
+const MMSB_GPU_FAIL_COPY = Int32(3)
+
+"""Edge kind: the child is recomputed from its data parents."""
+const MMSB_EDGE_DATA = UInt8(0)
+
+"""Edge kind: the child becomes stale."""
+const MMSB_EDGE_CONTROL = UInt8(1)
+
+"""Edge kind: the child gets a pending device sync."""
+const MMSB_EDGE_GPU_SYNC = UInt8(2)
+
+"""Edge kind: the child is invalidated and subscribers are told."""
+const MMSB_EDGE_COMPILER = UInt8(3)
+
+"""In graph queries: edges of any kind."""
+const MMSB_EDGE_ANY = UInt8(255)
+
+"""Propagation mode: every commit runs its wave."""
+const MMSB_PROPAGATION_IMMEDIATE = UInt8(0)
+
+"""Propagation mode: commits only mark pages dirty; `mmsb_propagate` runs the wave."""
+const MMSB_PROPAGATION_DEFERRED = UInt8(1)
+
+"""Event kind: a page's bytes changed (`epoch` is its new epoch)."""
+const MMSB_EVENT_PAGE_CHANGED = UInt8(0)
+
+"""Event kind: a page became stale (`cause` is the control parent that changed)."""
+const MMSB_EVENT_STALE = UInt8(1)
+
+"""Event kind: a page got a pending device sync (`cause`: the gpu-sync parent)."""
+const MMSB_EVENT_GPU_SYNC = UInt8(2)
+
+"""Event kind: a page was invalidated (`cause`: the compiler parent)."""
+const MMSB_EVENT_INVALIDATED = UInt8(3)
+
+"""Semiring kind: `(+, ×, 0, 1)`."""
+const MMSB_SEMIRING_PLUS_TIMES = UInt8(1)
+
+"""Semiring kind: `(min, +, +∞, 0)` (tropical; shortest paths)."""
+const MMSB_SEMIRING_MIN_PLUS = UInt8(2)
+
+"""Semiring kind: `(max, +, −∞, 0)` (critical paths)."""
+const MMSB_SEMIRING_MAX_PLUS = UInt8(3)
+
+"""Semiring kind: `(max, ×, 0, 1)` over non-negative values."""
+const MMSB_SEMIRING_MAX_TIMES = UInt8(4)
+
+"""Semiring kind: `(min, max, +∞, −∞)` (bottleneck paths)."""
+const MMSB_SEMIRING_MIN_MAX = UInt8(5)
+
+"""Semiring kind: `(∨, ∧, false, true)` (reachability)."""
+const MMSB_SEMIRING_OR_AND = UInt8(6)
+
+"""`⊕` is commutative (a bit of `mmsb_semiring_properties`' flags)."""
+const MMSB_SEMIRING_FLAG_COMMUTATIVE_ADD = UInt32(1)
+
+"""`⊕` is idempotent (min, max, or)."""
+const MMSB_SEMIRING_FLAG_IDEMPOTENT_ADD = UInt32(2)
+
+"""The semiring has subtraction (plus-times)."""
+const MMSB_SEMIRING_FLAG_HAS_SUBTRACTION = UInt32(4)
+
+"""`⊕` and `⊗` are exact on the element type (no rounding)."""
+const MMSB_SEMIRING_FLAG_EXACT = UInt32(8)
+
+"""The semiring has a terminal (absorbing) value of `⊕`."""
+const MMSB_SEMIRING_FLAG_HAS_TERMINAL = UInt32(16)
+
+"""`⊗` is commutative (every built-in; a user semiring without it is folded in order)."""
+const MMSB_SEMIRING_FLAG_COMMUTATIVE_MUL = UInt32(32)
+
 """Success."""
 const MMSB_OK = Int32(0)
 
@@ -118,6 +196,34 @@ const MMSB_DTYPE_U32 = UInt8(7)
 
 """Numeric view element: u64."""
 const MMSB_DTYPE_U64 = UInt8(8)
+
+"""
+    MmsbAllocStats
+
+Counters of the page allocator: the totals, the large path, or one size class.
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbAllocStats
+    """Slot size in bytes of a size class; 0 for the totals and the large path."""
+    slot_size::UInt64
+    """Pages currently allocated."""
+    live_pages::UInt64
+    """Bytes currently allocated (slot bytes for a class, page bytes for large pages)."""
+    live_bytes::UInt64
+    """Bytes reserved from the system (slab chunks; live large pages)."""
+    reserved_bytes::UInt64
+    """Allocations since the process started."""
+    allocations::UInt64
+    """Frees since the process started."""
+    frees::UInt64
+    """Failed compare-and-swaps on the lock-free freelists (contention)."""
+    cas_retries::UInt64
+    """Slow-path entries: an empty freelist (steal or carve a chunk); every large-page call."""
+    slow_path::UInt64
+    """Large path only: times its mutex was found held by another thread."""
+    lock_contended::UInt64
+end
 
 """A page id (0 is never a page)."""
 const MmsbPageId = UInt64
@@ -288,6 +394,60 @@ end
 """A page-history handle (0 is null)."""
 const MmsbHistory = UInt64
 
+"""A GPU store handle (0 is null)."""
+const MmsbGpuStore = UInt64
+
+"""
+    MmsbGpuStats
+
+What `mmsb_gpu_stats` reports (see `FallbackStats` in `docs/gpu.md`).
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbGpuStats
+    """Whether the store runs on a device (real or emulated)."""
+    has_device::Bool
+    """Pages asked for in GPU or unified memory but placed in host memory."""
+    placement_fallbacks::UInt64
+    """Kernel failures seen (real or forced)."""
+    kernel_failures::UInt64
+    """Copy failures seen (real or forced)."""
+    copy_failures::UInt64
+    """Batches that finished on the CPU after a device failure."""
+    batches_finished_on_cpu::UInt64
+    """Deltas applied on the CPU because of a device failure."""
+    deltas_finished_on_cpu::UInt64
+    """Device pages recovered to host memory."""
+    pages_moved_to_cpu::UInt64
+    """Pages restored from their host copy."""
+    pages_restored_from_host_copy::UInt64
+    """Launch groups applied on the device."""
+    gpu_groups::UInt64
+    """Launch groups captured into a CUDA graph (graph replay on)."""
+    graph_captures::UInt64
+    """Launch groups run by replaying a captured graph."""
+    graph_replays::UInt64
+end
+
+"""A GPU mirror handle (0 is null): see `mmsb_gpu_mirror_attach`."""
+const MmsbGpuMirror = UInt64
+
+"""
+    MmsbGpuMirrorStats
+
+What `mmsb_gpu_mirror_stats` reports.
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbGpuMirrorStats
+    """Refresh rounds run (one per acknowledged commit that marked pages)."""
+    refreshes::UInt64
+    """Device copies refreshed (pages, summed over rounds)."""
+    pages_refreshed::UInt64
+    """Rounds that failed (the commits themselves were not affected)."""
+    errors::UInt64
+end
+
 """
     MmsbPageInfo
 
@@ -311,6 +471,72 @@ end
 """A borrow handle (0 is null)."""
 const MmsbBorrow = UInt64
 
+"""A recompute function: `inputs[i]` points at `input_lens[i]` bytes of the
+i-th data parent (in the order the edges were added), `out` at the page's
+`out_len` bytes, holding its current bytes. Write the new bytes and return
+0; any other value fails the commit (an `MMSB_ERR_*` code keeps its
+meaning). Must be a deterministic function of its inputs. (Null is
+refused where one is expected.)
+
+C function pointer: `typedef int32_t (*MmsbRecomputeFn)(void *user_data, const uint8_t *const *inputs, const uint64_t *input_lens, uint64_t n_inputs, uint8_t *out, uint64_t out_len);`"""
+const MmsbRecomputeFn = Ptr{Cvoid}
+
+"""
+    MmsbEvent
+
+One event, as passed to an `MmsbEventCallback`.
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbEvent
+    """`MMSB_EVENT_*`."""
+    kind::UInt8
+    """The page the event is about."""
+    page::MmsbPageId
+    """For a page change: the page's new epoch (0 otherwise)."""
+    epoch::UInt64
+    """For a mark: the parent whose change caused it (0 otherwise)."""
+    cause::MmsbPageId
+end
+
+"""An event callback: `event` is valid for the duration of the call only.
+(Null is refused.)
+
+C function pointer: `typedef void (*MmsbEventCallback)(void *user_data, const MmsbEvent *event);`"""
+const MmsbEventCallback = Ptr{Cvoid}
+
+"""`*out = *a op *b` over one element (`elem_size` bytes at each pointer) of
+a user semiring; must not unwind (no C++ exceptions, no Julia errors).
+
+C function pointer: `typedef void (*MmsbSemiringOp)(void *user_data, const uint8_t *a, const uint8_t *b, uint8_t *out);`"""
+const MmsbSemiringOp = Ptr{Cvoid}
+
+"""
+    MmsbUserSemiring
+
+A user-defined semiring for the `mmsb_user_semiring_*` functions.
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbUserSemiring
+    """Bytes per element: 1, 2, 4, 8, 16, 32 or 64."""
+    elem_size::UInt64
+    """`⊕` (required)."""
+    add::MmsbSemiringOp
+    """`⊗` (required)."""
+    mul::MmsbSemiringOp
+    """The zero, `elem_size` bytes (required)."""
+    zero::Ptr{Cvoid}
+    """The one, `elem_size` bytes (required)."""
+    one::Ptr{Cvoid}
+    """Passed to `add` and `mul` unchanged."""
+    user_data::Ptr{Cvoid}
+    """`MMSB_SEMIRING_FLAG_*`: say `COMMUTATIVE_MUL` only if `⊗` commutes
+(otherwise `fold_mul` keeps the order); `COMMUTATIVE_ADD` is assumed
+by the semiring laws but honoured the same way."""
+    flags::UInt32
+end
+
 """
     MmsbStoreStats
 
@@ -331,6 +557,89 @@ struct MmsbStoreStats
     deltas_rejected::UInt64
     """Payload bytes written by applied deltas."""
     bytes_written::UInt64
+end
+
+"""A transaction handle (0 is null)."""
+const MmsbTxn = UInt64
+
+"""
+    MmsbTxnStats
+
+Transaction counters of a durable store (`mmsb_txn_stats`).
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbTxnStats
+    """Transactions begun (each retry counts)."""
+    begun::UInt64
+    """Transactions committed (read-only ones included)."""
+    committed::UInt64
+    """Attempts that failed with a conflict (at a read or at commit)."""
+    conflicts::UInt64
+    """Transactions aborted (explicitly, freed unfinished, or by a failed commit)."""
+    aborted::UInt64
+    """Retries made by the Rust `with_transaction` (the C ABI's callers retry themselves)."""
+    retries::UInt64
+end
+
+"""
+    mmsb_allocator_stats(out_stats) -> Int32
+
+C: `int32_t mmsb_allocator_stats(MmsbAllocStats *out_stats)`
+
+Writes the page allocator's totals (every size class plus the large path)
+into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_allocator_stats(out_stats)
+    ccall((:mmsb_allocator_stats, libmmsb), Int32, (Ptr{MmsbAllocStats},), out_stats)
+end
+
+"""
+    mmsb_allocator_large_stats(out_stats) -> Int32
+
+C: `int32_t mmsb_allocator_large_stats(MmsbAllocStats *out_stats)`
+
+Writes the counters of the large-page path (pages above 64 KiB) into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_allocator_large_stats(out_stats)
+    ccall((:mmsb_allocator_large_stats, libmmsb), Int32, (Ptr{MmsbAllocStats},), out_stats)
+end
+
+"""
+    mmsb_allocator_class_count(out_count) -> Int32
+
+C: `int32_t mmsb_allocator_class_count(uint64_t *out_count)`
+
+Writes the number of size classes (valid `class_index` values are below it)
+into `*out_count`.
+
+# Safety
+`out_count` is null or valid for one write.
+"""
+function mmsb_allocator_class_count(out_count)
+    ccall((:mmsb_allocator_class_count, libmmsb), Int32, (Ptr{UInt64},), out_count)
+end
+
+"""
+    mmsb_allocator_class_stats(class_index, out_stats) -> Int32
+
+C: `int32_t mmsb_allocator_class_stats(uint64_t class_index, MmsbAllocStats *out_stats)`
+
+Writes the counters of size class `class_index` (0 = the smallest slot size)
+into `*out_stats`. An index not below `mmsb_allocator_class_count` is
+`MMSB_ERR_INVALID_ARGUMENT`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_allocator_class_stats(class_index, out_stats)
+    ccall((:mmsb_allocator_class_stats, libmmsb), Int32, (UInt64, Ptr{MmsbAllocStats}), class_index, out_stats)
 end
 
 """
@@ -991,6 +1300,272 @@ function mmsb_live_handles(out_count)
 end
 
 """
+    mmsb_gpu_available(out_available) -> Int32
+
+C: `int32_t mmsb_gpu_available(bool *out_available)`
+
+Probes for a usable GPU (driver, NVRTC, a device) and writes the answer
+into `*out_available`. Never fails for want of a GPU.
+
+# Safety
+`out_available` is null or valid for one write.
+"""
+function mmsb_gpu_available(out_available)
+    ccall((:mmsb_gpu_available, libmmsb), Int32, (Ptr{Bool},), out_available)
+end
+
+"""
+    mmsb_gpu_store_open(out_store) -> Int32
+
+C: `int32_t mmsb_gpu_store_open(MmsbGpuStore *out_store)`
+
+Opens a GPU store on device 0, or a CPU-only one when no GPU is usable
+(honours `MMSB_GPU_DISABLE` and `MMSB_GPU_FORCE_FAIL`). Close it with
+`mmsb_gpu_store_close`.
+
+# Safety
+`out_store` is null or valid for one write.
+"""
+function mmsb_gpu_store_open(out_store)
+    ccall((:mmsb_gpu_store_open, libmmsb), Int32, (Ptr{MmsbGpuStore},), out_store)
+end
+
+"""
+    mmsb_gpu_store_open_emulated(out_store) -> Int32
+
+C: `int32_t mmsb_gpu_store_open_emulated(MmsbGpuStore *out_store)`
+
+Opens a GPU store on a device emulated in host memory (for testing the
+GPU paths and the fallback on machines without a GPU).
+
+# Safety
+`out_store` is null or valid for one write.
+"""
+function mmsb_gpu_store_open_emulated(out_store)
+    ccall((:mmsb_gpu_store_open_emulated, libmmsb), Int32, (Ptr{MmsbGpuStore},), out_store)
+end
+
+"""
+    mmsb_gpu_store_close(store) -> Int32
+
+C: `int32_t mmsb_gpu_store_close(MmsbGpuStore store)`
+
+Closes a GPU store and frees its pages; the handle becomes stale.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_store_close(store)
+    ccall((:mmsb_gpu_store_close, libmmsb), Int32, (MmsbGpuStore,), store)
+end
+
+"""
+    mmsb_gpu_set_forced_failure(store, point) -> Int32
+
+C: `int32_t mmsb_gpu_set_forced_failure(MmsbGpuStore store, int32_t point)`
+
+Makes a step fail on purpose: `MMSB_GPU_FAIL_NONE`, `MMSB_GPU_FAIL_KERNEL`
+or `MMSB_GPU_FAIL_COPY` (initialisation failure is the environment
+variable `MMSB_GPU_FORCE_FAIL=init` at open).
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_set_forced_failure(store, point)
+    ccall((:mmsb_gpu_set_forced_failure, libmmsb), Int32, (MmsbGpuStore, Int32), store, point)
+end
+
+"""
+    mmsb_gpu_set_host_copy(store, on) -> Int32
+
+C: `int32_t mmsb_gpu_set_host_copy(MmsbGpuStore store, bool on)`
+
+Keeps (or stops keeping) a host copy of every device page, so a failure
+that loses the device bytes is still recovered.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_set_host_copy(store, on)
+    ccall((:mmsb_gpu_set_host_copy, libmmsb), Int32, (MmsbGpuStore, Bool), store, on)
+end
+
+"""
+    mmsb_gpu_set_graph_replay(store, on) -> Int32
+
+C: `int32_t mmsb_gpu_set_graph_replay(MmsbGpuStore store, bool on)`
+
+Turns CUDA-graph replay of steady batches on or off (off by default).
+With it on, a batch whose device deltas touch each page once is captured
+into a graph once per batch shape (same pages, ranges and masks) and
+replayed for every later batch of that shape: for repetitive workloads.
+Results are the same either way; `mmsb_gpu_stats` counts captures and
+replays (the emulated device counts what a GPU would have done).
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_set_graph_replay(store, on)
+    ccall((:mmsb_gpu_set_graph_replay, libmmsb), Int32, (MmsbGpuStore, Bool), store, on)
+end
+
+"""
+    mmsb_gpu_create_page(store, page, size, location, out_location) -> Int32
+
+C: `int32_t mmsb_gpu_create_page(MmsbGpuStore store, MmsbPageId page, uint64_t size, uint8_t location, uint8_t *out_location)`
+
+Creates a zeroed page `page` (a caller-chosen non-zero id) of `size` bytes
+at `location` (`MMSB_LOCATION_*`) and writes where it was placed into
+`*out_location` (host memory when there is no device).
+
+# Safety
+`out_location` is null or valid for one write.
+"""
+function mmsb_gpu_create_page(store, page, size, location, out_location)
+    ccall((:mmsb_gpu_create_page, libmmsb), Int32, (MmsbGpuStore, MmsbPageId, UInt64, UInt8, Ptr{UInt8}), store, page, size, location, out_location)
+end
+
+"""
+    mmsb_gpu_migrate_page(store, page, location) -> Int32
+
+C: `int32_t mmsb_gpu_migrate_page(MmsbGpuStore store, MmsbPageId page, uint8_t location)`
+
+Moves a page to `location`, keeping its bytes and epoch.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_migrate_page(store, page, location)
+    ccall((:mmsb_gpu_migrate_page, libmmsb), Int32, (MmsbGpuStore, MmsbPageId, UInt8), store, page, location)
+end
+
+"""
+    mmsb_gpu_remove_page(store, page) -> Int32
+
+C: `int32_t mmsb_gpu_remove_page(MmsbGpuStore store, MmsbPageId page)`
+
+Frees a page of a GPU store.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_remove_page(store, page)
+    ccall((:mmsb_gpu_remove_page, libmmsb), Int32, (MmsbGpuStore, MmsbPageId), store, page)
+end
+
+"""
+    mmsb_gpu_page_info(store, page, out_location, out_epoch, out_size) -> Int32
+
+C: `int32_t mmsb_gpu_page_info(MmsbGpuStore store, MmsbPageId page, uint8_t *out_location, uint64_t *out_epoch, uint64_t *out_size)`
+
+Writes a page's location (`MMSB_LOCATION_*`), epoch and size (any pointer
+may be null if not wanted).
+
+# Safety
+Each out-pointer is null or valid for one write.
+"""
+function mmsb_gpu_page_info(store, page, out_location, out_epoch, out_size)
+    ccall((:mmsb_gpu_page_info, libmmsb), Int32, (MmsbGpuStore, MmsbPageId, Ptr{UInt8}, Ptr{UInt64}, Ptr{UInt64}), store, page, out_location, out_epoch, out_size)
+end
+
+"""
+    mmsb_gpu_read_page(store, page, buf, cap, out_len) -> Int32
+
+C: `int32_t mmsb_gpu_read_page(MmsbGpuStore store, MmsbPageId page, uint8_t *buf, uint64_t cap, uint64_t *out_len)`
+
+Copies a page's bytes (from the device when it lives there) into `buf`
+(`cap` bytes) and writes its size into `*out_len`. With `buf` null and
+`cap` 0 only the size is reported; too small a buffer is
+`MMSB_ERR_BUFFER_TOO_SMALL`.
+
+# Safety
+`buf` is null or valid for `cap` bytes; `out_len` is null or valid for one write.
+"""
+function mmsb_gpu_read_page(store, page, buf, cap, out_len)
+    ccall((:mmsb_gpu_read_page, libmmsb), Int32, (MmsbGpuStore, MmsbPageId, Ptr{UInt8}, UInt64, Ptr{UInt64}), store, page, buf, cap, out_len)
+end
+
+"""
+    mmsb_gpu_apply_deltas(store, deltas, count) -> Int32
+
+C: `int32_t mmsb_gpu_apply_deltas(MmsbGpuStore store, const MmsbDelta *deltas, uint64_t count)`
+
+Applies `count` deltas (handles from `mmsb_delta_new_*`) in order as one
+batch: every page it touches gains one epoch. All deltas are validated
+first; on an error nothing changed. Device failures finish on the CPU.
+
+# Safety
+`deltas` is null (only with `count` 0) or valid for `count` handles.
+"""
+function mmsb_gpu_apply_deltas(store, deltas, count)
+    ccall((:mmsb_gpu_apply_deltas, libmmsb), Int32, (MmsbGpuStore, Ptr{MmsbDelta}, UInt64), store, deltas, count)
+end
+
+"""
+    mmsb_gpu_stats(store, out_stats) -> Int32
+
+C: `int32_t mmsb_gpu_stats(MmsbGpuStore store, MmsbGpuStats *out_stats)`
+
+Writes the store's fallback statistics into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_gpu_stats(store, out_stats)
+    ccall((:mmsb_gpu_stats, libmmsb), Int32, (MmsbGpuStore, Ptr{MmsbGpuStats}), store, out_stats)
+end
+
+"""
+    mmsb_gpu_mirror_attach(gpu, durable, location, out_mirror) -> Int32
+
+C: `int32_t mmsb_gpu_mirror_attach(MmsbGpuStore gpu, MmsbStore durable, uint8_t location, MmsbGpuMirror *out_mirror)`
+
+Makes gpu-sync edges of the durable store `durable` (from
+`mmsb_store_open`) act by themselves:
+after every later acknowledged commit that marks pages for a device sync
+(children of gpu-sync edges whose parent changed), the GPU store `gpu`'s
+copies of those pages are refreshed with their bytes and epoch (created at
+`location`, an `MMSB_LOCATION_*`, the first time), before the commit call
+returns. Pages pending now are refreshed at once. Detach with
+`mmsb_gpu_mirror_detach`. Do not call `mmsb_gpu_*` on `gpu` from inside
+another subscriber's callback of the same store.
+
+# Safety
+`out_mirror` is null or valid for one write.
+"""
+function mmsb_gpu_mirror_attach(gpu, durable, location, out_mirror)
+    ccall((:mmsb_gpu_mirror_attach, libmmsb), Int32, (MmsbGpuStore, MmsbStore, UInt8, Ptr{MmsbGpuMirror}), gpu, durable, location, out_mirror)
+end
+
+"""
+    mmsb_gpu_mirror_stats(mirror, out_stats) -> Int32
+
+C: `int32_t mmsb_gpu_mirror_stats(MmsbGpuMirror mirror, MmsbGpuMirrorStats *out_stats)`
+
+Writes what a GPU mirror did into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_gpu_mirror_stats(mirror, out_stats)
+    ccall((:mmsb_gpu_mirror_stats, libmmsb), Int32, (MmsbGpuMirror, Ptr{MmsbGpuMirrorStats}), mirror, out_stats)
+end
+
+"""
+    mmsb_gpu_mirror_detach(mirror) -> Int32
+
+C: `int32_t mmsb_gpu_mirror_detach(MmsbGpuMirror mirror)`
+
+Stops a GPU mirror (later commits refresh nothing); the handle becomes stale.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_mirror_detach(mirror)
+    ccall((:mmsb_gpu_mirror_detach, libmmsb), Int32, (MmsbGpuMirror,), mirror)
+end
+
+"""
     mmsb_page_create(store, size, location, out_page) -> Int32
 
 C: `int32_t mmsb_page_create(MmsbStore store, uint64_t size, uint8_t location, MmsbPageId *out_page)`
@@ -1172,6 +1747,493 @@ function mmsb_borrow_info(borrow, out_page, out_epoch)
 end
 
 """
+    mmsb_add_dependency(store, parent, child, kind, has_weight, weight_value, out_lsn) -> Int32
+
+C: `int32_t mmsb_add_dependency(MmsbStore store, MmsbPageId parent, MmsbPageId child, uint8_t kind, bool has_weight, double weight_value, uint64_t *out_lsn)`
+
+Adds the edge `parent -> child` of `kind` (`MMSB_EDGE_*`), with a scalar
+`weight` if `has_weight`, in a commit of its own; writes its LSN into
+`*out_lsn` (if not null). An edge that would close a cycle is
+`MMSB_ERR_CYCLE` and changes nothing (`mmsb_last_cycle_path` gives the
+cycle); an existing edge is `MMSB_ERR_INVALID_ARGUMENT`; a missing page is
+`MMSB_ERR_NOT_FOUND`. In immediate mode a new data edge recomputes the
+child in the same commit.
+
+# Safety
+`out_lsn` is null or valid for one write.
+"""
+function mmsb_add_dependency(store, parent, child, kind, has_weight, weight_value, out_lsn)
+    ccall((:mmsb_add_dependency, libmmsb), Int32, (MmsbStore, MmsbPageId, MmsbPageId, UInt8, Bool, Float64, Ptr{UInt64}), store, parent, child, kind, has_weight, weight_value, out_lsn)
+end
+
+"""
+    mmsb_remove_dependency(store, parent, child, kind, out_lsn) -> Int32
+
+C: `int32_t mmsb_remove_dependency(MmsbStore store, MmsbPageId parent, MmsbPageId child, uint8_t kind, uint64_t *out_lsn)`
+
+Removes the edge `parent -> child` of `kind` in a commit of its own;
+`MMSB_ERR_NOT_FOUND` if absent. Writes the LSN into `*out_lsn` (if not null).
+
+# Safety
+`out_lsn` is null or valid for one write.
+"""
+function mmsb_remove_dependency(store, parent, child, kind, out_lsn)
+    ccall((:mmsb_remove_dependency, libmmsb), Int32, (MmsbStore, MmsbPageId, MmsbPageId, UInt8, Ptr{UInt64}), store, parent, child, kind, out_lsn)
+end
+
+"""
+    mmsb_commit_add_dependency(commit, parent, child, kind, has_weight, weight_value) -> Int32
+
+C: `int32_t mmsb_commit_add_dependency(MmsbCommit commit, MmsbPageId parent, MmsbPageId child, uint8_t kind, bool has_weight, double weight_value)`
+
+Adds \"add the edge `parent -> child`\" to a commit being built (validated,
+with the cycle check, when executed).
+
+# Safety
+None beyond passing values (checked).
+"""
+function mmsb_commit_add_dependency(commit, parent, child, kind, has_weight, weight_value)
+    ccall((:mmsb_commit_add_dependency, libmmsb), Int32, (MmsbCommit, MmsbPageId, MmsbPageId, UInt8, Bool, Float64), commit, parent, child, kind, has_weight, weight_value)
+end
+
+"""
+    mmsb_commit_remove_dependency(commit, parent, child, kind) -> Int32
+
+C: `int32_t mmsb_commit_remove_dependency(MmsbCommit commit, MmsbPageId parent, MmsbPageId child, uint8_t kind)`
+
+Adds \"remove the edge `parent -> child` of `kind`\" to a commit being built.
+
+# Safety
+None beyond passing values (checked).
+"""
+function mmsb_commit_remove_dependency(commit, parent, child, kind)
+    ccall((:mmsb_commit_remove_dependency, libmmsb), Int32, (MmsbCommit, MmsbPageId, MmsbPageId, UInt8), commit, parent, child, kind)
+end
+
+"""
+    mmsb_register_recompute(store, page, func, user_data, thread_safe, reattach, out_function) -> Int32
+
+C: `int32_t mmsb_register_recompute(MmsbStore store, MmsbPageId page, MmsbRecomputeFn func, void *user_data, bool thread_safe, bool reattach, uint64_t *out_function)`
+
+Makes `page` a derived page computed by `func` with `user_data`, and
+writes the function's id into `*out_function` (if not null). With
+`reattach` false the page is recomputed at the next wave; with `reattach`
+true its current bytes are taken as `func`'s result (for registering again,
+after reopening, the function whose derived deltas the log holds).
+`thread_safe`: `func` may run concurrently with itself on other pages;
+false keeps its calls on the committing thread, one at a time.
+
+# Safety
+`func` must be safe to call with the arguments described at
+`MmsbRecomputeFn` and `user_data`, from any thread, for as long as it is
+registered (until `mmsb_clear_recompute`, a later registration on the page,
+the page's deletion, or `mmsb_store_close`); `out_function` is null or
+valid for one write.
+"""
+function mmsb_register_recompute(store, page, func, user_data, thread_safe, reattach, out_function)
+    ccall((:mmsb_register_recompute, libmmsb), Int32, (MmsbStore, MmsbPageId, MmsbRecomputeFn, Ptr{Cvoid}, Bool, Bool, Ptr{UInt64}), store, page, func, user_data, thread_safe, reattach, out_function)
+end
+
+"""
+    mmsb_clear_recompute(store, page) -> Int32
+
+C: `int32_t mmsb_clear_recompute(MmsbStore store, MmsbPageId page)`
+
+Removes `page`'s recompute function (it becomes an ordinary page, keeping
+its bytes); `MMSB_ERR_NOT_FOUND` if it had none.
+
+# Safety
+None beyond passing values (checked).
+"""
+function mmsb_clear_recompute(store, page)
+    ccall((:mmsb_clear_recompute, libmmsb), Int32, (MmsbStore, MmsbPageId), store, page)
+end
+
+"""
+    mmsb_set_propagation_mode(store, mode) -> Int32
+
+C: `int32_t mmsb_set_propagation_mode(MmsbStore store, uint8_t mode)`
+
+Sets the propagation mode (`MMSB_PROPAGATION_*`). Not durable: a store
+opens in immediate mode.
+
+# Safety
+None beyond passing values (checked).
+"""
+function mmsb_set_propagation_mode(store, mode)
+    ccall((:mmsb_set_propagation_mode, libmmsb), Int32, (MmsbStore, UInt8), store, mode)
+end
+
+"""
+    mmsb_get_propagation_mode(store, out_mode) -> Int32
+
+C: `int32_t mmsb_get_propagation_mode(MmsbStore store, uint8_t *out_mode)`
+
+Writes the propagation mode (`MMSB_PROPAGATION_*`) into `*out_mode`.
+
+# Safety
+`out_mode` is null or valid for one write.
+"""
+function mmsb_get_propagation_mode(store, out_mode)
+    ccall((:mmsb_get_propagation_mode, libmmsb), Int32, (MmsbStore, Ptr{UInt8}), store, out_mode)
+end
+
+"""
+    mmsb_propagate(store, out_lsn) -> Int32
+
+C: `int32_t mmsb_propagate(MmsbStore store, uint64_t *out_lsn)`
+
+Runs one wave for everything pending (deferred commits' changes, new
+functions and edges) as a commit of its own, and writes the store's LSN
+after it into `*out_lsn` (if not null; unchanged if the wave changed no
+page). A failing recompute function fails it with that function's error,
+and nothing changes.
+
+# Safety
+`out_lsn` is null or valid for one write.
+"""
+function mmsb_propagate(store, out_lsn)
+    ccall((:mmsb_propagate, libmmsb), Int32, (MmsbStore, Ptr{UInt64}), store, out_lsn)
+end
+
+"""
+    mmsb_recompute_all(store, out_lsn) -> Int32
+
+C: `int32_t mmsb_recompute_all(MmsbStore store, uint64_t *out_lsn)`
+
+Schedules every derived page for a recompute and runs the wave (e.g. after
+reopening a store closed with deferred changes not yet propagated).
+
+# Safety
+`out_lsn` is null or valid for one write.
+"""
+function mmsb_recompute_all(store, out_lsn)
+    ccall((:mmsb_recompute_all, libmmsb), Int32, (MmsbStore, Ptr{UInt64}), store, out_lsn)
+end
+
+"""
+    mmsb_batch_route_deltas(store, deltas, n, out_lsn) -> Int32
+
+C: `int32_t mmsb_batch_route_deltas(MmsbStore store, const MmsbDelta *deltas, uint64_t n, uint64_t *out_lsn)`
+
+Commits the `n` deltas `deltas[0..n]` (delta handles, copied) as one
+commit with one wave, in either mode, and writes its LSN into `*out_lsn`
+(if not null). All or nothing.
+
+# Safety
+`deltas` is null (only with `n` 0) or valid for reading `n` handles;
+`out_lsn` is null or valid for one write.
+"""
+function mmsb_batch_route_deltas(store, deltas, n, out_lsn)
+    ccall((:mmsb_batch_route_deltas, libmmsb), Int32, (MmsbStore, Ptr{MmsbDelta}, UInt64, Ptr{UInt64}), store, deltas, n, out_lsn)
+end
+
+"""
+    mmsb_subscribe(store, kind, callback, user_data, out_subscription) -> Int32
+
+C: `int32_t mmsb_subscribe(MmsbStore store, uint8_t kind, MmsbEventCallback callback, void *user_data, uint64_t *out_subscription)`
+
+Calls `callback(user_data, &event)` for every event of `kind`
+(`MMSB_EVENT_*`) of every later acknowledged commit, and writes the
+subscription's id into `*out_subscription`. Events of one commit come in a
+fixed order: page changes, then stale, gpu-sync and invalidated marks.
+
+# Safety
+`callback` must be safe to call with `user_data` and a valid event pointer,
+from any committing thread, until `mmsb_unsubscribe` or `mmsb_store_close`;
+`out_subscription` is null or valid for one write.
+"""
+function mmsb_subscribe(store, kind, callback, user_data, out_subscription)
+    ccall((:mmsb_subscribe, libmmsb), Int32, (MmsbStore, UInt8, MmsbEventCallback, Ptr{Cvoid}, Ptr{UInt64}), store, kind, callback, user_data, out_subscription)
+end
+
+"""
+    mmsb_unsubscribe(store, subscription, out_existed) -> Int32
+
+C: `int32_t mmsb_unsubscribe(MmsbStore store, uint64_t subscription, bool *out_existed)`
+
+Removes a subscription; writes whether it existed into `*out_existed`.
+
+# Safety
+`out_existed` is null or valid for one write.
+"""
+function mmsb_unsubscribe(store, subscription, out_existed)
+    ccall((:mmsb_unsubscribe, libmmsb), Int32, (MmsbStore, UInt64, Ptr{Bool}), store, subscription, out_existed)
+end
+
+"""
+    mmsb_is_stale(store, page, out_stale) -> Int32
+
+C: `int32_t mmsb_is_stale(MmsbStore store, MmsbPageId page, bool *out_stale)`
+
+Writes whether `page` is stale (a control parent changed since it was
+last written) into `*out_stale`. Marks are not durable.
+
+# Safety
+`out_stale` is null or valid for one write.
+"""
+function mmsb_is_stale(store, page, out_stale)
+    ccall((:mmsb_is_stale, libmmsb), Int32, (MmsbStore, MmsbPageId, Ptr{Bool}), store, page, out_stale)
+end
+
+"""
+    mmsb_is_invalidated(store, page, out_invalidated) -> Int32
+
+C: `int32_t mmsb_is_invalidated(MmsbStore store, MmsbPageId page, bool *out_invalidated)`
+
+Writes whether `page` is invalidated (a compiler parent changed since it
+was last written) into `*out_invalidated`.
+
+# Safety
+`out_invalidated` is null or valid for one write.
+"""
+function mmsb_is_invalidated(store, page, out_invalidated)
+    ccall((:mmsb_is_invalidated, libmmsb), Int32, (MmsbStore, MmsbPageId, Ptr{Bool}), store, page, out_invalidated)
+end
+
+"""
+    mmsb_graph_children(store, page, kind, buf, cap, out_count) -> Int32
+
+C: `int32_t mmsb_graph_children(MmsbStore store, MmsbPageId page, uint8_t kind, MmsbPageId *buf, uint64_t cap, uint64_t *out_count)`
+
+Copies the children of `page` along edges of `kind` (`MMSB_EDGE_*`, or
+`MMSB_EDGE_ANY`), each once, by id, into `buf` (capacity `cap` ids) and
+writes their number into `*out_count`. With `buf` null and `cap` 0 only the
+number is written; too small a buffer is `MMSB_ERR_BUFFER_TOO_SMALL`.
+
+# Safety
+`buf` is null or valid for writing `cap` ids; `out_count` is null or valid
+for one write.
+"""
+function mmsb_graph_children(store, page, kind, buf, cap, out_count)
+    ccall((:mmsb_graph_children, libmmsb), Int32, (MmsbStore, MmsbPageId, UInt8, Ptr{MmsbPageId}, UInt64, Ptr{UInt64}), store, page, kind, buf, cap, out_count)
+end
+
+"""
+    mmsb_graph_parents(store, page, kind, buf, cap, out_count) -> Int32
+
+C: `int32_t mmsb_graph_parents(MmsbStore store, MmsbPageId page, uint8_t kind, MmsbPageId *buf, uint64_t cap, uint64_t *out_count)`
+
+Copies the parents of `page` along edges of `kind` (or `MMSB_EDGE_ANY`),
+each once, into `buf`, like `mmsb_graph_children`. For `MMSB_EDGE_DATA`
+the order is the input order of the page's recompute function.
+
+# Safety
+`buf` is null or valid for writing `cap` ids; `out_count` is null or valid
+for one write.
+"""
+function mmsb_graph_parents(store, page, kind, buf, cap, out_count)
+    ccall((:mmsb_graph_parents, libmmsb), Int32, (MmsbStore, MmsbPageId, UInt8, Ptr{MmsbPageId}, UInt64, Ptr{UInt64}), store, page, kind, buf, cap, out_count)
+end
+
+"""
+    mmsb_graph_topo_order(store, buf, cap, out_count) -> Int32
+
+C: `int32_t mmsb_graph_topo_order(MmsbStore store, MmsbPageId *buf, uint64_t cap, uint64_t *out_count)`
+
+Copies every page of the graph in topological order (each parent before
+its children) into `buf`, like `mmsb_graph_children`.
+
+# Safety
+`buf` is null or valid for writing `cap` ids; `out_count` is null or valid
+for one write.
+"""
+function mmsb_graph_topo_order(store, buf, cap, out_count)
+    ccall((:mmsb_graph_topo_order, libmmsb), Int32, (MmsbStore, Ptr{MmsbPageId}, UInt64, Ptr{UInt64}), store, buf, cap, out_count)
+end
+
+"""
+    mmsb_last_cycle_path(buf, cap, out_count) -> Int32
+
+C: `int32_t mmsb_last_cycle_path(MmsbPageId *buf, uint64_t cap, uint64_t *out_count)`
+
+Copies the cycle of this thread's last error, if it was `MMSB_ERR_CYCLE`
+(`parent -> child -> ... -> parent`, the first page repeated at the end),
+into `buf`, like `mmsb_graph_children`; the count is 0 if the last error was
+not a cycle. Valid until the next failing call on this thread.
+
+# Safety
+`buf` is null or valid for writing `cap` ids; `out_count` is null or valid
+for one write.
+"""
+function mmsb_last_cycle_path(buf, cap, out_count)
+    ccall((:mmsb_last_cycle_path, libmmsb), Int32, (Ptr{MmsbPageId}, UInt64, Ptr{UInt64}), buf, cap, out_count)
+end
+
+"""
+    mmsb_semiring_properties(kind, dtype, out_flags) -> Int32
+
+C: `int32_t mmsb_semiring_properties(uint8_t kind, uint8_t dtype, uint32_t *out_flags)`
+
+Writes the flags (`MMSB_SEMIRING_FLAG_*` bits) of the built-in (`kind`, `dtype`)
+into `*out_flags`.
+
+# Safety
+`out_flags` is null or valid for one write.
+"""
+function mmsb_semiring_properties(kind, dtype, out_flags)
+    ccall((:mmsb_semiring_properties, libmmsb), Int32, (UInt8, UInt8, Ptr{UInt32}), kind, dtype, out_flags)
+end
+
+"""
+    mmsb_semiring_identities(kind, dtype, out_zero, out_one) -> Int32
+
+C: `int32_t mmsb_semiring_identities(uint8_t kind, uint8_t dtype, void *out_zero, void *out_one)`
+
+Writes the zero and the one of (`kind`, `dtype`), one element each, into
+`*out_zero` and `*out_one`.
+
+# Safety
+`out_zero` and `out_one` are null or valid for one element of `dtype` each.
+"""
+function mmsb_semiring_identities(kind, dtype, out_zero, out_one)
+    ccall((:mmsb_semiring_identities, libmmsb), Int32, (UInt8, UInt8, Ptr{Cvoid}, Ptr{Cvoid}), kind, dtype, out_zero, out_one)
+end
+
+"""
+    mmsb_semiring_fold_add(kind, dtype, x, len, out_value) -> Int32
+
+C: `int32_t mmsb_semiring_fold_add(uint8_t kind, uint8_t dtype, const void *x, uint64_t len, void *out_value)`
+
+Folds `x` (`len` elements of `dtype`) with `⊕` of (`kind`, `dtype`):
+`x[0] ⊕ … ⊕ x[len-1]`, the zero when `len` is 0; writes one element into
+`*out_value`.
+
+# Safety
+`x` is null (only with `len` 0) or valid for reading `len` elements;
+`out_value` is null or valid for writing one element.
+"""
+function mmsb_semiring_fold_add(kind, dtype, x, len, out_value)
+    ccall((:mmsb_semiring_fold_add, libmmsb), Int32, (UInt8, UInt8, Ptr{Cvoid}, UInt64, Ptr{Cvoid}), kind, dtype, x, len, out_value)
+end
+
+"""
+    mmsb_semiring_fold_mul(kind, dtype, x, len, out_value) -> Int32
+
+C: `int32_t mmsb_semiring_fold_mul(uint8_t kind, uint8_t dtype, const void *x, uint64_t len, void *out_value)`
+
+Folds `x` with `⊗`: `x[0] ⊗ … ⊗ x[len-1]`, the one when `len` is 0.
+
+# Safety
+As `mmsb_semiring_fold_add`.
+"""
+function mmsb_semiring_fold_mul(kind, dtype, x, len, out_value)
+    ccall((:mmsb_semiring_fold_mul, libmmsb), Int32, (UInt8, UInt8, Ptr{Cvoid}, UInt64, Ptr{Cvoid}), kind, dtype, x, len, out_value)
+end
+
+"""
+    mmsb_semiring_accumulate(kind, dtype, c, t, len) -> Int32
+
+C: `int32_t mmsb_semiring_accumulate(uint8_t kind, uint8_t dtype, void *c, const void *t, uint64_t len)`
+
+`c[i] = c[i] ⊕ t[i]` for `i < len`, in place on the caller's `c`.
+
+# Safety
+`c` is null (only with `len` 0) or valid for reading and writing `len`
+elements; `t` likewise for reading; they do not overlap (checked).
+"""
+function mmsb_semiring_accumulate(kind, dtype, c, t, len)
+    ccall((:mmsb_semiring_accumulate, libmmsb), Int32, (UInt8, UInt8, Ptr{Cvoid}, Ptr{Cvoid}, UInt64), kind, dtype, c, t, len)
+end
+
+"""
+    mmsb_semiring_accumulate_masked(kind, dtype, c, t, len, mask, mask_words) -> Int32
+
+C: `int32_t mmsb_semiring_accumulate_masked(uint8_t kind, uint8_t dtype, void *c, const void *t, uint64_t len, const uint64_t *mask, uint64_t mask_words)`
+
+The masked form `C<M> = C ⊕ T`: `c[i] = c[i] ⊕ t[i]` where bit `i % 64`
+of `mask[i / 64]` is set. `mask_words` must be `ceil(len / 64)` and no bit
+at or past `len` may be set.
+
+# Safety
+As `mmsb_semiring_accumulate`; `mask` is null (only with `mask_words` 0)
+or valid for reading `mask_words` words.
+"""
+function mmsb_semiring_accumulate_masked(kind, dtype, c, t, len, mask, mask_words)
+    ccall((:mmsb_semiring_accumulate_masked, libmmsb), Int32, (UInt8, UInt8, Ptr{Cvoid}, Ptr{Cvoid}, UInt64, Ptr{UInt64}, UInt64), kind, dtype, c, t, len, mask, mask_words)
+end
+
+"""
+    mmsb_delta_set_accumulator(delta, kind, dtype) -> Int32
+
+C: `int32_t mmsb_delta_set_accumulator(MmsbDelta delta, uint8_t kind, uint8_t dtype)`
+
+Makes `delta` accumulate instead of overwrite: `page ⊕= payload` over
+elements of `dtype` with the `⊕` of `kind` (kind 0 restores overwrite).
+The delta's range must then be aligned to the element size and its mask
+must cover whole elements; otherwise `MMSB_ERR_INVALID_ARGUMENT` and the
+delta is unchanged.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_delta_set_accumulator(delta, kind, dtype)
+    ccall((:mmsb_delta_set_accumulator, libmmsb), Int32, (MmsbDelta, UInt8, UInt8), delta, kind, dtype)
+end
+
+"""
+    mmsb_user_semiring_fold_add(semiring, x, len, out_value) -> Int32
+
+C: `int32_t mmsb_user_semiring_fold_add(const MmsbUserSemiring *semiring, const void *x, uint64_t len, void *out_value)`
+
+`x[0] ⊕ … ⊕ x[len-1]` with a user semiring (its zero when `len` is 0);
+`len` counts elements of `elem_size` bytes. One call of `add` per element.
+
+# Safety
+`semiring` is null or a valid description (see `MmsbUserSemiring`); `x`
+is null (only with `len` 0) or valid for `len` elements; `out_value` is
+null or valid for writing one element.
+"""
+function mmsb_user_semiring_fold_add(semiring, x, len, out_value)
+    ccall((:mmsb_user_semiring_fold_add, libmmsb), Int32, (Ptr{MmsbUserSemiring}, Ptr{Cvoid}, UInt64, Ptr{Cvoid}), semiring, x, len, out_value)
+end
+
+"""
+    mmsb_user_semiring_fold_mul(semiring, x, len, out_value) -> Int32
+
+C: `int32_t mmsb_user_semiring_fold_mul(const MmsbUserSemiring *semiring, const void *x, uint64_t len, void *out_value)`
+
+`x[0] ⊗ … ⊗ x[len-1]` with a user semiring (its one when `len` is 0).
+
+# Safety
+As `mmsb_user_semiring_fold_add`.
+"""
+function mmsb_user_semiring_fold_mul(semiring, x, len, out_value)
+    ccall((:mmsb_user_semiring_fold_mul, libmmsb), Int32, (Ptr{MmsbUserSemiring}, Ptr{Cvoid}, UInt64, Ptr{Cvoid}), semiring, x, len, out_value)
+end
+
+"""
+    mmsb_user_semiring_accumulate(semiring, c, t, len) -> Int32
+
+C: `int32_t mmsb_user_semiring_accumulate(const MmsbUserSemiring *semiring, void *c, const void *t, uint64_t len)`
+
+`c[i] = c[i] ⊕ t[i]` with a user semiring, in place.
+
+# Safety
+`semiring` as in `mmsb_user_semiring_fold_add`; `c` and `t` as in
+`mmsb_semiring_accumulate`.
+"""
+function mmsb_user_semiring_accumulate(semiring, c, t, len)
+    ccall((:mmsb_user_semiring_accumulate, libmmsb), Int32, (Ptr{MmsbUserSemiring}, Ptr{Cvoid}, Ptr{Cvoid}, UInt64), semiring, c, t, len)
+end
+
+"""
+    mmsb_user_semiring_accumulate_masked(semiring, c, t, len, mask, mask_words) -> Int32
+
+C: `int32_t mmsb_user_semiring_accumulate_masked(const MmsbUserSemiring *semiring, void *c, const void *t, uint64_t len, const uint64_t *mask, uint64_t mask_words)`
+
+`C<M> = C ⊕ T` with a user semiring (mask layout as in
+`mmsb_semiring_accumulate_masked`).
+
+# Safety
+As `mmsb_user_semiring_accumulate`; `mask` is null (only with
+`mask_words` 0) or valid for `mask_words` words.
+"""
+function mmsb_user_semiring_accumulate_masked(semiring, c, t, len, mask, mask_words)
+    ccall((:mmsb_user_semiring_accumulate_masked, libmmsb), Int32, (Ptr{MmsbUserSemiring}, Ptr{Cvoid}, Ptr{Cvoid}, UInt64, Ptr{UInt64}, UInt64), semiring, c, t, len, mask, mask_words)
+end
+
+"""
     mmsb_store_open_memory(out_store) -> Int32
 
 C: `int32_t mmsb_store_open_memory(MmsbStore *out_store)`
@@ -1253,6 +2315,143 @@ None beyond passing handle values (checked).
 """
 function mmsb_store_check_delta(store, delta)
     ccall((:mmsb_store_check_delta, libmmsb), Int32, (MmsbStore, MmsbDelta), store, delta)
+end
+
+"""
+    mmsb_txn_begin(store, out_txn) -> Int32
+
+C: `int32_t mmsb_txn_begin(MmsbStore store, MmsbTxn *out_txn)`
+
+Begins a transaction on the durable store `store` and writes its handle
+into `*out_txn`. Free it with `mmsb_txn_free`.
+
+# Safety
+`out_txn` is null or valid for one write.
+"""
+function mmsb_txn_begin(store, out_txn)
+    ccall((:mmsb_txn_begin, libmmsb), Int32, (MmsbStore, Ptr{MmsbTxn}), store, out_txn)
+end
+
+"""
+    mmsb_txn_read(txn, page, offset, buf, len) -> Int32
+
+C: `int32_t mmsb_txn_read(MmsbTxn txn, MmsbPageId page, uint64_t offset, uint8_t *buf, uint64_t len)`
+
+Copies `len` bytes of the page, starting at `offset`, as the transaction
+sees it (the version it read, with its own buffered deltas applied) into
+`buf`. The first read of a page adds it to the read set; if a page read
+earlier has changed since, this fails with `MMSB_ERR_TRANSACTION_CONFLICT`.
+
+# Safety
+`buf` is null (only with `len` 0) or valid for writing `len` bytes.
+"""
+function mmsb_txn_read(txn, page, offset, buf, len)
+    ccall((:mmsb_txn_read, libmmsb), Int32, (MmsbTxn, MmsbPageId, UInt64, Ptr{UInt8}, UInt64), txn, page, offset, buf, len)
+end
+
+"""
+    mmsb_txn_page_epoch(txn, page, out_epoch) -> Int32
+
+C: `int32_t mmsb_txn_page_epoch(MmsbTxn txn, MmsbPageId page, uint64_t *out_epoch)`
+
+The page's epoch as the transaction read it (reading it if not yet read).
+
+# Safety
+`out_epoch` is null or valid for one write.
+"""
+function mmsb_txn_page_epoch(txn, page, out_epoch)
+    ccall((:mmsb_txn_page_epoch, libmmsb), Int32, (MmsbTxn, MmsbPageId, Ptr{UInt64}), txn, page, out_epoch)
+end
+
+"""
+    mmsb_txn_write_delta(txn, delta) -> Int32
+
+C: `int32_t mmsb_txn_write_delta(MmsbTxn txn, MmsbDelta delta)`
+
+Buffers \"apply this delta\" (copied: the delta handle stays the caller's).
+Validated against its page now; applied only if the transaction commits.
+
+# Safety
+None beyond passing handle values (checked).
+"""
+function mmsb_txn_write_delta(txn, delta)
+    ccall((:mmsb_txn_write_delta, libmmsb), Int32, (MmsbTxn, MmsbDelta), txn, delta)
+end
+
+"""
+    mmsb_txn_set_intent(txn, json) -> Int32
+
+C: `int32_t mmsb_txn_set_intent(MmsbTxn txn, const char *json)`
+
+Sets the intent recorded with the commit: a NUL-terminated JSON document,
+stored on every delta of the commit that has no intent of its own.
+
+# Safety
+`json` is null or a NUL-terminated string.
+"""
+function mmsb_txn_set_intent(txn, json)
+    ccall((:mmsb_txn_set_intent, libmmsb), Int32, (MmsbTxn, Cstring), txn, json)
+end
+
+"""
+    mmsb_txn_commit(txn, out_lsn) -> Int32
+
+C: `int32_t mmsb_txn_commit(MmsbTxn txn, uint64_t *out_lsn)`
+
+Commits the transaction and writes the commit's LSN into `*out_lsn` (for a
+transaction that only read: the LSN it was validated at; nothing is logged).
+A conflict is `MMSB_ERR_TRANSACTION_CONFLICT` (retryable: free the
+transaction and run it again) and leaves no trace. Either way the
+transaction is finished.
+
+# Safety
+`out_lsn` is null or valid for one write.
+"""
+function mmsb_txn_commit(txn, out_lsn)
+    ccall((:mmsb_txn_commit, libmmsb), Int32, (MmsbTxn, Ptr{UInt64}), txn, out_lsn)
+end
+
+"""
+    mmsb_txn_abort(txn) -> Int32
+
+C: `int32_t mmsb_txn_abort(MmsbTxn txn)`
+
+Aborts the transaction: its buffered writes are dropped, nothing reached
+the store. A finished transaction is left as it is.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_txn_abort(txn)
+    ccall((:mmsb_txn_abort, libmmsb), Int32, (MmsbTxn,), txn)
+end
+
+"""
+    mmsb_txn_free(txn) -> Int32
+
+C: `int32_t mmsb_txn_free(MmsbTxn txn)`
+
+Frees a transaction handle, aborting it if it is still open.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_txn_free(txn)
+    ccall((:mmsb_txn_free, libmmsb), Int32, (MmsbTxn,), txn)
+end
+
+"""
+    mmsb_txn_stats(store, out_stats) -> Int32
+
+C: `int32_t mmsb_txn_stats(MmsbStore store, MmsbTxnStats *out_stats)`
+
+Writes the durable store's transaction counters into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_txn_stats(store, out_stats)
+    ccall((:mmsb_txn_stats, libmmsb), Int32, (MmsbStore, Ptr{MmsbTxnStats}), store, out_stats)
 end
 
 end # module LibMMSB

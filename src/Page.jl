@@ -85,8 +85,8 @@ end
     create_page(store, size; location=:cpu) -> PageId
 
 Creates a zeroed page of `size` bytes. `location` is `:cpu`, `:gpu` or
-`:unified`; this build backs CPU pages only, the others throw
-[`UnsupportedError`](@ref). A zero or negative size throws
+`:unified`; page stores back CPU pages only, the others throw
+[`UnsupportedError`](@ref) (GPU and unified pages live in a [`GpuStore`](@ref)). A zero or negative size throws
 [`InvalidArgumentError`](@ref).
 """
 function create_page(store::AbstractStore, size::Integer; location::Symbol = :cpu)

@@ -82,6 +82,21 @@ end
     @testset "TLog (durable store)" begin
         include("test_TLog.jl")
     end
+    @testset "PropagationEngine" begin
+        include("test_PropagationEngine.jl")
+    end
+    @testset "Gpu (GPU stores)" begin
+        include("test_Gpu.jl")
+    end
+    @testset "Transaction" begin
+        include("test_transaction.jl")
+    end
+    @testset "Allocator" begin
+        include("test_Allocator.jl")
+    end
+    @testset "Semiring" begin
+        include("test_semiring.jl")
+    end
     @testset "no leaked handles" begin
         # Deltas the tests dropped without `close` are freed by their finalizers.
         for _ in 1:20

@@ -17,6 +17,84 @@
 // Durability: no files at all (an in-memory store behind the durable API).
 #define MMSB_DURABILITY_NONE 2
 
+// No forced failure (`mmsb_gpu_set_forced_failure`).
+#define MMSB_GPU_FAIL_NONE 0
+
+// Force kernel failures: a batch fails halfway through a launch group.
+#define MMSB_GPU_FAIL_KERNEL 2
+
+// Force host/device copy failures.
+#define MMSB_GPU_FAIL_COPY 3
+
+// Edge kind: the child is recomputed from its data parents.
+#define MMSB_EDGE_DATA 0
+
+// Edge kind: the child becomes stale.
+#define MMSB_EDGE_CONTROL 1
+
+// Edge kind: the child gets a pending device sync.
+#define MMSB_EDGE_GPU_SYNC 2
+
+// Edge kind: the child is invalidated and subscribers are told.
+#define MMSB_EDGE_COMPILER 3
+
+// In graph queries: edges of any kind.
+#define MMSB_EDGE_ANY 255
+
+// Propagation mode: every commit runs its wave.
+#define MMSB_PROPAGATION_IMMEDIATE 0
+
+// Propagation mode: commits only mark pages dirty; `mmsb_propagate` runs the wave.
+#define MMSB_PROPAGATION_DEFERRED 1
+
+// Event kind: a page's bytes changed (`epoch` is its new epoch).
+#define MMSB_EVENT_PAGE_CHANGED 0
+
+// Event kind: a page became stale (`cause` is the control parent that changed).
+#define MMSB_EVENT_STALE 1
+
+// Event kind: a page got a pending device sync (`cause`: the gpu-sync parent).
+#define MMSB_EVENT_GPU_SYNC 2
+
+// Event kind: a page was invalidated (`cause`: the compiler parent).
+#define MMSB_EVENT_INVALIDATED 3
+
+// Semiring kind: `(+, ×, 0, 1)`.
+#define MMSB_SEMIRING_PLUS_TIMES 1
+
+// Semiring kind: `(min, +, +∞, 0)` (tropical; shortest paths).
+#define MMSB_SEMIRING_MIN_PLUS 2
+
+// Semiring kind: `(max, +, −∞, 0)` (critical paths).
+#define MMSB_SEMIRING_MAX_PLUS 3
+
+// Semiring kind: `(max, ×, 0, 1)` over non-negative values.
+#define MMSB_SEMIRING_MAX_TIMES 4
+
+// Semiring kind: `(min, max, +∞, −∞)` (bottleneck paths).
+#define MMSB_SEMIRING_MIN_MAX 5
+
+// Semiring kind: `(∨, ∧, false, true)` (reachability).
+#define MMSB_SEMIRING_OR_AND 6
+
+// `⊕` is commutative (a bit of `mmsb_semiring_properties`' flags).
+#define MMSB_SEMIRING_FLAG_COMMUTATIVE_ADD 1
+
+// `⊕` is idempotent (min, max, or).
+#define MMSB_SEMIRING_FLAG_IDEMPOTENT_ADD 2
+
+// The semiring has subtraction (plus-times).
+#define MMSB_SEMIRING_FLAG_HAS_SUBTRACTION 4
+
+// `⊕` and `⊗` are exact on the element type (no rounding).
+#define MMSB_SEMIRING_FLAG_EXACT 8
+
+// The semiring has a terminal (absorbing) value of `⊕`.
+#define MMSB_SEMIRING_FLAG_HAS_TERMINAL 16
+
+// `⊗` is commutative (every built-in; a user semiring without it is folded in order).
+#define MMSB_SEMIRING_FLAG_COMMUTATIVE_MUL 32
+
 // Success.
 #define MMSB_OK 0
 
@@ -112,6 +190,28 @@
 
 // Numeric view element: u64.
 #define MMSB_DTYPE_U64 8
+
+// Counters of the page allocator: the totals, the large path, or one size class.
+typedef struct {
+  // Slot size in bytes of a size class; 0 for the totals and the large path.
+  uint64_t slot_size;
+  // Pages currently allocated.
+  uint64_t live_pages;
+  // Bytes currently allocated (slot bytes for a class, page bytes for large pages).
+  uint64_t live_bytes;
+  // Bytes reserved from the system (slab chunks; live large pages).
+  uint64_t reserved_bytes;
+  // Allocations since the process started.
+  uint64_t allocations;
+  // Frees since the process started.
+  uint64_t frees;
+  // Failed compare-and-swaps on the lock-free freelists (contention).
+  uint64_t cas_retries;
+  // Slow-path entries: an empty freelist (steal or carve a chunk); every large-page call.
+  uint64_t slow_path;
+  // Large path only: times its mutex was found held by another thread.
+  uint64_t lock_contended;
+} MmsbAllocStats;
 
 // A page id (0 is never a page).
 typedef uint64_t MmsbPageId;
@@ -246,6 +346,48 @@ typedef struct {
 // A page-history handle (0 is null).
 typedef uint64_t MmsbHistory;
 
+// A GPU store handle (0 is null).
+typedef uint64_t MmsbGpuStore;
+
+// What `mmsb_gpu_stats` reports (see `FallbackStats` in `docs/gpu.md`).
+typedef struct {
+  // Whether the store runs on a device (real or emulated).
+  bool has_device;
+  // Pages asked for in GPU or unified memory but placed in host memory.
+  uint64_t placement_fallbacks;
+  // Kernel failures seen (real or forced).
+  uint64_t kernel_failures;
+  // Copy failures seen (real or forced).
+  uint64_t copy_failures;
+  // Batches that finished on the CPU after a device failure.
+  uint64_t batches_finished_on_cpu;
+  // Deltas applied on the CPU because of a device failure.
+  uint64_t deltas_finished_on_cpu;
+  // Device pages recovered to host memory.
+  uint64_t pages_moved_to_cpu;
+  // Pages restored from their host copy.
+  uint64_t pages_restored_from_host_copy;
+  // Launch groups applied on the device.
+  uint64_t gpu_groups;
+  // Launch groups captured into a CUDA graph (graph replay on).
+  uint64_t graph_captures;
+  // Launch groups run by replaying a captured graph.
+  uint64_t graph_replays;
+} MmsbGpuStats;
+
+// A GPU mirror handle (0 is null): see `mmsb_gpu_mirror_attach`.
+typedef uint64_t MmsbGpuMirror;
+
+// What `mmsb_gpu_mirror_stats` reports.
+typedef struct {
+  // Refresh rounds run (one per acknowledged commit that marked pages).
+  uint64_t refreshes;
+  // Device copies refreshed (pages, summed over rounds).
+  uint64_t pages_refreshed;
+  // Rounds that failed (the commits themselves were not affected).
+  uint64_t errors;
+} MmsbGpuMirrorStats;
+
 // What `mmsb_page_info` reports.
 typedef struct {
   // Size in bytes.
@@ -263,6 +405,63 @@ typedef struct {
 // A borrow handle (0 is null).
 typedef uint64_t MmsbBorrow;
 
+// A recompute function: `inputs[i]` points at `input_lens[i]` bytes of the
+// i-th data parent (in the order the edges were added), `out` at the page's
+// `out_len` bytes, holding its current bytes. Write the new bytes and return
+// 0; any other value fails the commit (an `MMSB_ERR_*` code keeps its
+// meaning). Must be a deterministic function of its inputs. (Null is
+// refused where one is expected.)
+typedef int32_t (*MmsbRecomputeFn)(void *user_data,
+                                   const uint8_t *const *inputs,
+                                   const uint64_t *input_lens,
+                                   uint64_t n_inputs,
+                                   uint8_t *out,
+                                   uint64_t out_len);
+
+// One event, as passed to an `MmsbEventCallback`.
+typedef struct {
+  // `MMSB_EVENT_*`.
+  uint8_t kind;
+  // The page the event is about.
+  MmsbPageId page;
+  // For a page change: the page's new epoch (0 otherwise).
+  uint64_t epoch;
+  // For a mark: the parent whose change caused it (0 otherwise).
+  MmsbPageId cause;
+} MmsbEvent;
+
+// An event callback: `event` is valid for the duration of the call only.
+// (Null is refused.)
+typedef void (*MmsbEventCallback)(void *user_data,
+                                  const MmsbEvent *event);
+
+// `*out = *a op *b` over one element (`elem_size` bytes at each pointer) of
+// a user semiring; must not unwind (no C++ exceptions, no Julia errors).
+typedef void (*MmsbSemiringOp)(void *user_data,
+                               const uint8_t *a,
+                               const uint8_t *b,
+                               uint8_t *out);
+
+// A user-defined semiring for the `mmsb_user_semiring_*` functions.
+typedef struct {
+  // Bytes per element: 1, 2, 4, 8, 16, 32 or 64.
+  uint64_t elem_size;
+  // `⊕` (required).
+  MmsbSemiringOp add;
+  // `⊗` (required).
+  MmsbSemiringOp mul;
+  // The zero, `elem_size` bytes (required).
+  const void *zero;
+  // The one, `elem_size` bytes (required).
+  const void *one;
+  // Passed to `add` and `mul` unchanged.
+  void *user_data;
+  // `MMSB_SEMIRING_FLAG_*`: say `COMMUTATIVE_MUL` only if `⊗` commutes
+  // (otherwise `fold_mul` keeps the order); `COMMUTATIVE_ADD` is assumed
+  // by the semiring laws but honoured the same way.
+  uint32_t flags;
+} MmsbUserSemiring;
+
 // Counters of a store (see `mmsb_store_stats`).
 typedef struct {
   // Pages alive now.
@@ -279,9 +478,55 @@ typedef struct {
   uint64_t bytes_written;
 } MmsbStoreStats;
 
+// A transaction handle (0 is null).
+typedef uint64_t MmsbTxn;
+
+// Transaction counters of a durable store (`mmsb_txn_stats`).
+typedef struct {
+  // Transactions begun (each retry counts).
+  uint64_t begun;
+  // Transactions committed (read-only ones included).
+  uint64_t committed;
+  // Attempts that failed with a conflict (at a read or at commit).
+  uint64_t conflicts;
+  // Transactions aborted (explicitly, freed unfinished, or by a failed commit).
+  uint64_t aborted;
+  // Retries made by the Rust `with_transaction` (the C ABI's callers retry themselves).
+  uint64_t retries;
+} MmsbTxnStats;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Writes the page allocator's totals (every size class plus the large path)
+// into `*out_stats`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_allocator_stats(MmsbAllocStats *out_stats);
+
+// Writes the counters of the large-page path (pages above 64 KiB) into `*out_stats`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_allocator_large_stats(MmsbAllocStats *out_stats);
+
+// Writes the number of size classes (valid `class_index` values are below it)
+// into `*out_count`.
+//
+// # Safety
+// `out_count` is null or valid for one write.
+int32_t mmsb_allocator_class_count(uint64_t *out_count);
+
+// Writes the counters of size class `class_index` (0 = the smallest slot size)
+// into `*out_stats`. An index not below `mmsb_allocator_class_count` is
+// `MMSB_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_allocator_class_stats(uint64_t class_index,
+                                   MmsbAllocStats *out_stats);
 
 // Builds a delta that writes `payload` (`len` bytes) at `offset` of `page`,
 // where `mask` (`mask_words` u64 words, one bit per byte) is set; a null mask
@@ -674,6 +919,161 @@ int32_t mmsb_version(uint32_t *out_major,
 // `out_count` is null or valid for writing one u64.
 int32_t mmsb_live_handles(uint64_t *out_count);
 
+// Probes for a usable GPU (driver, NVRTC, a device) and writes the answer
+// into `*out_available`. Never fails for want of a GPU.
+//
+// # Safety
+// `out_available` is null or valid for one write.
+int32_t mmsb_gpu_available(bool *out_available);
+
+// Opens a GPU store on device 0, or a CPU-only one when no GPU is usable
+// (honours `MMSB_GPU_DISABLE` and `MMSB_GPU_FORCE_FAIL`). Close it with
+// `mmsb_gpu_store_close`.
+//
+// # Safety
+// `out_store` is null or valid for one write.
+int32_t mmsb_gpu_store_open(MmsbGpuStore *out_store);
+
+// Opens a GPU store on a device emulated in host memory (for testing the
+// GPU paths and the fallback on machines without a GPU).
+//
+// # Safety
+// `out_store` is null or valid for one write.
+int32_t mmsb_gpu_store_open_emulated(MmsbGpuStore *out_store);
+
+// Closes a GPU store and frees its pages; the handle becomes stale.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_store_close(MmsbGpuStore store);
+
+// Makes a step fail on purpose: `MMSB_GPU_FAIL_NONE`, `MMSB_GPU_FAIL_KERNEL`
+// or `MMSB_GPU_FAIL_COPY` (initialisation failure is the environment
+// variable `MMSB_GPU_FORCE_FAIL=init` at open).
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_set_forced_failure(MmsbGpuStore store,
+                                    int32_t point);
+
+// Keeps (or stops keeping) a host copy of every device page, so a failure
+// that loses the device bytes is still recovered.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_set_host_copy(MmsbGpuStore store,
+                               bool on);
+
+// Turns CUDA-graph replay of steady batches on or off (off by default).
+// With it on, a batch whose device deltas touch each page once is captured
+// into a graph once per batch shape (same pages, ranges and masks) and
+// replayed for every later batch of that shape: for repetitive workloads.
+// Results are the same either way; `mmsb_gpu_stats` counts captures and
+// replays (the emulated device counts what a GPU would have done).
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_set_graph_replay(MmsbGpuStore store,
+                                  bool on);
+
+// Creates a zeroed page `page` (a caller-chosen non-zero id) of `size` bytes
+// at `location` (`MMSB_LOCATION_*`) and writes where it was placed into
+// `*out_location` (host memory when there is no device).
+//
+// # Safety
+// `out_location` is null or valid for one write.
+int32_t mmsb_gpu_create_page(MmsbGpuStore store,
+                             MmsbPageId page,
+                             uint64_t size,
+                             uint8_t location,
+                             uint8_t *out_location);
+
+// Moves a page to `location`, keeping its bytes and epoch.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_migrate_page(MmsbGpuStore store,
+                              MmsbPageId page,
+                              uint8_t location);
+
+// Frees a page of a GPU store.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_remove_page(MmsbGpuStore store,
+                             MmsbPageId page);
+
+// Writes a page's location (`MMSB_LOCATION_*`), epoch and size (any pointer
+// may be null if not wanted).
+//
+// # Safety
+// Each out-pointer is null or valid for one write.
+int32_t mmsb_gpu_page_info(MmsbGpuStore store,
+                           MmsbPageId page,
+                           uint8_t *out_location,
+                           uint64_t *out_epoch,
+                           uint64_t *out_size);
+
+// Copies a page's bytes (from the device when it lives there) into `buf`
+// (`cap` bytes) and writes its size into `*out_len`. With `buf` null and
+// `cap` 0 only the size is reported; too small a buffer is
+// `MMSB_ERR_BUFFER_TOO_SMALL`.
+//
+// # Safety
+// `buf` is null or valid for `cap` bytes; `out_len` is null or valid for one write.
+int32_t mmsb_gpu_read_page(MmsbGpuStore store,
+                           MmsbPageId page,
+                           uint8_t *buf,
+                           uint64_t cap,
+                           uint64_t *out_len);
+
+// Applies `count` deltas (handles from `mmsb_delta_new_*`) in order as one
+// batch: every page it touches gains one epoch. All deltas are validated
+// first; on an error nothing changed. Device failures finish on the CPU.
+//
+// # Safety
+// `deltas` is null (only with `count` 0) or valid for `count` handles.
+int32_t mmsb_gpu_apply_deltas(MmsbGpuStore store,
+                              const MmsbDelta *deltas,
+                              uint64_t count);
+
+// Writes the store's fallback statistics into `*out_stats`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_gpu_stats(MmsbGpuStore store,
+                       MmsbGpuStats *out_stats);
+
+// Makes gpu-sync edges of the durable store `durable` (from
+// `mmsb_store_open`) act by themselves:
+// after every later acknowledged commit that marks pages for a device sync
+// (children of gpu-sync edges whose parent changed), the GPU store `gpu`'s
+// copies of those pages are refreshed with their bytes and epoch (created at
+// `location`, an `MMSB_LOCATION_*`, the first time), before the commit call
+// returns. Pages pending now are refreshed at once. Detach with
+// `mmsb_gpu_mirror_detach`. Do not call `mmsb_gpu_*` on `gpu` from inside
+// another subscriber's callback of the same store.
+//
+// # Safety
+// `out_mirror` is null or valid for one write.
+int32_t mmsb_gpu_mirror_attach(MmsbGpuStore gpu,
+                               MmsbStore durable,
+                               uint8_t location,
+                               MmsbGpuMirror *out_mirror);
+
+// Writes what a GPU mirror did into `*out_stats`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_gpu_mirror_stats(MmsbGpuMirror mirror,
+                              MmsbGpuMirrorStats *out_stats);
+
+// Stops a GPU mirror (later commits refresh nothing); the handle becomes stale.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_mirror_detach(MmsbGpuMirror mirror);
+
 // Creates a zeroed page of `size` bytes at `location` (`MMSB_LOCATION_*`) and
 // writes its id into `*out_page`. Only CPU pages are backed in this build; GPU
 // and unified pages fail with `MMSB_ERR_UNSUPPORTED`.
@@ -792,6 +1192,349 @@ int32_t mmsb_borrow_info(MmsbBorrow borrow,
                          MmsbPageId *out_page,
                          uint64_t *out_epoch);
 
+// Adds the edge `parent -> child` of `kind` (`MMSB_EDGE_*`), with a scalar
+// `weight` if `has_weight`, in a commit of its own; writes its LSN into
+// `*out_lsn` (if not null). An edge that would close a cycle is
+// `MMSB_ERR_CYCLE` and changes nothing (`mmsb_last_cycle_path` gives the
+// cycle); an existing edge is `MMSB_ERR_INVALID_ARGUMENT`; a missing page is
+// `MMSB_ERR_NOT_FOUND`. In immediate mode a new data edge recomputes the
+// child in the same commit.
+//
+// # Safety
+// `out_lsn` is null or valid for one write.
+int32_t mmsb_add_dependency(MmsbStore store,
+                            MmsbPageId parent,
+                            MmsbPageId child,
+                            uint8_t kind,
+                            bool has_weight,
+                            double weight_value,
+                            uint64_t *out_lsn);
+
+// Removes the edge `parent -> child` of `kind` in a commit of its own;
+// `MMSB_ERR_NOT_FOUND` if absent. Writes the LSN into `*out_lsn` (if not null).
+//
+// # Safety
+// `out_lsn` is null or valid for one write.
+int32_t mmsb_remove_dependency(MmsbStore store,
+                               MmsbPageId parent,
+                               MmsbPageId child,
+                               uint8_t kind,
+                               uint64_t *out_lsn);
+
+// Adds "add the edge `parent -> child`" to a commit being built (validated,
+// with the cycle check, when executed).
+//
+// # Safety
+// None beyond passing values (checked).
+int32_t mmsb_commit_add_dependency(MmsbCommit commit,
+                                   MmsbPageId parent,
+                                   MmsbPageId child,
+                                   uint8_t kind,
+                                   bool has_weight,
+                                   double weight_value);
+
+// Adds "remove the edge `parent -> child` of `kind`" to a commit being built.
+//
+// # Safety
+// None beyond passing values (checked).
+int32_t mmsb_commit_remove_dependency(MmsbCommit commit,
+                                      MmsbPageId parent,
+                                      MmsbPageId child,
+                                      uint8_t kind);
+
+// Makes `page` a derived page computed by `func` with `user_data`, and
+// writes the function's id into `*out_function` (if not null). With
+// `reattach` false the page is recomputed at the next wave; with `reattach`
+// true its current bytes are taken as `func`'s result (for registering again,
+// after reopening, the function whose derived deltas the log holds).
+// `thread_safe`: `func` may run concurrently with itself on other pages;
+// false keeps its calls on the committing thread, one at a time.
+//
+// # Safety
+// `func` must be safe to call with the arguments described at
+// `MmsbRecomputeFn` and `user_data`, from any thread, for as long as it is
+// registered (until `mmsb_clear_recompute`, a later registration on the page,
+// the page's deletion, or `mmsb_store_close`); `out_function` is null or
+// valid for one write.
+int32_t mmsb_register_recompute(MmsbStore store,
+                                MmsbPageId page,
+                                MmsbRecomputeFn func,
+                                void *user_data,
+                                bool thread_safe,
+                                bool reattach,
+                                uint64_t *out_function);
+
+// Removes `page`'s recompute function (it becomes an ordinary page, keeping
+// its bytes); `MMSB_ERR_NOT_FOUND` if it had none.
+//
+// # Safety
+// None beyond passing values (checked).
+int32_t mmsb_clear_recompute(MmsbStore store,
+                             MmsbPageId page);
+
+// Sets the propagation mode (`MMSB_PROPAGATION_*`). Not durable: a store
+// opens in immediate mode.
+//
+// # Safety
+// None beyond passing values (checked).
+int32_t mmsb_set_propagation_mode(MmsbStore store,
+                                  uint8_t mode);
+
+// Writes the propagation mode (`MMSB_PROPAGATION_*`) into `*out_mode`.
+//
+// # Safety
+// `out_mode` is null or valid for one write.
+int32_t mmsb_get_propagation_mode(MmsbStore store,
+                                  uint8_t *out_mode);
+
+// Runs one wave for everything pending (deferred commits' changes, new
+// functions and edges) as a commit of its own, and writes the store's LSN
+// after it into `*out_lsn` (if not null; unchanged if the wave changed no
+// page). A failing recompute function fails it with that function's error,
+// and nothing changes.
+//
+// # Safety
+// `out_lsn` is null or valid for one write.
+int32_t mmsb_propagate(MmsbStore store,
+                       uint64_t *out_lsn);
+
+// Schedules every derived page for a recompute and runs the wave (e.g. after
+// reopening a store closed with deferred changes not yet propagated).
+//
+// # Safety
+// `out_lsn` is null or valid for one write.
+int32_t mmsb_recompute_all(MmsbStore store,
+                           uint64_t *out_lsn);
+
+// Commits the `n` deltas `deltas[0..n]` (delta handles, copied) as one
+// commit with one wave, in either mode, and writes its LSN into `*out_lsn`
+// (if not null). All or nothing.
+//
+// # Safety
+// `deltas` is null (only with `n` 0) or valid for reading `n` handles;
+// `out_lsn` is null or valid for one write.
+int32_t mmsb_batch_route_deltas(MmsbStore store,
+                                const MmsbDelta *deltas,
+                                uint64_t n,
+                                uint64_t *out_lsn);
+
+// Calls `callback(user_data, &event)` for every event of `kind`
+// (`MMSB_EVENT_*`) of every later acknowledged commit, and writes the
+// subscription's id into `*out_subscription`. Events of one commit come in a
+// fixed order: page changes, then stale, gpu-sync and invalidated marks.
+//
+// # Safety
+// `callback` must be safe to call with `user_data` and a valid event pointer,
+// from any committing thread, until `mmsb_unsubscribe` or `mmsb_store_close`;
+// `out_subscription` is null or valid for one write.
+int32_t mmsb_subscribe(MmsbStore store,
+                       uint8_t kind,
+                       MmsbEventCallback callback,
+                       void *user_data,
+                       uint64_t *out_subscription);
+
+// Removes a subscription; writes whether it existed into `*out_existed`.
+//
+// # Safety
+// `out_existed` is null or valid for one write.
+int32_t mmsb_unsubscribe(MmsbStore store,
+                         uint64_t subscription,
+                         bool *out_existed);
+
+// Writes whether `page` is stale (a control parent changed since it was
+// last written) into `*out_stale`. Marks are not durable.
+//
+// # Safety
+// `out_stale` is null or valid for one write.
+int32_t mmsb_is_stale(MmsbStore store,
+                      MmsbPageId page,
+                      bool *out_stale);
+
+// Writes whether `page` is invalidated (a compiler parent changed since it
+// was last written) into `*out_invalidated`.
+//
+// # Safety
+// `out_invalidated` is null or valid for one write.
+int32_t mmsb_is_invalidated(MmsbStore store,
+                            MmsbPageId page,
+                            bool *out_invalidated);
+
+// Copies the children of `page` along edges of `kind` (`MMSB_EDGE_*`, or
+// `MMSB_EDGE_ANY`), each once, by id, into `buf` (capacity `cap` ids) and
+// writes their number into `*out_count`. With `buf` null and `cap` 0 only the
+// number is written; too small a buffer is `MMSB_ERR_BUFFER_TOO_SMALL`.
+//
+// # Safety
+// `buf` is null or valid for writing `cap` ids; `out_count` is null or valid
+// for one write.
+int32_t mmsb_graph_children(MmsbStore store,
+                            MmsbPageId page,
+                            uint8_t kind,
+                            MmsbPageId *buf,
+                            uint64_t cap,
+                            uint64_t *out_count);
+
+// Copies the parents of `page` along edges of `kind` (or `MMSB_EDGE_ANY`),
+// each once, into `buf`, like `mmsb_graph_children`. For `MMSB_EDGE_DATA`
+// the order is the input order of the page's recompute function.
+//
+// # Safety
+// `buf` is null or valid for writing `cap` ids; `out_count` is null or valid
+// for one write.
+int32_t mmsb_graph_parents(MmsbStore store,
+                           MmsbPageId page,
+                           uint8_t kind,
+                           MmsbPageId *buf,
+                           uint64_t cap,
+                           uint64_t *out_count);
+
+// Copies every page of the graph in topological order (each parent before
+// its children) into `buf`, like `mmsb_graph_children`.
+//
+// # Safety
+// `buf` is null or valid for writing `cap` ids; `out_count` is null or valid
+// for one write.
+int32_t mmsb_graph_topo_order(MmsbStore store,
+                              MmsbPageId *buf,
+                              uint64_t cap,
+                              uint64_t *out_count);
+
+// Copies the cycle of this thread's last error, if it was `MMSB_ERR_CYCLE`
+// (`parent -> child -> ... -> parent`, the first page repeated at the end),
+// into `buf`, like `mmsb_graph_children`; the count is 0 if the last error was
+// not a cycle. Valid until the next failing call on this thread.
+//
+// # Safety
+// `buf` is null or valid for writing `cap` ids; `out_count` is null or valid
+// for one write.
+int32_t mmsb_last_cycle_path(MmsbPageId *buf,
+                             uint64_t cap,
+                             uint64_t *out_count);
+
+// Writes the flags (`MMSB_SEMIRING_FLAG_*` bits) of the built-in (`kind`, `dtype`)
+// into `*out_flags`.
+//
+// # Safety
+// `out_flags` is null or valid for one write.
+int32_t mmsb_semiring_properties(uint8_t kind,
+                                 uint8_t dtype,
+                                 uint32_t *out_flags);
+
+// Writes the zero and the one of (`kind`, `dtype`), one element each, into
+// `*out_zero` and `*out_one`.
+//
+// # Safety
+// `out_zero` and `out_one` are null or valid for one element of `dtype` each.
+int32_t mmsb_semiring_identities(uint8_t kind,
+                                 uint8_t dtype,
+                                 void *out_zero,
+                                 void *out_one);
+
+// Folds `x` (`len` elements of `dtype`) with `⊕` of (`kind`, `dtype`):
+// `x[0] ⊕ … ⊕ x[len-1]`, the zero when `len` is 0; writes one element into
+// `*out_value`.
+//
+// # Safety
+// `x` is null (only with `len` 0) or valid for reading `len` elements;
+// `out_value` is null or valid for writing one element.
+int32_t mmsb_semiring_fold_add(uint8_t kind,
+                               uint8_t dtype,
+                               const void *x,
+                               uint64_t len,
+                               void *out_value);
+
+// Folds `x` with `⊗`: `x[0] ⊗ … ⊗ x[len-1]`, the one when `len` is 0.
+//
+// # Safety
+// As `mmsb_semiring_fold_add`.
+int32_t mmsb_semiring_fold_mul(uint8_t kind,
+                               uint8_t dtype,
+                               const void *x,
+                               uint64_t len,
+                               void *out_value);
+
+// `c[i] = c[i] ⊕ t[i]` for `i < len`, in place on the caller's `c`.
+//
+// # Safety
+// `c` is null (only with `len` 0) or valid for reading and writing `len`
+// elements; `t` likewise for reading; they do not overlap (checked).
+int32_t mmsb_semiring_accumulate(uint8_t kind,
+                                 uint8_t dtype,
+                                 void *c,
+                                 const void *t,
+                                 uint64_t len);
+
+// The masked form `C<M> = C ⊕ T`: `c[i] = c[i] ⊕ t[i]` where bit `i % 64`
+// of `mask[i / 64]` is set. `mask_words` must be `ceil(len / 64)` and no bit
+// at or past `len` may be set.
+//
+// # Safety
+// As `mmsb_semiring_accumulate`; `mask` is null (only with `mask_words` 0)
+// or valid for reading `mask_words` words.
+int32_t mmsb_semiring_accumulate_masked(uint8_t kind,
+                                        uint8_t dtype,
+                                        void *c,
+                                        const void *t,
+                                        uint64_t len,
+                                        const uint64_t *mask,
+                                        uint64_t mask_words);
+
+// Makes `delta` accumulate instead of overwrite: `page ⊕= payload` over
+// elements of `dtype` with the `⊕` of `kind` (kind 0 restores overwrite).
+// The delta's range must then be aligned to the element size and its mask
+// must cover whole elements; otherwise `MMSB_ERR_INVALID_ARGUMENT` and the
+// delta is unchanged.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_delta_set_accumulator(MmsbDelta delta,
+                                   uint8_t kind,
+                                   uint8_t dtype);
+
+// `x[0] ⊕ … ⊕ x[len-1]` with a user semiring (its zero when `len` is 0);
+// `len` counts elements of `elem_size` bytes. One call of `add` per element.
+//
+// # Safety
+// `semiring` is null or a valid description (see `MmsbUserSemiring`); `x`
+// is null (only with `len` 0) or valid for `len` elements; `out_value` is
+// null or valid for writing one element.
+int32_t mmsb_user_semiring_fold_add(const MmsbUserSemiring *semiring,
+                                    const void *x,
+                                    uint64_t len,
+                                    void *out_value);
+
+// `x[0] ⊗ … ⊗ x[len-1]` with a user semiring (its one when `len` is 0).
+//
+// # Safety
+// As `mmsb_user_semiring_fold_add`.
+int32_t mmsb_user_semiring_fold_mul(const MmsbUserSemiring *semiring,
+                                    const void *x,
+                                    uint64_t len,
+                                    void *out_value);
+
+// `c[i] = c[i] ⊕ t[i]` with a user semiring, in place.
+//
+// # Safety
+// `semiring` as in `mmsb_user_semiring_fold_add`; `c` and `t` as in
+// `mmsb_semiring_accumulate`.
+int32_t mmsb_user_semiring_accumulate(const MmsbUserSemiring *semiring,
+                                      void *c,
+                                      const void *t,
+                                      uint64_t len);
+
+// `C<M> = C ⊕ T` with a user semiring (mask layout as in
+// `mmsb_semiring_accumulate_masked`).
+//
+// # Safety
+// As `mmsb_user_semiring_accumulate`; `mask` is null (only with
+// `mask_words` 0) or valid for `mask_words` words.
+int32_t mmsb_user_semiring_accumulate_masked(const MmsbUserSemiring *semiring,
+                                             void *c,
+                                             const void *t,
+                                             uint64_t len,
+                                             const uint64_t *mask,
+                                             uint64_t mask_words);
+
 // Opens a new in-memory store and writes its handle into `*out_store`.
 // Close it with `mmsb_store_close`.
 //
@@ -840,6 +1583,82 @@ int32_t mmsb_store_apply_delta(MmsbStore store,
 // None beyond passing handle values (checked).
 int32_t mmsb_store_check_delta(MmsbStore store,
                                MmsbDelta delta);
+
+// Begins a transaction on the durable store `store` and writes its handle
+// into `*out_txn`. Free it with `mmsb_txn_free`.
+//
+// # Safety
+// `out_txn` is null or valid for one write.
+int32_t mmsb_txn_begin(MmsbStore store,
+                       MmsbTxn *out_txn);
+
+// Copies `len` bytes of the page, starting at `offset`, as the transaction
+// sees it (the version it read, with its own buffered deltas applied) into
+// `buf`. The first read of a page adds it to the read set; if a page read
+// earlier has changed since, this fails with `MMSB_ERR_TRANSACTION_CONFLICT`.
+//
+// # Safety
+// `buf` is null (only with `len` 0) or valid for writing `len` bytes.
+int32_t mmsb_txn_read(MmsbTxn txn,
+                      MmsbPageId page,
+                      uint64_t offset,
+                      uint8_t *buf,
+                      uint64_t len);
+
+// The page's epoch as the transaction read it (reading it if not yet read).
+//
+// # Safety
+// `out_epoch` is null or valid for one write.
+int32_t mmsb_txn_page_epoch(MmsbTxn txn,
+                            MmsbPageId page,
+                            uint64_t *out_epoch);
+
+// Buffers "apply this delta" (copied: the delta handle stays the caller's).
+// Validated against its page now; applied only if the transaction commits.
+//
+// # Safety
+// None beyond passing handle values (checked).
+int32_t mmsb_txn_write_delta(MmsbTxn txn,
+                             MmsbDelta delta);
+
+// Sets the intent recorded with the commit: a NUL-terminated JSON document,
+// stored on every delta of the commit that has no intent of its own.
+//
+// # Safety
+// `json` is null or a NUL-terminated string.
+int32_t mmsb_txn_set_intent(MmsbTxn txn,
+                            const char *json);
+
+// Commits the transaction and writes the commit's LSN into `*out_lsn` (for a
+// transaction that only read: the LSN it was validated at; nothing is logged).
+// A conflict is `MMSB_ERR_TRANSACTION_CONFLICT` (retryable: free the
+// transaction and run it again) and leaves no trace. Either way the
+// transaction is finished.
+//
+// # Safety
+// `out_lsn` is null or valid for one write.
+int32_t mmsb_txn_commit(MmsbTxn txn,
+                        uint64_t *out_lsn);
+
+// Aborts the transaction: its buffered writes are dropped, nothing reached
+// the store. A finished transaction is left as it is.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_txn_abort(MmsbTxn txn);
+
+// Frees a transaction handle, aborting it if it is still open.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_txn_free(MmsbTxn txn);
+
+// Writes the durable store's transaction counters into `*out_stats`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_txn_stats(MmsbStore store,
+                       MmsbTxnStats *out_stats);
 
 #ifdef __cplusplus
 }  // extern "C"

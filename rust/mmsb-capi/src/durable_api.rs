@@ -324,7 +324,8 @@ fn builder(commit: MmsbCommit) -> Result<Arc<Mutex<CommitBuilder>>> {
     }
 }
 
-fn push(commit: MmsbCommit, op: Op) -> Result<()> {
+/// Adds one operation to a commit being built.
+pub(crate) fn push(commit: MmsbCommit, op: Op) -> Result<()> {
     let c = builder(commit)?;
     lock(&c)?.ops.push(op);
     Ok(())

@@ -13,13 +13,25 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    static LAST_CYCLE: RefCell<Vec<PageId>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Records `e` as this thread's last error.
+/// Records `e` as this thread's last error (and its cycle, if it is a cycle error).
 pub(crate) fn set_last_error(e: &Error) {
     let text = format!("{}: {}", e.code.name(), e.message).replace('\0', "\\0");
     let c = CString::new(text).unwrap_or_default();
     LAST_ERROR.with(|l| *l.borrow_mut() = c);
+    set_last_cycle_path(e.cycle_path().map(<[PageId]>::to_vec).unwrap_or_default());
+}
+
+/// The cycle of this thread's last error (empty if it was not a cycle error).
+pub(crate) fn last_cycle_path() -> Vec<PageId> {
+    LAST_CYCLE.with(|c| c.borrow().clone())
+}
+
+/// Sets the cycle `last_cycle_path` returns.
+pub(crate) fn set_last_cycle_path(path: Vec<PageId>) {
+    LAST_CYCLE.with(|c| *c.borrow_mut() = path);
 }
 
 /// Pointer to this thread's last error message (valid until the next failing call on this thread).

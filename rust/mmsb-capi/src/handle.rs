@@ -14,6 +14,7 @@
 //! object lives until that call returns).
 
 use crate::durable_api::{CommitBuilder, History};
+use crate::txn_api::Txn;
 use mmsb_core::{Delta, Error, ErrorCode, PageSnapshot, PageStore, ReadOnlyState, Result, Store};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -31,6 +32,12 @@ pub(crate) enum Object {
     Commit(Arc<Mutex<CommitBuilder>>),
     /// A page history (list of logged deltas).
     History(Arc<History>),
+    /// A GPU store (`mmsb-gpu`: pages in CPU, GPU or unified memory).
+    Gpu(Arc<Mutex<mmsb_gpu::GpuStore>>),
+    /// A GPU mirror of a durable store's gpu-sync children.
+    GpuMirror(Arc<mmsb_gpu::GpuMirror>),
+    /// An optimistic transaction on a durable store.
+    Txn(Arc<Mutex<Txn>>),
 }
 
 impl Object {
@@ -43,6 +50,9 @@ impl Object {
             Object::State(_) => TAG_STATE,
             Object::Commit(_) => TAG_COMMIT,
             Object::History(_) => TAG_HISTORY,
+            Object::Gpu(_) => TAG_GPU,
+            Object::GpuMirror(_) => TAG_GPU_MIRROR,
+            Object::Txn(_) => TAG_TXN,
         }
     }
 }
@@ -54,6 +64,9 @@ pub(crate) const TAG_DURABLE: u64 = 0x5D;
 pub(crate) const TAG_STATE: u64 = 0x5E;
 pub(crate) const TAG_COMMIT: u64 = 0xC0;
 pub(crate) const TAG_HISTORY: u64 = 0x4E;
+pub(crate) const TAG_GPU: u64 = 0x6B;
+pub(crate) const TAG_GPU_MIRROR: u64 = 0x6C;
+pub(crate) const TAG_TXN: u64 = 0x7A;
 
 fn tag_name(tag: u64) -> &'static str {
     match tag {
@@ -64,6 +77,9 @@ fn tag_name(tag: u64) -> &'static str {
         TAG_STATE => "read-only state",
         TAG_COMMIT => "commit",
         TAG_HISTORY => "page history",
+        TAG_GPU => "GPU store",
+        TAG_GPU_MIRROR => "GPU mirror",
+        TAG_TXN => "transaction",
         _ => "unknown",
     }
 }
@@ -287,6 +303,26 @@ pub(crate) fn delta(handle: u64) -> Result<Arc<Mutex<Delta>>> {
     match get(handle, TAG_DELTA)? {
         Object::Delta(d) => Ok(d),
         _ => Err(Error::new(ErrorCode::Internal, "delta tag on a non-delta")),
+    }
+}
+
+/// The GPU store behind a handle.
+pub(crate) fn gpu_mirror(handle: u64) -> Result<Arc<mmsb_gpu::GpuMirror>> {
+    match get(handle, TAG_GPU_MIRROR)? {
+        Object::GpuMirror(m) => Ok(m),
+        _ => Err(Error::new(
+            ErrorCode::Internal,
+            "GPU mirror tag on another object",
+        )),
+    }
+}
+pub(crate) fn gpu(handle: u64) -> Result<Arc<Mutex<mmsb_gpu::GpuStore>>> {
+    match get(handle, TAG_GPU)? {
+        Object::Gpu(g) => Ok(g),
+        _ => Err(Error::new(
+            ErrorCode::Internal,
+            "GPU tag on a non-GPU store",
+        )),
     }
 }
 

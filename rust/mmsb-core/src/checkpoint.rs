@@ -7,6 +7,11 @@
 //! replays only the log after it, and log segments wholly older than the oldest
 //! kept checkpoint can be deleted.
 //!
+//! Since format version 2 a checkpoint also holds the dependency graph, exactly
+//! (order numbers and edge sequence numbers included, so a recompute
+//! function's input order survives), after the page records. Version 1 files
+//! (no graph: the empty graph) are still read.
+//!
 //! A checkpoint is taken at a commit boundary: the store clones the page table
 //! under its commit lock (pages are copy-on-write, so this copies pointers, not
 //! bytes) and writes the file outside it while commits go on. It is written to
@@ -20,13 +25,14 @@
 //! ```text
 //! header, 64 bytes
 //! 0   8  magic "MMSBCKPT"
-//! 8   4  format version (FORMAT_VERSION)
+//! 8   4  format version (FORMAT_VERSION = 2; 1 is still read)
 //! 12  4  reserved, 0
 //! 16  8  LSN of the last commit included
 //! 24  8  that commit's timestamp, ns
 //! 32  8  page count N
 //! 40  8  next page id (ids below it are never reused)
-//! 48 16  reserved, 0
+//! 48  8  graph node count G (version 1: reserved, 0)
+//! 56  8  graph edge count E (version 1: reserved, 0)
 //! N page records
 //! 0   8  page id
 //! 8   8  size S
@@ -39,21 +45,34 @@
 //! 40  .  M entries: key_len u16, key, value_len u32, value
 //! ..  S  page bytes
 //! ..  4  CRC32C of the record from its byte 0 to here
+//! graph section (version 2 only)
+//! 0   8  next order number
+//! 8   8  next edge sequence number
+//! ..     G nodes: page u64, order number u64 (ascending by order number)
+//! ..     E edges: parent u64, child u64, kind u8, weight tag u8
+//!        (0 = none, 1 = scalar), [weight f64 if tag 1], sequence number u64
+//! ..  4  CRC32C of the graph section from its byte 0 to here
 //! trailer
 //! 0  32  SHA-256 of every byte before it
 //! ```
 
+use crate::dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight, GraphParts};
 use crate::dtype::{DType, NumericView};
 use crate::error::{Error, ErrorCode, Result};
 use crate::location::PageLocation;
 use crate::page::Page;
 use crate::page_id::PageId;
 use crate::page_store::PageStore;
-use crate::tlog_segment::{le32, le64, FORMAT_VERSION};
+use crate::tlog_segment::{le32, le64};
 use crate::tlog_writer::io_err;
 use crate::vfs::Vfs;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+
+/// The checkpoint format version this build writes (2: with the dependency graph).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest checkpoint format version this build reads (1: pages only).
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// Magic bytes opening every checkpoint.
 pub const MAGIC: [u8; 8] = *b"MMSBCKPT";
@@ -88,6 +107,10 @@ pub struct LoadedCheckpoint {
     pub info: CheckpointInfo,
     /// The state it describes.
     pub state: PageStore,
+    /// The dependency graph (empty for a version 1 file).
+    pub graph: DependencyGraph,
+    /// The file's format version.
+    pub version: u32,
 }
 
 /// The file name of the checkpoint at `lsn`.
@@ -159,8 +182,33 @@ fn encode_page(p: &Page, out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-/// Writes a checkpoint of `pages` (the state after commit `lsn`) into `dir`,
-/// durably: temporary file, sync, rename, directory sync.
+fn encode_graph(parts: &GraphParts, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&parts.next_ord.to_le_bytes());
+    out.extend_from_slice(&parts.next_seq.to_le_bytes());
+    for (p, ord) in &parts.nodes {
+        out.extend_from_slice(&p.0.to_le_bytes());
+        out.extend_from_slice(&ord.to_le_bytes());
+    }
+    for e in &parts.edges {
+        out.extend_from_slice(&e.parent.0.to_le_bytes());
+        out.extend_from_slice(&e.child.0.to_le_bytes());
+        out.push(e.kind.as_u8());
+        match &e.weight {
+            None => out.push(0),
+            Some(EdgeWeight::Scalar(w)) => {
+                out.push(1);
+                out.extend_from_slice(&w.to_bits().to_le_bytes());
+            }
+        }
+        out.extend_from_slice(&e.seq.to_le_bytes());
+    }
+    let crc = crc32c::crc32c(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// Writes a checkpoint of `pages` (the state after commit `lsn`) and an empty
+/// graph into `dir`; see [`write_with_graph`].
 pub fn write(
     vfs: &dyn Vfs,
     dir: &Path,
@@ -169,6 +217,29 @@ pub fn write(
     next_page_id: PageId,
     pages: &[Page],
 ) -> Result<CheckpointInfo> {
+    write_with_graph(
+        vfs,
+        dir,
+        lsn,
+        timestamp_ns,
+        next_page_id,
+        pages,
+        &DependencyGraph::new(),
+    )
+}
+
+/// Writes a checkpoint of `pages` and `graph` (the state after commit `lsn`)
+/// into `dir`, durably: temporary file, sync, rename, directory sync.
+pub fn write_with_graph(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    lsn: u64,
+    timestamp_ns: u64,
+    next_page_id: PageId,
+    pages: &[Page],
+    graph: &DependencyGraph,
+) -> Result<CheckpointInfo> {
+    let parts = graph.to_parts();
     vfs.create_dir_all(dir)
         .map_err(|e| io_err("creating", dir, e))?;
     let path = dir.join(file_name(lsn));
@@ -185,7 +256,8 @@ pub fn write(
     buf.extend_from_slice(&timestamp_ns.to_le_bytes());
     buf.extend_from_slice(&(pages.len() as u64).to_le_bytes());
     buf.extend_from_slice(&next_page_id.0.to_le_bytes());
-    buf.extend_from_slice(&[0; 16]);
+    buf.extend_from_slice(&(parts.nodes.len() as u64).to_le_bytes());
+    buf.extend_from_slice(&(parts.edges.len() as u64).to_le_bytes());
     let mut total = 0u64;
     let mut flush = |buf: &mut Vec<u8>, force: bool| -> Result<()> {
         if force || buf.len() >= 1 << 20 {
@@ -201,6 +273,7 @@ pub fn write(
         encode_page(p, &mut buf)?;
         flush(&mut buf, false)?;
     }
+    encode_graph(&parts, &mut buf);
     flush(&mut buf, true)?;
     let digest = hasher.finalize();
     file.append(&digest)
@@ -282,12 +355,19 @@ pub fn load(vfs: &dyn Vfs, path: &Path) -> Result<LoadedCheckpoint> {
         return Err(c.bad(0, "bad magic"));
     }
     let version = le32(&h[8..12]);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(c.bad(
             8,
-            &format!("format version {version}; this build reads {FORMAT_VERSION}"),
+            &format!(
+                "format version {version}; this build reads {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}"
+            ),
         ));
     }
+    let (graph_nodes, graph_edges) = if version >= 2 {
+        (le64(&h[48..56]), le64(&h[56..64]))
+    } else {
+        (0, 0)
+    };
     let lsn = le64(&h[16..24]);
     let timestamp_ns = le64(&h[24..32]);
     let count = le64(&h[32..40]);
@@ -344,8 +424,13 @@ pub fn load(vfs: &dyn Vfs, path: &Path) -> Result<LoadedCheckpoint> {
             .insert_page(page)
             .map_err(|e| c.bad(start, &e.message))?;
     }
+    let graph = if version >= 2 {
+        load_graph(&mut c, graph_nodes, graph_edges)?
+    } else {
+        DependencyGraph::new()
+    };
     if c.pos != body_len {
-        return Err(c.bad(c.pos, "bytes follow the last page record"));
+        return Err(c.bad(c.pos, "bytes follow the last record"));
     }
     state.reserve_page_ids_below(PageId(next_id));
     Ok(LoadedCheckpoint {
@@ -357,7 +442,61 @@ pub fn load(vfs: &dyn Vfs, path: &Path) -> Result<LoadedCheckpoint> {
             path: path.to_path_buf(),
         },
         state,
+        graph,
+        version,
     })
+}
+
+fn load_graph(c: &mut Cursor<'_>, nodes: u64, edges: u64) -> Result<DependencyGraph> {
+    let start = c.pos;
+    let h = c.take(16, "graph section header")?;
+    let next_ord = le64(&h[0..8]);
+    let next_seq = le64(&h[8..16]);
+    // Bounded by the file: each node is 16 bytes, each edge at least 26.
+    let mut parts = GraphParts {
+        nodes: Vec::with_capacity((nodes as usize).min(c.buf.len() / 16)),
+        edges: Vec::with_capacity((edges as usize).min(c.buf.len() / 26)),
+        next_ord,
+        next_seq,
+    };
+    for _ in 0..nodes {
+        let n = c.take(16, "graph node")?;
+        parts.nodes.push((PageId(le64(&n[0..8])), le64(&n[8..16])));
+    }
+    for _ in 0..edges {
+        let at = c.pos;
+        let e = c.take(18, "graph edge")?;
+        let parent = PageId(le64(&e[0..8]));
+        let child = PageId(le64(&e[8..16]));
+        let kind = EdgeKind::from_u8(e[16]).map_err(|x| c.bad(at + 16, &x.message))?;
+        let weight = match e[17] {
+            0 => None,
+            1 => Some(EdgeWeight::Scalar(f64::from_bits(le64(
+                c.take(8, "edge weight")?,
+            )))),
+            t => return Err(c.bad(at + 17, &format!("unknown edge weight tag {t}"))),
+        };
+        let seq = le64(c.take(8, "edge sequence number")?);
+        parts.edges.push(Edge {
+            parent,
+            child,
+            kind,
+            weight,
+            seq,
+        });
+    }
+    let crc_at = c.pos;
+    let crc = le32(c.take(4, "graph checksum")?);
+    if crc != crc32c::crc32c(&c.buf[start..crc_at]) {
+        return Err(Error::new(
+            ErrorCode::ChecksumMismatch,
+            format!(
+                "checkpoint {}: the graph section (at byte {start}) fails its CRC32C",
+                c.path.display()
+            ),
+        ));
+    }
+    DependencyGraph::from_parts(parts).map_err(|e| c.bad(start, &e.message))
 }
 
 /// Keeps the newest `keep` checkpoints in `dir` (at least one) and deletes the rest.

@@ -14,9 +14,10 @@
 //! GPU command ring or a captured CUDA graph wants later.
 
 use crate::dependency_graph::{DependencyGraph, EdgeKind};
+use crate::id_hash::IdHashMap;
 use crate::page_id::PageId;
 use crate::recompute::FunctionId;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::ops::Range;
 
 /// Recompute one page.
@@ -48,17 +49,22 @@ impl CommandBuffer {
     /// `forced`, plus `forced` itself, that has a function in `functions`.
     pub fn plan(
         graph: &DependencyGraph,
-        functions: &HashMap<PageId, FunctionId>,
+        functions: &IdHashMap<PageId, FunctionId>,
         changed: &BTreeSet<PageId>,
         forced: &BTreeSet<PageId>,
     ) -> CommandBuffer {
-        let mut region = graph.descendants_by(changed.iter().chain(forced).copied(), |e| {
+        let forced_list: Vec<PageId> = forced.iter().copied().collect();
+        let region = graph.region_in_order(changed.iter().copied(), &forced_list, |e| {
             e.kind == EdgeKind::Data
         });
-        region.extend(forced.iter().copied());
-        let mut level: HashMap<PageId, u32> = HashMap::new();
-        let mut commands = Vec::new();
-        for page in graph.topo_order_of(region) {
+        let mut level: IdHashMap<PageId, u32> = IdHashMap::default();
+        level.reserve(region.len());
+        let mut commands = Vec::with_capacity(region.len());
+        // Pages outside the graph (a function on a page without edges) have
+        // no inputs and no children: they go first, by id. Only forced pages
+        // can be such (every reached page is a node), and `forced` is sorted.
+        let loose = forced.iter().copied().filter(|p| !graph.contains_node(*p));
+        for page in loose.chain(region) {
             let Some(&function) = functions.get(&page) else {
                 continue;
             };
@@ -74,7 +80,7 @@ impl CommandBuffer {
                 function,
                 inputs,
                 level: l,
-                forced: forced.contains(&page),
+                forced: !forced.is_empty() && forced.contains(&page),
             });
         }
         commands.sort_by_key(|c| c.level); // stable: topological within a level

@@ -13,8 +13,15 @@
 //! Compare-and-set deltas compare against the page's epoch at the *start* of
 //! the commit: the commit is one atomic step, and that is the state the caller
 //! could have read.
+//!
+//! Graph edits ([`Op::AddEdge`], [`Op::RemoveEdge`]) are checked here for the
+//! existence of their pages; whether an edge closes a cycle, already exists or
+//! is missing is decided by the propagation planner, which applies the
+//! commit's edits, in order, to a copy of the graph before anything is logged
+//! (see [`propagation`](crate::propagation)).
 
 use crate::delta::Delta;
+use crate::dependency_graph::{DependencyGraph, EdgeKind, EdgeWeight};
 use crate::dtype::NumericView;
 use crate::error::{Error, ErrorCode, Result};
 use crate::location::PageLocation;
@@ -25,7 +32,7 @@ use crate::tlog_record::Record;
 use std::collections::HashMap;
 
 /// One operation of a commit.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// Create a zeroed page; the store assigns its id (reported in the receipt).
     CreatePage {
@@ -61,6 +68,26 @@ pub enum Op {
     },
     /// Apply a delta.
     Delta(Delta),
+    /// Add the dependency edge `parent -> child` (both pages must exist).
+    AddEdge {
+        /// The page depended on.
+        parent: PageId,
+        /// The page that depends on it.
+        child: PageId,
+        /// What a change of the parent does to the child.
+        kind: EdgeKind,
+        /// Optional weight (for the semiring layer).
+        weight: Option<EdgeWeight>,
+    },
+    /// Remove the dependency edge `parent -> child` of this kind.
+    RemoveEdge {
+        /// The page depended on.
+        parent: PageId,
+        /// The page that depended on it.
+        child: PageId,
+        /// The edge's kind.
+        kind: EdgeKind,
+    },
 }
 
 /// Validates `ops` against `state` and turns them into log records.
@@ -158,6 +185,30 @@ pub fn prepare(state: &PageStore, ops: Vec<Op>) -> Result<(Vec<Record>, Vec<Page
                 }
                 Record::Delta(d)
             }
+            Op::AddEdge {
+                parent,
+                child,
+                kind,
+                weight,
+            } => {
+                size_of(&shadow, parent).map_err(ctx)?;
+                size_of(&shadow, child).map_err(ctx)?;
+                Record::AddEdge {
+                    parent,
+                    child,
+                    kind,
+                    weight,
+                }
+            }
+            Op::RemoveEdge {
+                parent,
+                child,
+                kind,
+            } => Record::RemoveEdge {
+                parent,
+                child,
+                kind,
+            },
         };
         records.push(rec);
     }
@@ -174,10 +225,14 @@ fn check_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-/// Applies prepared records to `state`, in order.
-pub fn apply_records(state: &mut PageStore, records: &[Record]) -> Result<()> {
+/// Applies prepared records to `state` and `graph`, in order.
+pub fn apply_records(
+    state: &mut PageStore,
+    graph: &mut DependencyGraph,
+    records: &[Record],
+) -> Result<()> {
     for r in records {
-        r.apply(state)?;
+        r.apply(state, graph)?;
     }
     Ok(())
 }
@@ -202,7 +257,7 @@ mod tests {
         .unwrap();
         assert_eq!(created, vec![PageId(1)]);
         let mut s2 = PageStore::new();
-        apply_records(&mut s2, &recs).unwrap();
+        apply_records(&mut s2, &mut DependencyGraph::new(), &recs).unwrap();
         assert_eq!(s2.read(PageId(1)).unwrap(), vec![1; 8]);
     }
 

@@ -29,6 +29,7 @@
 //! graphs built by the same calls behave identically; replay depends on that.
 
 use crate::error::{Error, ErrorCode, ErrorDetail, Result};
+use crate::id_hash::{IdHashMap, IdHashSet};
 use crate::page_id::PageId;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -115,7 +116,7 @@ struct Node {
 /// A directed acyclic graph of pages. See the module docs.
 #[derive(Clone, Debug, Default)]
 pub struct DependencyGraph {
-    nodes: HashMap<PageId, Node>,
+    nodes: IdHashMap<PageId, Node>,
     /// `ord -> node`, the topological order.
     by_ord: BTreeMap<u64, PageId>,
     next_ord: u64,
@@ -354,9 +355,19 @@ impl DependencyGraph {
     /// The parents of `page` along edges of `kind`, in the order the edges were
     /// added (the input order of a recompute function).
     pub fn parents_of_kind(&self, page: PageId, kind: EdgeKind) -> Vec<PageId> {
-        let mut es: Vec<&Edge> = self.parents(page).filter(|e| e.kind == kind).collect();
-        es.sort_by_key(|e| e.seq);
-        es.into_iter().map(|e| e.parent).collect()
+        let Some(node) = self.nodes.get(&page) else {
+            return Vec::new();
+        };
+        let mut es: Vec<(u64, PageId)> = node
+            .inc
+            .iter()
+            .filter(|&&(_, k)| k == kind)
+            .filter_map(|&(p, k)| self.edge(p, page, k).map(|e| (e.seq, p)))
+            .collect();
+        if es.len() > 1 {
+            es.sort_unstable();
+        }
+        es.into_iter().map(|(_, p)| p).collect()
     }
 
     /// Every page reachable from `roots` along edges accepted by `follow`,
@@ -366,7 +377,19 @@ impl DependencyGraph {
         roots: impl IntoIterator<Item = PageId>,
         follow: impl Fn(&Edge) -> bool,
     ) -> BTreeSet<PageId> {
-        let mut seen = BTreeSet::new();
+        self.reach(roots, &follow, IdHashSet::default())
+            .into_iter()
+            .collect()
+    }
+
+    /// The pages reachable from `roots` along edges accepted by `follow`
+    /// (roots excluded unless reachable from another root), added to `seen`.
+    fn reach(
+        &self,
+        roots: impl IntoIterator<Item = PageId>,
+        follow: &impl Fn(&Edge) -> bool,
+        mut seen: IdHashSet<PageId>,
+    ) -> IdHashSet<PageId> {
         let mut stack: Vec<PageId> = roots.into_iter().collect();
         while let Some(w) = stack.pop() {
             for e in self.children(w) {
@@ -378,6 +401,29 @@ impl DependencyGraph {
         seen
     }
 
+    /// `extra` plus every page reachable from `roots` and `extra` along edges
+    /// accepted by `follow`, in topological order (pages that are not nodes
+    /// are dropped). What a wave plans over; one pass, no ordered sets.
+    pub fn region_in_order(
+        &self,
+        roots: impl IntoIterator<Item = PageId>,
+        extra: &[PageId],
+        follow: impl Fn(&Edge) -> bool,
+    ) -> Vec<PageId> {
+        let seen: IdHashSet<PageId> = extra.iter().copied().collect();
+        let region = self.reach(
+            roots.into_iter().chain(extra.iter().copied()),
+            &follow,
+            seen,
+        );
+        let mut v: Vec<(u64, PageId)> = region
+            .into_iter()
+            .filter_map(|p| self.nodes.get(&p).map(|n| (n.ord, p)))
+            .collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, p)| p).collect()
+    }
+
     /// Every page reachable from `roots` along edges of any kind (roots excluded
     /// unless reachable from another root).
     pub fn descendants(&self, roots: impl IntoIterator<Item = PageId>) -> BTreeSet<PageId> {
@@ -387,7 +433,7 @@ impl DependencyGraph {
     /// Breadth-first order from `roots` (roots first, in the order given,
     /// duplicates and unknown pages skipped), along edges of any kind.
     pub fn bfs(&self, roots: impl IntoIterator<Item = PageId>) -> Vec<PageId> {
-        let mut seen = BTreeSet::new();
+        let mut seen: IdHashSet<PageId> = IdHashSet::default();
         let mut queue: VecDeque<PageId> = VecDeque::new();
         for r in roots {
             if self.contains_node(r) && seen.insert(r) {
@@ -436,6 +482,75 @@ impl DependencyGraph {
             .collect()
     }
 
+    /// The graph's exact parts, for a checkpoint: the nodes with their order
+    /// numbers (ascending by order), the edges (with their `seq`), and the next
+    /// order number and edge sequence number to hand out. [`DependencyGraph::from_parts`]
+    /// rebuilds an identical graph: same order, same input order of every page.
+    pub fn to_parts(&self) -> GraphParts {
+        GraphParts {
+            nodes: self.by_ord.iter().map(|(&o, &p)| (p, o)).collect(),
+            edges: self.edges(),
+            next_ord: self.next_ord,
+            next_seq: self.next_seq,
+        }
+    }
+
+    /// Rebuilds a graph from [`DependencyGraph::to_parts`]. `InvalidArgument`
+    /// if the parts are inconsistent (an edge going backward in the order, a
+    /// duplicate, a counter not past what it counts).
+    pub fn from_parts(parts: GraphParts) -> Result<DependencyGraph> {
+        let mut g = DependencyGraph {
+            next_ord: parts.next_ord,
+            next_seq: parts.next_seq,
+            ..DependencyGraph::default()
+        };
+        for (p, ord) in parts.nodes {
+            if ord >= parts.next_ord || g.by_ord.insert(ord, p).is_some() {
+                return Err(Error::invalid(format!(
+                    "graph node {p}: bad order number {ord}"
+                )));
+            }
+            if g.nodes
+                .insert(
+                    p,
+                    Node {
+                        ord,
+                        ..Node::default()
+                    },
+                )
+                .is_some()
+            {
+                return Err(Error::invalid(format!("graph node {p} appears twice")));
+            }
+        }
+        for e in parts.edges {
+            if e.seq >= parts.next_seq {
+                return Err(Error::invalid(format!(
+                    "edge {} -> {}: sequence number {} not below {}",
+                    e.parent, e.child, e.seq, parts.next_seq
+                )));
+            }
+            let key = (e.child, e.kind);
+            let (parent, child, kind) = (e.parent, e.child, e.kind);
+            let Some(pn) = g.nodes.get_mut(&parent) else {
+                return Err(Error::invalid(format!("edge from unknown node {parent}")));
+            };
+            if pn.out.insert(key, e).is_some() {
+                return Err(Error::invalid(format!(
+                    "edge {parent} -> {child} appears twice"
+                )));
+            }
+            let Some(cn) = g.nodes.get_mut(&child) else {
+                return Err(Error::invalid(format!("edge to unknown node {child}")));
+            };
+            cn.inc.insert((parent, kind));
+            g.edges += 1;
+        }
+        g.check_invariants()
+            .map_err(|e| Error::invalid(format!("graph parts: {}", e.message)))?;
+        Ok(g)
+    }
+
     /// Checks the internal invariants (every edge forward in the order, the
     /// incoming and outgoing indexes agree, the order index is a bijection).
     /// For tests and debugging; `Internal` names the first broken one.
@@ -472,6 +587,19 @@ impl DependencyGraph {
         }
         Ok(())
     }
+}
+
+/// A graph taken apart, exactly (see [`DependencyGraph::to_parts`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphParts {
+    /// `(page, order number)`, ascending by order number.
+    pub nodes: Vec<(PageId, u64)>,
+    /// Every edge, by parent, child, kind.
+    pub edges: Vec<Edge>,
+    /// The order number the next new node gets.
+    pub next_ord: u64,
+    /// The sequence number the next new edge gets.
+    pub next_seq: u64,
 }
 
 /// Formats a path as `page#1 -> page#2 -> page#1`.
@@ -526,6 +654,23 @@ mod tests {
         assert!(e.message.contains("page#9 -> page#3 -> page#7 -> page#9"));
         let e = g.add_edge(p(7), p(7), EdgeKind::Data, None).unwrap_err();
         assert_eq!(e.cycle_path(), Some(&[p(7), p(7)][..]));
+    }
+
+    #[test]
+    fn parts_rebuild_the_same_graph() {
+        let mut g = DependencyGraph::new();
+        g.add_edge(p(4), p(2), EdgeKind::Data, Some(EdgeWeight::Scalar(1.5)))
+            .unwrap();
+        g.add_edge(p(1), p(2), EdgeKind::Data, None).unwrap();
+        g.add_edge(p(2), p(9), EdgeKind::Compiler, None).unwrap();
+        g.add_node(p(7));
+        g.remove_edge(p(2), p(9), EdgeKind::Compiler).unwrap();
+        let h = DependencyGraph::from_parts(g.to_parts()).unwrap();
+        assert_eq!(h.to_parts(), g.to_parts());
+        assert_eq!(h.parents_of_kind(p(2), EdgeKind::Data), vec![p(4), p(1)]);
+        let mut bad = g.to_parts();
+        bad.edges[0].seq = bad.next_seq;
+        assert!(DependencyGraph::from_parts(bad).is_err());
     }
 
     #[test]

@@ -34,22 +34,63 @@
 //! Whether the failed commit itself survives is decided by what reached the
 //! disk: it may or may not be present after reopening, entirely or not at all.
 //!
+//! **Propagation.** The store owns a propagation [`Engine`] over its pages: the
+//! dependency graph, the recompute functions, the marks (stale, invalidated,
+//! pending device sync, dirty), the subscribers and the mode. Under the commit
+//! lock, a commit is validated ([`commit::prepare`]), then *planned* by the
+//! engine ([`Engine::plan_records`]): graph edits are tried on a copy of the
+//! graph (an edge closing a cycle fails the commit here) and, in
+//! [`PropagationMode::Immediate`], the wave runs on staged copies of the pages.
+//! The input records, the derived deltas (with their provenance in source and
+//! intent) and the graph edits are then logged as **one commit group** and
+//! applied. A failing recompute function, like any other rejection, fails the
+//! commit before anything is logged: no trace in pages, log or graph. In
+//! [`PropagationMode::Deferred`] a commit logs and applies its inputs only, and
+//! [`Store::propagate`] later runs one wave as a commit of its own;
+//! [`Store::batch_route_deltas`] commits many deltas with one wave in any mode.
+//! Events are delivered after the commit is acknowledged, outside the lock.
+//!
+//! Recompute functions are code and are not logged: after reopening, derived
+//! pages are restored byte for byte from their logged derived deltas without
+//! running anything, and the application registers its functions again
+//! ([`Store::reattach_recompute`] does so without scheduling a recompute). The
+//! marks are not durable either: they are notices to live consumers (a device
+//! copy, a subscriber, a deferred wave not yet run), and a reopened store
+//! starts with none; after reopening a store that was closed with deferred
+//! changes not yet propagated, [`Store::recompute_all`] brings every derived
+//! page up to date.
+//!
+//! **Transactions.** [`Store::commit_guarded`] is the seam optimistic
+//! transactions (see [`transaction`](crate::transaction)) commit through: it
+//! takes, besides the ops, the (page, epoch) pairs the transaction read or
+//! wrote, and checks them under the commit lock before anything is logged; a
+//! page whose epoch moved fails the commit with
+//! [`ErrorCode::TransactionConflict`], which leaves no trace. Snapshots
+//! ([`snapshot`](crate::snapshot)) are taken under the same lock, so they sit
+//! at a commit boundary.
+//!
 //! **Checkpoints and retention.** [`Store::checkpoint`] snapshots the state at
 //! a commit boundary, keeps the newest [`StoreOptions::checkpoints_kept`], and
 //! deletes the log segments wholly covered by the oldest kept one.
 
 use crate::checkpoint::{self, CheckpointInfo};
 use crate::commit::{self, Op};
-use crate::delta::now_ns;
+use crate::delta::{now_ns, Delta};
+use crate::dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
 use crate::error::{Error, ErrorCode, Result};
+use crate::events::{Event, EventKind, SubscriptionId};
 use crate::page::Page;
 use crate::page_id::PageId;
 use crate::page_store::PageStore;
+use crate::propagation::{CommitReport, Engine, EngineStats, PropagationMode};
+use crate::recompute::{FunctionId, RecomputeFn};
 use crate::recovery::{self, RecoveryOptions, RecoveryReport, Target, CHECKPOINT_DIR, LOG_DIR};
 use crate::replay::{self, HistoryEntry, ReadOnlyState};
 use crate::tlog_reader::LogEnd;
+use crate::tlog_record::Record;
 use crate::tlog_segment;
 use crate::tlog_writer::{io_err, GroupSync, TLogWriter};
+use crate::transaction::{self, TxnCounters};
 use crate::vfs::{DirLock, RealVfs, Vfs};
 
 /// The file in a data directory whose lock marks the store as open.
@@ -109,6 +150,8 @@ pub struct CommitReceipt {
     pub timestamp_ns: u64,
     /// Ids of the pages the commit created, in op order.
     pub created: Vec<PageId>,
+    /// What propagation did in this commit (empty when no wave ran and no mark was set).
+    pub propagation: CommitReport,
 }
 
 /// Counters of a durable store.
@@ -128,7 +171,8 @@ pub struct DurableStats {
 
 #[derive(Debug)]
 struct Inner {
-    state: PageStore,
+    /// The pages, the graph, the functions and the marks.
+    engine: Engine,
     lsn: u64,
     timestamp_ns: u64,
     writer: Option<TLogWriter>,
@@ -165,6 +209,8 @@ pub struct Store {
     background: Option<JoinHandle<()>>,
     /// The data directory's `LOCK` file, held while the store is open.
     lock: Option<DirLock>,
+    /// Transaction counters (begun, committed, conflicts, ...).
+    pub(crate) txn_counters: TxnCounters,
 }
 
 impl Store {
@@ -177,7 +223,7 @@ impl Store {
                 durability: Durability::None,
                 ..StoreOptions::default()
             },
-            PageStore::new(),
+            Engine::new(),
             0,
             0,
             None,
@@ -293,7 +339,7 @@ impl Store {
             vfs,
             Some(dir.to_path_buf()),
             opts,
-            rec.state,
+            Engine::with_store_and_graph(rec.state, rec.graph),
             lsn,
             ts,
             Some(writer),
@@ -310,7 +356,7 @@ impl Store {
         vfs: Arc<dyn Vfs>,
         dir: Option<PathBuf>,
         opts: StoreOptions,
-        state: PageStore,
+        engine: Engine,
         lsn: u64,
         timestamp_ns: u64,
         writer: Option<TLogWriter>,
@@ -320,7 +366,7 @@ impl Store {
         let file = writer.as_ref().map(TLogWriter::file);
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
-                state,
+                engine,
                 lsn,
                 timestamp_ns,
                 writer,
@@ -349,13 +395,56 @@ impl Store {
             report,
             background,
             lock: None,
+            txn_counters: TxnCounters::default(),
         }
     }
 
-    /// Validates, logs and applies one commit. See the module docs.
+    /// Validates, plans (graph edits, and the wave in immediate mode), logs
+    /// and applies one commit. See the module docs.
     pub fn commit(&self, ops: Vec<Op>) -> Result<CommitReceipt> {
+        self.commit_inner(ops, false, &[])
+    }
+
+    /// [`Store::commit`], valid only if every `(page, epoch)` of `guard` is
+    /// still current when the commit lock is taken (checked before logging);
+    /// otherwise it fails with [`ErrorCode::TransactionConflict`] and leaves no
+    /// trace. The seam of optimistic transactions.
+    pub fn commit_guarded(&self, ops: Vec<Op>, guard: &[(PageId, u64)]) -> Result<CommitReceipt> {
+        self.commit_inner(ops, false, guard)
+    }
+
+    /// Commits `deltas` as one commit with one wave, in any mode (a deferred
+    /// store's pending changes join the wave).
+    pub fn batch_route_deltas(&self, deltas: Vec<Delta>) -> Result<CommitReceipt> {
+        self.commit_inner(deltas.into_iter().map(Op::Delta).collect(), true, &[])
+    }
+
+    /// Runs one wave for everything pending (changes of deferred commits,
+    /// recomputes scheduled by new functions or edges) as a commit of its own.
+    /// If the wave changes no page nothing is logged, and the receipt carries
+    /// the current LSN.
+    pub fn propagate(&self) -> Result<CommitReceipt> {
+        self.commit_inner(Vec::new(), true, &[])
+    }
+
+    /// Schedules every derived page for a recompute and runs the wave.
+    pub fn recompute_all(&self) -> Result<CommitReceipt> {
+        self.shared.lock().engine.force_all();
+        self.propagate()
+    }
+
+    /// `wave`: run the wave whatever the mode (and accept an empty `ops`);
+    /// `guard`: (page, epoch) pairs that must be current (transactions).
+    fn commit_inner(
+        &self,
+        ops: Vec<Op>,
+        wave: bool,
+        guard: &[(PageId, u64)],
+    ) -> Result<CommitReceipt> {
         let sh = &self.shared;
         let lsn;
+        let events: Vec<Event>;
+        let bus;
         let receipt = {
             let mut g = sh.lock();
             if g.closed {
@@ -364,10 +453,32 @@ impl Store {
             if let Some(e) = g.failed.clone().or_else(|| sh.sync.failure()) {
                 return Err(refused(&e));
             }
-            let (records, created) = commit::prepare(&g.state, ops)?;
-            lsn = g.lsn + 1;
-            let ts = now_ns().max(g.timestamp_ns);
+            transaction::check_epochs(g.engine.store(), guard)?;
+            let (mut records, created) = if ops.is_empty() && wave {
+                (Vec::new(), Vec::new())
+            } else {
+                commit::prepare(g.engine.store(), ops)?
+            };
+            let run_wave = wave || g.engine.mode() == PropagationMode::Immediate;
+            let mut plan = g.engine.plan_records(&records, run_wave)?;
+            records.extend(plan.take_derived().into_iter().map(Record::Delta));
             let inner = &mut *g;
+            if records.is_empty() {
+                // A wave that changed nothing: no commit to log, only bookkeeping.
+                let (report, ev) = inner.engine.apply_records_commit(&[], &plan)?;
+                let quiet_bus = inner.engine.event_bus();
+                let (lsn, timestamp_ns) = (inner.lsn, inner.timestamp_ns);
+                drop(g);
+                quiet_bus.emit_all(&ev);
+                return Ok(CommitReceipt {
+                    lsn,
+                    timestamp_ns,
+                    created,
+                    propagation: report,
+                });
+            }
+            lsn = inner.lsn + 1;
+            let ts = now_ns().max(inner.timestamp_ns);
             if let Some(w) = inner.writer.as_mut() {
                 let before = w.segment_number();
                 match w.append(lsn, ts, &records) {
@@ -384,14 +495,21 @@ impl Store {
                 }
                 sh.sync.wrote(lsn, w.file());
             }
-            if let Err(e) = commit::apply_records(&mut inner.state, &records) {
-                let e = Error::new(
-                    ErrorCode::Internal,
-                    format!("a validated commit failed to apply: {e}"),
-                );
-                inner.failed = Some(e.clone());
-                return Err(e);
-            }
+            let report = match inner.engine.apply_records_commit(&records, &plan) {
+                Ok((report, ev)) => {
+                    events = ev;
+                    report
+                }
+                Err(e) => {
+                    let e = Error::new(
+                        ErrorCode::Internal,
+                        format!("a validated commit failed to apply: {e}"),
+                    );
+                    inner.failed = Some(e.clone());
+                    return Err(e);
+                }
+            };
+            bus = (!events.is_empty()).then(|| inner.engine.event_bus());
             inner.lsn = lsn;
             inner.timestamp_ns = ts;
             inner.commits += 1;
@@ -399,17 +517,157 @@ impl Store {
                 lsn,
                 timestamp_ns: ts,
                 created,
+                propagation: report,
             }
         };
         if sh.opts.durability == Durability::Immediate {
             sh.sync.wait_durable(lsn)?;
         }
+        if let Some(bus) = bus {
+            bus.emit_all(&events);
+        }
         Ok(receipt)
+    }
+
+    /// Adds the dependency edge `parent -> child` in a commit of its own (see
+    /// [`Op::AddEdge`]). An edge closing a cycle fails with
+    /// [`ErrorCode::Cycle`] (the path in [`Error::cycle_path`]) and changes
+    /// nothing. In immediate mode a new data edge recomputes the child in
+    /// the same commit.
+    pub fn add_edge(
+        &self,
+        parent: PageId,
+        child: PageId,
+        kind: EdgeKind,
+        weight: Option<EdgeWeight>,
+    ) -> Result<CommitReceipt> {
+        self.commit(vec![Op::AddEdge {
+            parent,
+            child,
+            kind,
+            weight,
+        }])
+    }
+
+    /// Removes the dependency edge `parent -> child` of `kind` in a commit of
+    /// its own; `NotFound` if absent.
+    pub fn remove_edge(
+        &self,
+        parent: PageId,
+        child: PageId,
+        kind: EdgeKind,
+    ) -> Result<CommitReceipt> {
+        self.commit(vec![Op::RemoveEdge {
+            parent,
+            child,
+            kind,
+        }])
+    }
+
+    /// Runs `f` on the dependency graph (under the commit lock: keep it short).
+    pub fn with_graph<R>(&self, f: impl FnOnce(&DependencyGraph) -> R) -> R {
+        f(self.shared.lock().engine.graph())
+    }
+
+    /// Every edge of the graph, by parent, child, kind.
+    pub fn edges(&self) -> Vec<Edge> {
+        self.with_graph(DependencyGraph::edges)
+    }
+
+    /// Makes `page` a derived page computed by `f`; it is recomputed at the
+    /// next wave. Not logged (functions are code): register it again after
+    /// reopening, with [`Store::reattach_recompute`].
+    pub fn set_recompute(&self, page: PageId, f: RecomputeFn) -> Result<FunctionId> {
+        self.shared.lock().engine.set_recompute(page, f)
+    }
+
+    /// Registers `f` on `page` without scheduling a recompute: for the function
+    /// whose derived deltas the log already holds (after reopening).
+    pub fn reattach_recompute(&self, page: PageId, f: RecomputeFn) -> Result<FunctionId> {
+        self.shared.lock().engine.reattach_recompute(page, f)
+    }
+
+    /// Removes `page`'s recompute function; `NotFound` if it had none.
+    pub fn clear_recompute(&self, page: PageId) -> Result<()> {
+        self.shared.lock().engine.clear_recompute(page)
+    }
+
+    /// The function registered on `page`, if any.
+    pub fn recompute_fn(&self, page: PageId) -> Option<FunctionId> {
+        self.shared.lock().engine.recompute_fn(page)
+    }
+
+    /// The propagation mode (immediate after open).
+    pub fn mode(&self) -> PropagationMode {
+        self.shared.lock().engine.mode()
+    }
+
+    /// Sets the propagation mode. Pending changes stay pending until the next wave.
+    pub fn set_mode(&self, mode: PropagationMode) {
+        self.shared.lock().engine.set_mode(mode);
+    }
+
+    /// Calls `f` after every later acknowledged commit, for each event of
+    /// `kind`, outside the commit lock.
+    pub fn subscribe(
+        &self,
+        kind: EventKind,
+        f: impl Fn(&Event) + Send + Sync + 'static,
+    ) -> SubscriptionId {
+        self.shared.lock().engine.subscribe(kind, f)
+    }
+
+    /// Removes a subscription; returns whether it existed.
+    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.shared.lock().engine.unsubscribe(id)
+    }
+
+    /// Whether `page` is stale (a control parent changed since it was last written).
+    pub fn is_stale(&self, page: PageId) -> bool {
+        self.shared.lock().engine.is_stale(page)
+    }
+
+    /// Whether `page` is invalidated (a compiler parent changed since it was last written).
+    pub fn is_invalidated(&self, page: PageId) -> bool {
+        self.shared.lock().engine.is_invalidated(page)
+    }
+
+    /// Takes (and clears) the pending device syncs, for the GPU layer.
+    pub fn take_gpu_sync(&self) -> Vec<PageId> {
+        self.shared
+            .lock()
+            .engine
+            .take_gpu_sync()
+            .into_iter()
+            .collect()
+    }
+
+    /// Pages changed by deferred commits and not yet propagated.
+    pub fn dirty_pages(&self) -> Vec<PageId> {
+        self.shared
+            .lock()
+            .engine
+            .dirty_pages()
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// The propagation counters since open.
+    pub fn propagation_stats(&self) -> EngineStats {
+        self.shared.lock().engine.stats()
     }
 
     /// Runs `f` on the current state (under the commit lock: keep it short).
     pub fn read_with<R>(&self, f: impl FnOnce(&PageStore) -> R) -> R {
-        f(&self.shared.lock().state)
+        f(self.shared.lock().engine.store())
+    }
+
+    /// Runs `f` on the current state and the LSN of the last commit it
+    /// includes (under the commit lock: keep it short).
+    pub fn read_with_lsn<R>(&self, f: impl FnOnce(&PageStore, u64) -> R) -> R {
+        let g = self.shared.lock();
+        f(g.engine.store(), g.lsn)
     }
 
     /// A copy of a page's bytes.
@@ -472,20 +730,29 @@ impl Store {
             )
         })?;
         let _one = sh.checkpointing.lock().unwrap_or_else(|p| p.into_inner());
-        let (pages, lsn, ts, next) = {
+        let (pages, graph, lsn, ts, next) = {
             let g = sh.lock();
-            let pages: Vec<Page> = g
-                .state
+            let state = g.engine.store();
+            let pages: Vec<Page> = state
                 .page_ids()
                 .into_iter()
-                .filter_map(|id| g.state.page(id).ok().cloned())
+                .filter_map(|id| state.page(id).ok().cloned())
                 .collect();
-            (pages, g.lsn, g.timestamp_ns, g.state.next_page_id())
+            let graph = g.engine.graph().clone();
+            (pages, graph, g.lsn, g.timestamp_ns, state.next_page_id())
         };
         // The log must hold everything the checkpoint claims before it may replace the log.
         sh.sync.wait_durable(lsn)?;
         let ckpt_dir = dir.join(CHECKPOINT_DIR);
-        let info = checkpoint::write(sh.vfs.as_ref(), &ckpt_dir, lsn, ts, next, &pages)?;
+        let info = checkpoint::write_with_graph(
+            sh.vfs.as_ref(),
+            &ckpt_dir,
+            lsn,
+            ts,
+            next,
+            &pages,
+            &graph,
+        )?;
         checkpoint::prune(sh.vfs.as_ref(), &ckpt_dir, sh.opts.checkpoints_kept)?;
         self.prune_log()?;
         Ok(info)

@@ -5,9 +5,11 @@
 //! has been applied in full (never for a commit that failed), in a fixed order:
 //! every page-changed event (in the order the changes were applied), then stale,
 //! gpu-sync and invalidated events (by page id). Callbacks run on the
-//! committing thread and must not block for long; they cannot call back into
-//! the engine (it is borrowed mutably while they run), so a callback that
-//! wants to react queues work for later.
+//! committing thread and must not block for long. On an [`Engine`](crate::Engine)
+//! they cannot call back into the engine (it is borrowed mutably while they
+//! run), so a callback that wants to react queues work for later; on the
+//! durable [`Store`](crate::Store) they run after the commit is acknowledged,
+//! outside its lock, and may read the store.
 
 use crate::page_id::PageId;
 use std::collections::BTreeMap;
@@ -90,7 +92,7 @@ pub struct SubscriptionId(pub u64);
 pub type Callback = dyn Fn(&Event) + Send + Sync;
 
 /// The subscribers of one engine. See the module docs.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct EventBus {
     next: u64,
     subs: BTreeMap<SubscriptionId, (EventKind, Arc<Callback>)>,
@@ -135,6 +137,13 @@ impl EventBus {
     /// Whether there are no subscriptions.
     pub fn is_empty(&self) -> bool {
         self.subs.is_empty()
+    }
+
+    /// Delivers each of `events`, in order.
+    pub fn emit_all(&self, events: &[Event]) {
+        for e in events {
+            self.emit(e);
+        }
     }
 
     /// Delivers `event` to the subscribers of its kind, in subscription order.

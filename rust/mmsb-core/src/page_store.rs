@@ -13,10 +13,10 @@ use crate::apply;
 use crate::delta::Delta;
 use crate::dtype::NumericView;
 use crate::error::{Error, ErrorCode, Result};
+use crate::id_hash::IdHashMap;
 use crate::location::PageLocation;
 use crate::page::{Page, PageSnapshot};
 use crate::page_id::PageId;
-use std::collections::HashMap;
 
 /// What applying one delta did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub struct StoreStats {
 /// An in-memory set of pages. See the module docs.
 #[derive(Debug, Default)]
 pub struct PageStore {
-    pages: HashMap<PageId, Page>,
+    pages: IdHashMap<PageId, Page>,
     next_id: u64,
     stats: StoreStats,
 }
@@ -56,7 +56,7 @@ impl PageStore {
     /// An empty store.
     pub fn new() -> PageStore {
         PageStore {
-            pages: HashMap::new(),
+            pages: IdHashMap::default(),
             next_id: 1,
             stats: StoreStats::default(),
         }
@@ -154,10 +154,12 @@ impl PageStore {
         Ok(self.page(id)?.snapshot())
     }
 
-    /// Checks that `delta` could apply now: valid for its page, expected epoch current.
+    /// Checks that `delta` could apply now: valid for its page, expected epoch
+    /// current, and a numeric delta consistent with the page's numeric view.
     pub fn check_delta(&self, delta: &Delta) -> Result<&Page> {
         let p = self.page(delta.page)?;
         delta.validate(p.size())?;
+        crate::numeric_delta::check_view(delta, p.view())?;
         if let Some(e) = delta.expected_epoch {
             if e != p.epoch() {
                 return Err(Error::new(

@@ -12,15 +12,25 @@
 //! copies of the pages the commit touches, with the epochs they will have.
 //! [`Engine::apply_commit`] then applies that list through the store (so
 //! epochs advance exactly as the plan said), updates the marks and emits the
-//! events. [`Engine::commit`] is the two in a row. The split is the seam for
-//! the durability layer: plan, log the plan's deltas as one group, apply. A
-//! plan records the engine version it was made at; applying it after any other
-//! change to the engine fails with a retryable `TransactionConflict`.
+//! events. [`Engine::commit`] is the two in a row. A plan records the engine
+//! version it was made at; applying it after any other change to the engine
+//! fails with a retryable `TransactionConflict`.
+//!
+//! **The durable store** ([`Store`](crate::Store)) holds an engine as its state
+//! and uses the same planner through [`Engine::plan_records`]: the commit's
+//! log records (page creations and deletions, deltas, graph edits) are staged
+//! in order — graph edits on a copy of the graph, so a cycle fails the plan
+//! and changes nothing — then the same wave runs. The store logs the records
+//! and the derived deltas as one commit group and applies exactly that list
+//! with [`Engine::apply_records_commit`] (the function replay uses), so a
+//! reopened store has the derived pages and the graph without running any
+//! function.
 //!
 //! **All or nothing.** Input deltas are validated on the staging copies
 //! (range, mask, compare-and-set against the staged epoch). A recompute
 //! function that fails or panics fails the plan; since nothing was applied,
-//! nothing partial is ever visible, and the graph is never touched by a commit.
+//! nothing partial is ever visible (an engine commit never touches the graph;
+//! a durable commit's graph edits are applied with it or not at all).
 //!
 //! **The wave.** The pages changed by the commit (plus pages left dirty by
 //! deferred commits) are the roots. A [`CommandBuffer`] lists every page with a
@@ -53,6 +63,7 @@
 //! Many deltas in one call always make one wave.
 
 use crate::apply;
+use crate::byte_diff::{first_difference, last_difference};
 use crate::command_buffer::CommandBuffer;
 use crate::delta::{Delta, MAX_SOURCE_LEN};
 use crate::dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
@@ -62,8 +73,12 @@ use crate::location::PageLocation;
 use crate::page_id::PageId;
 use crate::page_store::PageStore;
 use crate::recompute::{FunctionId, RecomputeFn, RecomputeInputs};
+use crate::tlog_record::Record;
 use rayon::prelude::*;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::borrow::Cow;
+// Ids are hashed with the fast id hash (the wave hashes several per page).
+use crate::id_hash::{IdHashMap as HashMap, IdHashSet as HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// When waves run.
@@ -100,13 +115,27 @@ pub struct CommitPlan {
     dirty_consumed: Vec<PageId>,
     forced_consumed: Vec<PageId>,
     made_dirty: Vec<PageId>,
+    made_forced: Vec<PageId>,
+    deleted: Vec<PageId>,
+    derived_count: usize,
     version: u64,
+    /// Set by the unlinked fast path of [`Engine::plan_records`]: the pages its
+    /// deltas touch with their epochs before the commit. The pages that
+    /// changed are found after applying (an epoch moves only on a change),
+    /// instead of staging a copy of each page.
+    unlinked: Option<Vec<(PageId, u64)>>,
 }
 
 impl CommitPlan {
     /// The derived deltas.
     pub fn derived(&self) -> &[Delta] {
         &self.deltas[self.input_count..]
+    }
+
+    /// Takes the derived deltas out of the plan (the durable store logs them);
+    /// the plan can still be applied with [`Engine::apply_records_commit`].
+    pub fn take_derived(&mut self) -> Vec<Delta> {
+        self.deltas.split_off(self.input_count)
     }
 }
 
@@ -140,6 +169,21 @@ pub struct EngineStats {
     pub derived_deltas: u64,
 }
 
+/// The pages a commit changed, in first-change order, and as a set.
+#[derive(Default)]
+struct Changed {
+    list: Vec<PageId>,
+    set: HashSet<PageId>,
+}
+
+impl Changed {
+    fn add(&mut self, p: PageId) {
+        if self.set.insert(p) {
+            self.list.push(p);
+        }
+    }
+}
+
 /// Pages, graph, functions and marks. See the module docs.
 #[derive(Debug, Default)]
 pub struct Engine {
@@ -159,14 +203,34 @@ pub struct Engine {
     stats: EngineStats,
 }
 
-/// Copies of the pages a planned commit touches, with the epochs they will have.
+/// Copies of the pages a planned commit touches, with the epochs they will
+/// have, and the graph as the commit leaves it (borrowed until the commit
+/// edits it, then a copy).
 struct Staging<'a> {
     store: &'a PageStore,
+    graph: Cow<'a, DependencyGraph>,
     pages: HashMap<PageId, (Vec<u8>, u64)>,
+    deleted: HashSet<PageId>,
 }
 
 impl<'a> Staging<'a> {
+    fn new(store: &'a PageStore, graph: &'a DependencyGraph) -> Staging<'a> {
+        Staging {
+            store,
+            graph: Cow::Borrowed(graph),
+            pages: HashMap::default(),
+            deleted: HashSet::default(),
+        }
+    }
+
+    fn gone(page: PageId) -> Error {
+        Error::not_found(format!("{page} is deleted by this commit"))
+    }
+
     fn bytes(&self, page: PageId) -> Result<&[u8]> {
+        if self.deleted.contains(&page) {
+            return Err(Staging::gone(page));
+        }
         match self.pages.get(&page) {
             Some((b, _)) => Ok(b),
             None => Ok(self.store.page(page)?.bytes()),
@@ -174,21 +238,32 @@ impl<'a> Staging<'a> {
     }
 
     fn epoch(&self, page: PageId) -> Result<u64> {
+        if self.deleted.contains(&page) {
+            return Err(Staging::gone(page));
+        }
         match self.pages.get(&page) {
             Some((_, e)) => Ok(*e),
             None => Ok(self.store.page(page)?.epoch()),
         }
     }
 
-    /// Validates and applies `d` to the copy, as the store would; returns whether it changed bytes.
-    fn apply(&mut self, d: &Delta) -> Result<bool> {
-        let page = self.store.page(d.page)?;
-        d.validate(page.size())?;
-        let (bytes, epoch) = self
-            .pages
-            .entry(d.page)
-            .or_insert_with(|| (page.bytes().to_vec(), page.epoch()));
-        if let Some(e) = d.expected_epoch {
+    /// Validates and applies `d` to the copy, as the store would; returns
+    /// whether it changed bytes. `check_epoch`: check a compare-and-set epoch
+    /// against the staged epoch (the durable store checks it earlier, against
+    /// the epoch at the start of the commit).
+    fn apply(&mut self, d: &Delta, check_epoch: bool) -> Result<bool> {
+        if self.deleted.contains(&d.page) {
+            return Err(Staging::gone(d.page));
+        }
+        let (bytes, epoch) = match self.pages.entry(d.page) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let page = self.store.page(d.page)?;
+                v.insert((page.bytes().to_vec(), page.epoch()))
+            }
+        };
+        d.validate(bytes.len() as u64)?;
+        if let (true, Some(e)) = (check_epoch, d.expected_epoch) {
             if e != *epoch {
                 return Err(Error::new(
                     ErrorCode::EpochMismatch,
@@ -207,6 +282,59 @@ impl<'a> Staging<'a> {
         *epoch += 1;
         Ok(true)
     }
+
+    /// Stages one record of a durable commit. Returns whether it changed a
+    /// page's bytes; data-edge edits and deletions add the pages they force
+    /// to `forced`.
+    fn apply_record(&mut self, r: &Record, forced: &mut BTreeSet<PageId>) -> Result<bool> {
+        match r {
+            Record::CreatePage { id, size, .. } => {
+                let n = usize::try_from(*size)
+                    .map_err(|_| Error::invalid(format!("page size {size} does not fit memory")))?;
+                self.pages.insert(*id, (vec![0; n], 0));
+                self.deleted.remove(id);
+            }
+            Record::DeletePage { id } => {
+                self.pages.remove(id);
+                self.deleted.insert(*id);
+                if self.graph.contains_node(*id) {
+                    for e in self.graph.to_mut().remove_node(*id)? {
+                        if e.kind == EdgeKind::Data && e.parent == *id {
+                            forced.insert(e.child);
+                        }
+                    }
+                }
+                forced.remove(id);
+            }
+            Record::SetMetadata { .. } | Record::RemoveMetadata { .. } | Record::SetView { .. } => {
+            }
+            Record::Delta(d) => return self.apply(d, false),
+            Record::AddEdge {
+                parent,
+                child,
+                kind,
+                weight,
+            } => {
+                self.graph
+                    .to_mut()
+                    .add_edge(*parent, *child, *kind, weight.clone())?;
+                if *kind == EdgeKind::Data {
+                    forced.insert(*child);
+                }
+            }
+            Record::RemoveEdge {
+                parent,
+                child,
+                kind,
+            } => {
+                self.graph.to_mut().remove_edge(*parent, *child, *kind)?;
+                if *kind == EdgeKind::Data {
+                    forced.insert(*child);
+                }
+            }
+        }
+        Ok(false)
+    }
 }
 
 impl Engine {
@@ -219,6 +347,15 @@ impl Engine {
     pub fn with_store(store: PageStore) -> Engine {
         Engine {
             store,
+            ..Engine::default()
+        }
+    }
+
+    /// An engine over a recovered store and graph (the durable store's open).
+    pub fn with_store_and_graph(store: PageStore, graph: DependencyGraph) -> Engine {
+        Engine {
+            store,
+            graph,
             ..Engine::default()
         }
     }
@@ -272,18 +409,7 @@ impl Engine {
                 }
             }
         }
-        if let Some(f) = self.page_fn.remove(&page) {
-            self.functions.remove(&f);
-        }
-        for set in [
-            &mut self.dirty,
-            &mut self.forced,
-            &mut self.stale,
-            &mut self.gpu_sync,
-            &mut self.invalidated,
-        ] {
-            set.remove(&page);
-        }
+        self.forget_page(page);
         self.version += 1;
         Ok(())
     }
@@ -325,6 +451,19 @@ impl Engine {
     /// Makes `page` a derived page computed by `f` (replacing any earlier
     /// function). It is recomputed at the next wave.
     pub fn set_recompute(&mut self, page: PageId, f: RecomputeFn) -> Result<FunctionId> {
+        self.register(page, f, true)
+    }
+
+    /// Makes `page` a derived page computed by `f` *without* scheduling a
+    /// recompute: its current bytes are taken as `f`'s result. For
+    /// re-registering, after a durable store was reopened, the function whose
+    /// derived deltas the log already holds. The page is recomputed when an
+    /// input changes.
+    pub fn reattach_recompute(&mut self, page: PageId, f: RecomputeFn) -> Result<FunctionId> {
+        self.register(page, f, false)
+    }
+
+    fn register(&mut self, page: PageId, f: RecomputeFn, force: bool) -> Result<FunctionId> {
         self.require_page(page)?;
         self.next_fn += 1;
         let id = FunctionId(self.next_fn);
@@ -332,7 +471,11 @@ impl Engine {
             self.functions.remove(&old);
         }
         self.functions.insert(id, Arc::new(f));
-        self.forced.insert(page);
+        if force {
+            self.forced.insert(page);
+        } else {
+            self.forced.remove(&page);
+        }
         self.version += 1;
         Ok(id)
     }
@@ -417,9 +560,14 @@ impl Engine {
 
     /// Forces every derived page to be recomputed, and runs the wave.
     pub fn recompute_all(&mut self) -> Result<CommitReport> {
+        self.force_all();
+        self.propagate()
+    }
+
+    /// Schedules every derived page for a recompute at the next wave.
+    pub fn force_all(&mut self) {
         self.forced.extend(self.page_fn.keys().copied());
         self.version += 1;
-        self.propagate()
     }
 
     /// The whole commit `deltas` would make (inputs, then derived deltas), without
@@ -434,20 +582,90 @@ impl Engine {
     }
 
     fn plan(&self, deltas: &[Delta], wave: bool) -> Result<CommitPlan> {
-        let mut st = Staging {
-            store: &self.store,
-            pages: HashMap::new(),
-        };
-        let mut changed: Vec<PageId> = Vec::new();
-        let mut changed_set: HashSet<PageId> = HashSet::new();
+        let mut st = Staging::new(&self.store, &self.graph);
+        let mut changed = Changed::default();
         for d in deltas {
-            if st.apply(d)? && changed_set.insert(d.page) {
-                changed.push(d.page);
+            if st.apply(d, true)? {
+                changed.add(d.page);
             }
         }
-        let mut plan = CommitPlan {
-            deltas: deltas.to_vec(),
-            input_count: deltas.len(),
+        let plan = self.plan_wave(st, changed, BTreeSet::new(), deltas.to_vec(), wave)?;
+        Ok(plan)
+    }
+
+    /// Plans a durable commit: `records` (validated by
+    /// [`commit::prepare`](crate::commit::prepare)) are staged in order —
+    /// page creations and deletions, deltas, graph edits on a copy of the
+    /// graph (a cycle fails here, changing nothing) — then, if `wave`, the wave
+    /// runs on the result. The plan's `deltas` hold only the *derived* deltas
+    /// (`input_count` is 0): the inputs are `records`. Apply it with
+    /// [`Engine::apply_records_commit`], passing `records` followed by the
+    /// derived deltas — exactly what the log holds.
+    pub fn plan_records(&self, records: &[Record], wave: bool) -> Result<CommitPlan> {
+        if let Some(plan) = self.plan_unlinked(records, wave) {
+            return Ok(plan);
+        }
+        let mut st = Staging::new(&self.store, &self.graph);
+        let mut changed = Changed::default();
+        let mut forced = BTreeSet::new();
+        let mut deleted = Vec::new();
+        for r in records {
+            if st.apply_record(r, &mut forced)? {
+                changed.add(r.page());
+            }
+            if let Record::DeletePage { id } = r {
+                deleted.push(*id);
+            }
+        }
+        if !deleted.is_empty() {
+            changed.list.retain(|p| !st.deleted.contains(p));
+            changed.set.retain(|p| !st.deleted.contains(p));
+        }
+        let mut plan = self.plan_wave(st, changed, forced, Vec::new(), wave)?;
+        plan.input_count = 0;
+        plan.deleted = deleted;
+        Ok(plan)
+    }
+
+    /// The fast path of [`Engine::plan_records`] for a commit that cannot start
+    /// or feed a wave: no graph edits, no page it writes or deletes is in the
+    /// graph, and (if `wave`) no dirty or forced page is waiting. Such a commit
+    /// derives nothing and marks nothing, so nothing is staged (no page copy);
+    /// `records` were validated by `commit::prepare`. `None`: take the full path.
+    fn plan_unlinked(&self, records: &[Record], wave: bool) -> Option<CommitPlan> {
+        if wave && (!self.dirty.is_empty() || !self.forced.is_empty()) {
+            return None;
+        }
+        let mut touched: Vec<(PageId, u64)> = Vec::new();
+        let mut seen = HashSet::default();
+        let mut deleted = Vec::new();
+        for r in records {
+            match r {
+                Record::AddEdge { .. } | Record::RemoveEdge { .. } => return None,
+                Record::CreatePage { .. }
+                | Record::SetMetadata { .. }
+                | Record::RemoveMetadata { .. }
+                | Record::SetView { .. } => {}
+                Record::DeletePage { id } => {
+                    if self.graph.contains_node(*id) {
+                        return None;
+                    }
+                    deleted.push(*id);
+                }
+                Record::Delta(d) => {
+                    if self.graph.contains_node(d.page) {
+                        return None;
+                    }
+                    if seen.insert(d.page) {
+                        let epoch = self.store.page(d.page).map_or(0, |p| p.epoch());
+                        touched.push((d.page, epoch));
+                    }
+                }
+            }
+        }
+        Some(CommitPlan {
+            deltas: Vec::new(),
+            input_count: 0,
             commands: CommandBuffer::default(),
             recomputed: Vec::new(),
             changed: Vec::new(),
@@ -458,24 +676,68 @@ impl Engine {
             dirty_consumed: Vec::new(),
             forced_consumed: Vec::new(),
             made_dirty: Vec::new(),
+            made_forced: Vec::new(),
+            deleted,
+            derived_count: 0,
             version: self.version,
+            unlinked: Some(touched),
+        })
+    }
+
+    /// The wave (if `wave`) and the marks, on staged inputs. `deltas` are the
+    /// input deltas to put first in the plan; `new_forced`: pages the commit
+    /// itself forces (graph edits).
+    fn plan_wave(
+        &self,
+        mut st: Staging<'_>,
+        changed: Changed,
+        new_forced: BTreeSet<PageId>,
+        deltas: Vec<Delta>,
+        wave: bool,
+    ) -> Result<CommitPlan> {
+        let Changed {
+            list: mut changed,
+            set: mut changed_set,
+        } = changed;
+        let mut plan = CommitPlan {
+            input_count: deltas.len(),
+            deltas,
+            commands: CommandBuffer::default(),
+            recomputed: Vec::new(),
+            changed: Vec::new(),
+            stale: Vec::new(),
+            gpu_sync: Vec::new(),
+            invalidated: Vec::new(),
+            wave,
+            dirty_consumed: Vec::new(),
+            forced_consumed: Vec::new(),
+            made_dirty: Vec::new(),
+            made_forced: Vec::new(),
+            deleted: Vec::new(),
+            derived_count: 0,
+            version: self.version,
+            unlinked: None,
         };
         if !wave {
-            self.mark(&mut plan, &changed, &changed_set);
+            self.mark(&st.graph, &mut plan, &changed, &changed_set);
             plan.made_dirty = changed.clone();
+            plan.made_forced = new_forced.into_iter().collect();
             plan.changed = changed;
             return Ok(plan);
         }
         // Roots: this commit's changes plus what deferred commits left dirty.
         let mut roots: BTreeSet<PageId> = changed.iter().copied().collect();
         roots.extend(self.dirty.iter().copied());
-        let cb = CommandBuffer::plan(&self.graph, &self.page_fn, &roots, &self.forced);
+        let mut forced = new_forced;
+        forced.extend(self.forced.iter().copied());
+        let cb = CommandBuffer::plan(&st.graph, &self.page_fn, &roots, &forced);
         let mut wave_changed: HashSet<PageId> = roots.iter().copied().collect();
         for level in &cb.levels {
             let run: Vec<&crate::command_buffer::Command> = cb.commands[level.clone()]
                 .iter()
                 .filter(|c| c.forced || c.inputs.iter().any(|i| wave_changed.contains(i)))
                 .collect();
+            let stage = &st;
             let exec = |c: &&crate::command_buffer::Command| -> Result<(PageId, Vec<u8>)> {
                 let f = self.functions.get(&c.function).ok_or_else(|| {
                     Error::new(
@@ -486,14 +748,14 @@ impl Engine {
                 let inputs = c
                     .inputs
                     .iter()
-                    .map(|&q| st.bytes(q))
+                    .map(|&q| stage.bytes(q))
                     .collect::<Result<Vec<&[u8]>>>()?;
                 let epochs = c
                     .inputs
                     .iter()
-                    .map(|&q| st.epoch(q))
+                    .map(|&q| stage.epoch(q))
                     .collect::<Result<Vec<u64>>>()?;
-                let mut out = st.bytes(c.page)?.to_vec();
+                let mut out = stage.bytes(c.page)?.to_vec();
                 f.call(
                     &RecomputeInputs {
                         page: c.page,
@@ -520,14 +782,10 @@ impl Engine {
                 let (page, out) = r?;
                 plan.recomputed.push(page);
                 let old = st.bytes(page)?;
-                let Some(first) = old.iter().zip(&out).position(|(a, b)| a != b) else {
+                let Some(first) = first_difference(old, &out) else {
                     continue; // cutoff: same bytes, nothing downstream from here
                 };
-                let last = old
-                    .iter()
-                    .zip(&out)
-                    .rposition(|(a, b)| a != b)
-                    .unwrap_or(first);
+                let last = last_difference(old, &out).unwrap_or(first);
                 let causes: Vec<PageId> = c
                     .inputs
                     .iter()
@@ -539,7 +797,7 @@ impl Engine {
                     .get(&c.function)
                     .map_or("unknown", |f| f.name());
                 let d = derived_delta(page, first, &out[first..=last], &causes, c, fname)?;
-                st.apply(&d)?;
+                st.apply(&d, true)?;
                 plan.deltas.push(d);
                 wave_changed.insert(page);
                 if changed_set.insert(page) {
@@ -548,9 +806,10 @@ impl Engine {
             }
         }
         plan.commands = cb;
+        plan.derived_count = plan.deltas.len() - plan.input_count;
         plan.dirty_consumed = self.dirty.iter().copied().collect();
-        plan.forced_consumed = self.forced.iter().copied().collect();
-        self.mark(&mut plan, &changed, &changed_set);
+        plan.forced_consumed = forced.into_iter().collect();
+        self.mark(&st.graph, &mut plan, &changed, &changed_set);
         plan.changed = changed;
         Ok(plan)
     }
@@ -558,10 +817,16 @@ impl Engine {
     /// Fills the plan's non-data marks: the children, along control, gpu-sync
     /// and compiler edges, of every page `changed` by this commit. Pages
     /// written by the commit are fresh, so they are not marked stale or invalid.
-    fn mark(&self, plan: &mut CommitPlan, changed: &[PageId], written: &HashSet<PageId>) {
+    fn mark(
+        &self,
+        graph: &DependencyGraph,
+        plan: &mut CommitPlan,
+        changed: &[PageId],
+        written: &HashSet<PageId>,
+    ) {
         let mut marks: [BTreeMap<PageId, PageId>; 3] = Default::default();
         for &p in changed {
-            for e in self.graph.children(p) {
+            for e in graph.children(p) {
                 let slot = match e.kind {
                     EdgeKind::Data => continue,
                     EdgeKind::Control => 0,
@@ -587,15 +852,7 @@ impl Engine {
     /// on this engine. Fails with `TransactionConflict` (retryable: plan again)
     /// if the engine changed since the plan was made; then nothing changes.
     pub fn apply_commit(&mut self, plan: &CommitPlan) -> Result<CommitReport> {
-        if plan.version != self.version {
-            return Err(Error::new(
-                ErrorCode::TransactionConflict,
-                format!(
-                    "the commit was planned at engine version {}, the engine is at {}; plan it again",
-                    plan.version, self.version
-                ),
-            ));
-        }
+        self.check_version(plan)?;
         // The plan was simulated on exactly this state, so every delta applies.
         for d in &plan.deltas {
             self.store.apply_delta(d).map_err(|e| {
@@ -605,10 +862,103 @@ impl Engine {
                 )
             })?;
         }
+        let (report, events) = self.finish(plan);
+        for ev in &events {
+            self.events.emit(ev);
+        }
+        Ok(report)
+    }
+
+    /// Applies a plan made by [`Engine::plan_records`]: `records` must be the
+    /// records it was planned from followed by its derived deltas (as
+    /// [`Record::Delta`]), which is what the durable store logged. Returns the
+    /// report and the events to deliver (the caller delivers them, with
+    /// [`Engine::emit`], once the commit is acknowledged and no lock is held).
+    /// An error here means the state no longer matches the plan: the caller
+    /// must treat the engine as failed.
+    pub fn apply_records_commit(
+        &mut self,
+        records: &[Record],
+        plan: &CommitPlan,
+    ) -> Result<(CommitReport, Vec<Event>)> {
+        self.check_version(plan)?;
+        crate::commit::apply_records(&mut self.store, &mut self.graph, records).map_err(|e| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("a planned commit failed to apply: {e}"),
+            )
+        })?;
+        for p in &plan.deleted {
+            self.forget_page(*p);
+        }
+        if let Some(touched) = &plan.unlinked {
+            // Which touched pages changed: their epoch moved (a delta that
+            // changes nothing leaves it), and they still exist.
+            let changed: Vec<PageId> = touched
+                .iter()
+                .filter(|&&(p, before)| self.store.page(p).is_ok_and(|pg| pg.epoch() != before))
+                .map(|&(p, _)| p)
+                .collect();
+            let mut plan = plan.clone();
+            if !plan.wave {
+                plan.made_dirty = changed.clone();
+            }
+            plan.changed = changed;
+            return Ok(self.finish(&plan));
+        }
+        Ok(self.finish(plan))
+    }
+
+    /// Delivers events to the subscribers (see [`Engine::apply_records_commit`]).
+    pub fn emit(&self, events: &[Event]) {
+        for ev in events {
+            self.events.emit(ev);
+        }
+    }
+
+    /// A copy of the subscriber list, to deliver events without holding the engine.
+    pub fn event_bus(&self) -> EventBus {
+        self.events.clone()
+    }
+
+    fn check_version(&self, plan: &CommitPlan) -> Result<()> {
+        if plan.version != self.version {
+            return Err(Error::new(
+                ErrorCode::TransactionConflict,
+                format!(
+                    "the commit was planned at engine version {}, the engine is at {}; plan it again",
+                    plan.version, self.version
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Drops a deleted page's function and marks.
+    fn forget_page(&mut self, page: PageId) {
+        if let Some(f) = self.page_fn.remove(&page) {
+            self.functions.remove(&f);
+        }
+        for set in [
+            &mut self.dirty,
+            &mut self.forced,
+            &mut self.stale,
+            &mut self.gpu_sync,
+            &mut self.invalidated,
+        ] {
+            set.remove(&page);
+        }
+    }
+
+    /// The bookkeeping after a plan's changes were applied: counters, dirty
+    /// and forced sets, marks; returns the report and the events (none if
+    /// nobody subscribed).
+    fn finish(&mut self, plan: &CommitPlan) -> (CommitReport, Vec<Event>) {
         self.version += 1;
         self.stats.commits += 1;
+        let derived = plan.derived_count;
         let mut report = CommitReport {
-            derived_deltas: plan.deltas.len() - plan.input_count,
+            derived_deltas: derived,
             recomputed: plan.recomputed.clone(),
             ..CommitReport::default()
         };
@@ -621,7 +971,7 @@ impl Engine {
         if plan.wave {
             self.stats.waves += 1;
             self.stats.recomputes += plan.recomputed.len() as u64;
-            self.stats.derived_deltas += report.derived_deltas as u64;
+            self.stats.derived_deltas += derived as u64;
             for p in &plan.dirty_consumed {
                 self.dirty.remove(p);
             }
@@ -630,6 +980,7 @@ impl Engine {
             }
         }
         self.dirty.extend(plan.made_dirty.iter().copied());
+        self.forced.extend(plan.made_forced.iter().copied());
         for &(p, _) in &plan.stale {
             self.stale.insert(p);
             report.stale.push(p);
@@ -642,25 +993,31 @@ impl Engine {
             self.invalidated.insert(p);
             report.invalidated.push(p);
         }
+        let mut events = Vec::new();
         if !self.events.is_empty() {
             for &(page, epoch) in &report.changed {
-                self.events.emit(&Event::PageChanged { page, epoch });
+                events.push(Event::PageChanged { page, epoch });
             }
             for &(page, cause) in &plan.stale {
-                self.events.emit(&Event::Stale { page, cause });
+                events.push(Event::Stale { page, cause });
             }
             for &(page, cause) in &plan.gpu_sync {
-                self.events.emit(&Event::GpuSync { page, cause });
+                events.push(Event::GpuSync { page, cause });
             }
             for &(page, cause) in &plan.invalidated {
-                self.events.emit(&Event::Invalidated { page, cause });
+                events.push(Event::Invalidated { page, cause });
             }
         }
-        Ok(report)
+        (report, events)
     }
 }
 
 /// The derived delta for `page`: `bytes` at `offset`, with provenance.
+///
+/// The source and the intent are written by hand rather than through
+/// `serde_json::json!`: this runs once per changed page of every wave, and the
+/// intent is known to be valid JSON (numbers, booleans and one escaped string),
+/// so it is set without being parsed back.
 fn derived_delta(
     page: PageId,
     offset: usize,
@@ -669,27 +1026,59 @@ fn derived_delta(
     cmd: &crate::command_buffer::Command,
     fname: &str,
 ) -> Result<Delta> {
-    let mut source = String::from("derived:");
+    use std::fmt::Write as _;
+    let mut source = String::with_capacity(16 + 12 * causes.len().min(64));
+    source.push_str("derived:");
     for (i, c) in causes.iter().enumerate() {
-        let part = format!("{}{c}", if i > 0 { "," } else { "" });
-        if source.len() + part.len() + 32 > MAX_SOURCE_LEN {
-            source.push_str(&format!(",+{} more", causes.len() - i));
+        let mark = source.len();
+        if i > 0 {
+            source.push(',');
+        }
+        let _ = write!(source, "{c}");
+        if source.len() + 32 > MAX_SOURCE_LEN {
+            source.truncate(mark);
+            let _ = write!(source, ",+{} more", causes.len() - i);
             break;
         }
-        source.push_str(&part);
     }
     if causes.is_empty() {
-        source.push_str(&page.to_string());
+        let _ = write!(source, "{page}");
     }
-    let intent = serde_json::json!({
-        "cause": "propagation",
-        "page": page.get(),
-        "function": cmd.function.0,
-        "function_kind": fname,
-        "forced": cmd.forced,
-        "changed_parents": causes.iter().map(|c| c.get()).collect::<Vec<_>>(),
-    });
-    Delta::dense(page, offset as u64, bytes.to_vec())
-        .with_source(source)
-        .with_intent(intent.to_string())
+    // The keys in the order docs/propagation.md shows.
+    let mut intent = String::with_capacity(128 + 12 * causes.len());
+    let _ = write!(
+        intent,
+        "{{\"cause\":\"propagation\",\"page\":{},\"function\":{},\"function_kind\":",
+        page.get(),
+        cmd.function.0
+    );
+    push_json_string(&mut intent, fname);
+    let _ = write!(intent, ",\"forced\":{},\"changed_parents\":[", cmd.forced);
+    for (i, c) in causes.iter().enumerate() {
+        if i > 0 {
+            intent.push(',');
+        }
+        let _ = write!(intent, "{}", c.get());
+    }
+    intent.push_str("]}");
+    let mut d = Delta::dense(page, offset as u64, bytes.to_vec()).with_source(source);
+    d.intent = Some(intent);
+    Ok(d)
+}
+
+/// Appends `s` to `out` as a JSON string literal.
+fn push_json_string(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }

@@ -3,6 +3,10 @@
 //! [`recover`] is the one procedure behind opening a store, replaying to a past
 //! LSN or time, and the `mmsb recover` tool:
 //!
+//! The recovered state is the pages *and* the dependency graph: graph edits are
+//! log records like any other, and checkpoints hold the graph. Derived pages
+//! come back from their logged derived deltas; no recompute function runs.
+//!
 //! 1. Take the newest checkpoint that is at or before the target and verifies
 //!    (SHA-256 of the file, CRC32C of every page). Checkpoints that fail are
 //!    reported in [`RecoveryReport::checkpoints_rejected`] and the next older one
@@ -22,6 +26,7 @@
 
 use crate::checkpoint;
 use crate::commit;
+use crate::dependency_graph::DependencyGraph;
 use crate::error::{Error, ErrorCode, Result};
 use crate::page_store::PageStore;
 use crate::tlog_reader::{self, LogEnd, LogScan, LogSummary};
@@ -97,6 +102,8 @@ pub struct RecoveryReport {
 pub struct Recovered {
     /// The pages.
     pub state: PageStore,
+    /// The dependency graph.
+    pub graph: DependencyGraph,
     /// What happened.
     pub report: RecoveryReport,
     /// The log as scanned (segments and how it ended).
@@ -133,13 +140,13 @@ pub fn recover(
             Err(e) => report.checkpoints_rejected.push((path, e)),
         }
     }
-    let (mut state, mut lsn, mut ts) = match base {
+    let (mut state, mut graph, mut lsn, mut ts) = match base {
         Some(c) => {
             let (l, t) = (c.info.lsn, c.info.timestamp_ns);
             report.checkpoint = Some(c.info);
-            (c.state, l, t)
+            (c.state, c.graph, l, t)
         }
-        None => (PageStore::new(), 0, 0),
+        None => (PageStore::new(), DependencyGraph::new(), 0, 0),
     };
     let base_lsn = lsn;
     let mut done = matches!(target, Target::Lsn(t) if t <= lsn);
@@ -167,7 +174,7 @@ pub fn recover(
             );
             return Err(e);
         }
-        commit::apply_records(&mut state, &records).map_err(|e| {
+        commit::apply_records(&mut state, &mut graph, &records).map_err(|e| {
             Error::corruption(format!(
                 "commit at LSN {} does not apply: {}",
                 f.lsn, e.message
@@ -229,6 +236,7 @@ pub fn recover(
     report.elapsed = t0.elapsed();
     Ok(Recovered {
         state,
+        graph,
         report,
         scan,
     })

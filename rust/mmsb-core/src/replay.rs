@@ -5,7 +5,7 @@
 //! newest checkpoint at or before it and apply the log up to it. [`state_at`]
 //! does that for an LSN or a wall-clock time (the state after the last commit
 //! stamped at or before it; order is still by LSN, timestamps only select the
-//! point). The result, a [`ReadOnlyState`], can be read like a store but not
+//! point). The result, a [`ReadOnlyState`] (pages and dependency graph), can be read like a store but not
 //! written: [`ReadOnlyState::commit`] fails with
 //! [`ErrorCode::ReadOnly`](crate::ErrorCode::ReadOnly). A past state that is no
 //! longer retained (its checkpoint and log segments were deleted) is
@@ -17,6 +17,7 @@
 
 use crate::commit::Op;
 use crate::delta::Delta;
+use crate::dependency_graph::DependencyGraph;
 use crate::error::{Error, ErrorCode, Result};
 use crate::page::Page;
 use crate::page_id::PageId;
@@ -31,6 +32,7 @@ use std::path::Path;
 #[derive(Debug)]
 pub struct ReadOnlyState {
     state: PageStore,
+    graph: DependencyGraph,
     lsn: u64,
     timestamp_ns: u64,
 }
@@ -66,6 +68,11 @@ impl ReadOnlyState {
         &self.state
     }
 
+    /// The dependency graph as it stood after that commit.
+    pub fn graph(&self) -> &DependencyGraph {
+        &self.graph
+    }
+
     /// Always fails with [`ErrorCode::ReadOnly`]: the past cannot be changed.
     pub fn commit(&self, _ops: Vec<Op>) -> Result<u64> {
         Err(Error::new(
@@ -83,6 +90,7 @@ pub fn state_at(vfs: &dyn Vfs, dir: &Path, target: Target) -> Result<ReadOnlySta
     let r = recovery::recover(vfs, dir, target, RecoveryOptions::default())?;
     Ok(ReadOnlyState {
         state: r.state,
+        graph: r.graph,
         lsn: r.report.lsn,
         timestamp_ns: r.report.timestamp_ns,
     })

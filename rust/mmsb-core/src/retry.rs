@@ -12,6 +12,12 @@
 //! backoff starting at [`RetryPolicy::first_delay`] and giving up after
 //! [`RetryPolicy::max_attempts`]; every other error is returned at once and the
 //! caller turns it into an [`Error`](crate::Error) (`Io`, `NoSpace`).
+//!
+//! The same backoff drives [`retry_with`], the general form: any error type,
+//! any "is this retryable" rule, and optional *jitter* (each sleep drawn
+//! uniformly from `[delay/2, delay]`), which optimistic transactions use so that
+//! threads that conflicted together do not retry in lockstep
+//! (see [`transaction`](crate::transaction)).
 
 use std::io;
 use std::time::Duration;
@@ -58,19 +64,64 @@ pub fn retry_io_with<T>(
     policy: RetryPolicy,
     mut op: impl FnMut() -> io::Result<T>,
 ) -> io::Result<T> {
+    retry_with(policy, false, is_transient, |_| op())
+}
+
+/// Runs `op(attempt)` (attempts numbered from 1), retrying the errors for
+/// which `retryable` holds with exponential backoff, jittered if `jitter`.
+///
+/// Returns the first success, the first error that is not retryable, or the
+/// last retryable error once `policy.max_attempts` attempts have failed.
+pub fn retry_with<T, E>(
+    policy: RetryPolicy,
+    jitter: bool,
+    retryable: impl Fn(&E) -> bool,
+    mut op: impl FnMut(u32) -> Result<T, E>,
+) -> Result<T, E> {
     let mut delay = policy.first_delay;
     let mut attempt = 1;
     loop {
-        match op() {
+        match op(attempt) {
             Ok(v) => return Ok(v),
-            Err(e) if is_transient(&e) && attempt < policy.max_attempts.max(1) => {
-                std::thread::sleep(delay);
+            Err(e) if retryable(&e) && attempt < policy.max_attempts.max(1) => {
+                let sleep = if jitter { jittered(delay) } else { delay };
+                if !sleep.is_zero() {
+                    std::thread::sleep(sleep);
+                }
                 delay = (delay * 2).min(policy.max_delay);
                 attempt += 1;
             }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// A duration drawn uniformly from `[d/2, d]` (a per-thread xorshift generator:
+/// jitter needs spread, not cryptographic quality).
+pub fn jittered(d: Duration) -> Duration {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(seed());
+    }
+    fn seed() -> u64 {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let local = 0u8;
+        // Mix the time with this thread's stack address so threads differ.
+        (t ^ (&local as *const u8 as u64).rotate_left(32)) | 1
+    }
+    let r = STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x
+    });
+    let nanos = d.as_nanos().min(u64::MAX as u128) as u64;
+    let half = nanos / 2;
+    Duration::from_nanos(half + r % (nanos - half + 1))
 }
 
 #[cfg(test)]
@@ -100,6 +151,40 @@ mod tests {
         });
         assert_eq!(r.unwrap_err().raw_os_error(), Some(28));
         assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn jitter_stays_within_half_to_full_delay() {
+        let d = Duration::from_micros(100);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let j = jittered(d);
+            assert!(j >= d / 2 && j <= d, "{j:?}");
+            seen.insert(j);
+        }
+        assert!(seen.len() > 10, "jitter should spread the delays");
+        assert_eq!(jittered(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn retry_with_numbers_attempts_and_stops_on_fatal_errors() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            first_delay: Duration::from_micros(1),
+            max_delay: Duration::from_micros(4),
+        };
+        let mut seen = Vec::new();
+        let r: Result<(), &str> = retry_with(
+            policy,
+            true,
+            |e| *e == "again",
+            |a| {
+                seen.push(a);
+                Err(if a < 3 { "again" } else { "fatal" })
+            },
+        );
+        assert_eq!(r, Err("fatal"));
+        assert_eq!(seen, vec![1, 2, 3]);
     }
 
     #[test]

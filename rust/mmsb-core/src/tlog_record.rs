@@ -1,7 +1,9 @@
 //! Log records: the changes one commit makes, in the form the log stores.
 //!
 //! A commit is a list of [`Record`]s: page creations and deletions, metadata
-//! and numeric-view changes, and deltas. Everything that changes state is a
+//! and numeric-view changes, deltas (input deltas and the derived deltas of
+//! the commit's propagation wave, which carry their provenance in the delta's
+//! source and intent), and dependency-graph edits. Everything that changes state is a
 //! record, so replaying the records of every commit in LSN order rebuilds the
 //! state exactly, with nothing re-run and nothing read from outside the log.
 //! The records of one commit travel in one log frame (see
@@ -9,7 +11,9 @@
 //! nothing on recovery.
 //!
 //! [`Record::apply`] is the single place where a record changes a
-//! [`PageStore`]; the live store and replay both use it, so they cannot drift.
+//! [`PageStore`] and its [`DependencyGraph`]; the live store and replay both
+//! use it, so they cannot drift. Recompute functions are code and are never
+//! logged: a derived page is restored from its logged derived deltas.
 //! It assumes the commit was validated first (see [`commit`](crate::commit)):
 //! a validated commit always applies in full.
 //!
@@ -22,10 +26,18 @@
 //! kind u8 = 4 RemoveMetadata  page u64, key_len u16, key
 //! kind u8 = 5 SetView         page u64, dtype u8 (0 = no view), len u64
 //! kind u8 = 6 Delta           an encoded delta (see delta_codec)
+//! kind u8 = 7 AddEdge         parent u64, child u64, edge kind u8,
+//!                             weight tag u8 (0 = none, 1 = scalar), [weight f64 if tag 1]
+//! kind u8 = 8 RemoveEdge      parent u64, child u64, edge kind u8
 //! ```
+//!
+//! Kinds 7 and 8 appeared with format version 2 (see
+//! [`tlog_segment::FORMAT_VERSION`](crate::tlog_segment::FORMAT_VERSION)); a
+//! version 1 log never holds them, so version 2 reads version 1 logs as they are.
 
 use crate::delta::Delta;
 use crate::delta_codec;
+use crate::dependency_graph::{DependencyGraph, EdgeKind, EdgeWeight};
 use crate::dtype::{DType, NumericView};
 use crate::error::{Error, ErrorCode, Result};
 use crate::location::PageLocation;
@@ -34,7 +46,7 @@ use crate::page_id::PageId;
 use crate::page_store::PageStore;
 
 /// One change a commit makes. See the module docs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     /// A new zeroed page with this id.
     CreatePage {
@@ -75,6 +87,26 @@ pub enum Record {
     },
     /// A delta is applied.
     Delta(Delta),
+    /// The dependency edge `parent -> child` is added.
+    AddEdge {
+        /// The page depended on.
+        parent: PageId,
+        /// The page that depends on it.
+        child: PageId,
+        /// The edge's kind.
+        kind: EdgeKind,
+        /// Its optional weight.
+        weight: Option<EdgeWeight>,
+    },
+    /// The dependency edge `parent -> child` of this kind is removed.
+    RemoveEdge {
+        /// The page depended on.
+        parent: PageId,
+        /// The page that depended on it.
+        child: PageId,
+        /// The edge's kind.
+        kind: EdgeKind,
+    },
 }
 
 const K_CREATE: u8 = 1;
@@ -83,6 +115,10 @@ const K_SET_META: u8 = 3;
 const K_REMOVE_META: u8 = 4;
 const K_SET_VIEW: u8 = 5;
 const K_DELTA: u8 = 6;
+const K_ADD_EDGE: u8 = 7;
+const K_REMOVE_EDGE: u8 = 8;
+const W_NONE: u8 = 0;
+const W_SCALAR: u8 = 1;
 
 impl Record {
     /// The page the record touches.
@@ -94,6 +130,7 @@ impl Record {
             | Record::RemoveMetadata { id, .. }
             | Record::SetView { id, .. } => *id,
             Record::Delta(d) => d.page,
+            Record::AddEdge { parent, .. } | Record::RemoveEdge { parent, .. } => *parent,
         }
     }
 
@@ -106,17 +143,37 @@ impl Record {
             Record::RemoveMetadata { .. } => "remove-metadata",
             Record::SetView { .. } => "set-view",
             Record::Delta(_) => "delta",
+            Record::AddEdge { .. } => "add-edge",
+            Record::RemoveEdge { .. } => "remove-edge",
         }
     }
 
-    /// Applies a validated record to `state`. Compare-and-set epochs were
-    /// checked at validation and are not checked again.
-    pub fn apply(&self, state: &mut PageStore) -> Result<()> {
+    /// Applies a validated record to `state` and `graph`. Compare-and-set
+    /// epochs were checked at validation and are not checked again. Deleting
+    /// a page removes it, and every edge touching it, from the graph.
+    pub fn apply(&self, state: &mut PageStore, graph: &mut DependencyGraph) -> Result<()> {
         match self {
             Record::CreatePage { id, size, location } => {
                 state.insert_page(Page::new(*id, *size, *location)?)
             }
-            Record::DeletePage { id } => state.delete_page(*id),
+            Record::DeletePage { id } => {
+                state.delete_page(*id)?;
+                if graph.contains_node(*id) {
+                    graph.remove_node(*id)?;
+                }
+                Ok(())
+            }
+            Record::AddEdge {
+                parent,
+                child,
+                kind,
+                weight,
+            } => graph.add_edge(*parent, *child, *kind, weight.clone()),
+            Record::RemoveEdge {
+                parent,
+                child,
+                kind,
+            } => graph.remove_edge(*parent, *child, *kind).map(|_| ()),
             Record::SetMetadata { id, key, value } => state.set_metadata(*id, key, value),
             Record::RemoveMetadata { id, key } => match state.remove_metadata(*id, key) {
                 Err(e) if e.code == ErrorCode::NotFound && state.contains(*id) => Ok(()),
@@ -136,6 +193,10 @@ impl Record {
             Record::RemoveMetadata { key, .. } => 1 + 8 + 2 + key.len(),
             Record::SetView { .. } => 18,
             Record::Delta(d) => 1 + delta_codec::encoded_len(d),
+            Record::AddEdge { weight, .. } => {
+                1 + 8 + 8 + 1 + 1 + if weight.is_some() { 8 } else { 0 }
+            }
+            Record::RemoveEdge { .. } => 1 + 8 + 8 + 1,
         }
     }
 
@@ -175,6 +236,34 @@ impl Record {
             Record::Delta(d) => {
                 out.push(K_DELTA);
                 delta_codec::encode_into(d, out)?;
+            }
+            Record::AddEdge {
+                parent,
+                child,
+                kind,
+                weight,
+            } => {
+                out.push(K_ADD_EDGE);
+                out.extend_from_slice(&parent.0.to_le_bytes());
+                out.extend_from_slice(&child.0.to_le_bytes());
+                out.push(kind.as_u8());
+                match weight {
+                    None => out.push(W_NONE),
+                    Some(EdgeWeight::Scalar(w)) => {
+                        out.push(W_SCALAR);
+                        out.extend_from_slice(&w.to_bits().to_le_bytes());
+                    }
+                }
+            }
+            Record::RemoveEdge {
+                parent,
+                child,
+                kind,
+            } => {
+                out.push(K_REMOVE_EDGE);
+                out.extend_from_slice(&parent.0.to_le_bytes());
+                out.extend_from_slice(&child.0.to_le_bytes());
+                out.push(kind.as_u8());
             }
         }
         Ok(())
@@ -224,10 +313,41 @@ impl Record {
                 r.pos += used;
                 Record::Delta(d)
             }
+            K_ADD_EDGE => {
+                let parent = PageId(r.u64()?);
+                let child = PageId(r.u64()?);
+                let kind = EdgeKind::from_u8(r.u8()?).map_err(corrupt)?;
+                let weight = match r.u8()? {
+                    W_NONE => None,
+                    W_SCALAR => Some(EdgeWeight::Scalar(f64::from_bits(r.u64()?))),
+                    t => return Err(Error::corruption(format!("unknown edge weight tag {t}"))),
+                };
+                Record::AddEdge {
+                    parent,
+                    child,
+                    kind,
+                    weight,
+                }
+            }
+            K_REMOVE_EDGE => {
+                let parent = PageId(r.u64()?);
+                let child = PageId(r.u64()?);
+                let kind = EdgeKind::from_u8(r.u8()?).map_err(corrupt)?;
+                Record::RemoveEdge {
+                    parent,
+                    child,
+                    kind,
+                }
+            }
             k => return Err(Error::corruption(format!("unknown log record kind {k}"))),
         };
         if rec.page().0 == 0 {
             return Err(Error::corruption("log record names page 0"));
+        }
+        if let Record::AddEdge { child, .. } | Record::RemoveEdge { child, .. } = &rec {
+            if child.0 == 0 {
+                return Err(Error::corruption("log record names page 0"));
+            }
         }
         Ok((rec, r.pos))
     }
@@ -346,6 +466,23 @@ mod tests {
             Record::SetView {
                 id: PageId(3),
                 view: None,
+            },
+            Record::AddEdge {
+                parent: PageId(3),
+                child: PageId(4),
+                kind: EdgeKind::GpuSync,
+                weight: Some(EdgeWeight::Scalar(-2.5)),
+            },
+            Record::AddEdge {
+                parent: PageId(4),
+                child: PageId(5),
+                kind: EdgeKind::Data,
+                weight: None,
+            },
+            Record::RemoveEdge {
+                parent: PageId(3),
+                child: PageId(4),
+                kind: EdgeKind::GpuSync,
             },
             Record::DeletePage { id: PageId(3) },
         ]

@@ -1,0 +1,251 @@
+//! The device seam: what [`crate::GpuStore`] needs from a device.
+//!
+//! A [`Backend`] is a CUDA device or an [`EmulatedDevice`]; both offer
+//! buffers ([`DevBuf`]), copies, grouped delta apply and the semiring
+//! operations. The store never calls CUDA directly, so its placement,
+//! migration and fallback logic is the same code with or without a GPU.
+
+use crate::csr::Csr;
+use crate::cuda_device::CudaDevice;
+use crate::delta_gpu;
+use crate::device_wave::WaveCommand;
+use crate::emulated::EmulatedDevice;
+use crate::graph_replay::{batch_shape, SteadyBatch};
+use crate::semiring_cpu::{self, Elem, Semiring};
+use crate::semiring_gpu::{self, FoldOp};
+use crate::unified::UnifiedBuf;
+use mmsb_core::delta::Delta;
+use mmsb_core::error::Result;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A buffer on a backend: its address and length, and whether it is unified memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DevBuf {
+    /// Device address (an opaque key on the emulated device).
+    pub addr: u64,
+    /// Length in bytes.
+    pub len: usize,
+    /// Managed (unified) memory rather than device memory.
+    pub unified: bool,
+}
+
+/// A CUDA device with the unified buffers it owns.
+pub struct CudaBackend {
+    /// The device.
+    pub dev: Arc<CudaDevice>,
+    unified: HashMap<u64, UnifiedBuf>,
+    steady: Option<SteadyBatch>,
+}
+
+/// What a group applied with graph replay did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplayRun {
+    /// A new batch shape: the work was captured into a graph, then launched.
+    Captured,
+    /// The shape of the last captured graph: the graph was replayed.
+    Replayed,
+}
+
+/// A device the store can run on.
+pub enum Backend {
+    /// A real GPU.
+    Cuda(CudaBackend),
+    /// Host-memory emulation (tests, CPU-only CI).
+    Emulated(EmulatedDevice),
+}
+
+impl Backend {
+    /// A backend over an open CUDA device.
+    pub fn cuda(dev: Arc<CudaDevice>) -> Backend {
+        Backend::Cuda(CudaBackend {
+            dev,
+            unified: HashMap::new(),
+            steady: None,
+        })
+    }
+
+    /// A short description for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Cuda(c) => format!("cuda: {}", c.dev.name()),
+            Backend::Emulated(_) => "emulated device (host memory)".into(),
+        }
+    }
+
+    /// A zeroed buffer of `len` bytes.
+    pub fn alloc(&mut self, len: usize, unified: bool) -> Result<DevBuf> {
+        match self {
+            Backend::Emulated(e) => Ok(e.alloc(len, unified)),
+            Backend::Cuda(c) => {
+                if unified {
+                    let mut u = UnifiedBuf::new(c.dev.context(), len)?;
+                    u.host_slice_mut().fill(0);
+                    let addr = u.ptr();
+                    c.unified.insert(addr, u);
+                    Ok(DevBuf { addr, len, unified })
+                } else {
+                    let addr = c.dev.pool().alloc(len, c.dev.stream())?;
+                    c.dev.memset(addr, 0, len)?;
+                    c.dev.sync()?;
+                    Ok(DevBuf { addr, len, unified })
+                }
+            }
+        }
+    }
+
+    /// Releases a buffer.
+    pub fn free(&mut self, buf: &DevBuf) {
+        match self {
+            Backend::Emulated(e) => e.free(buf),
+            Backend::Cuda(c) => {
+                if buf.unified {
+                    let _ = c.dev.sync();
+                    c.unified.remove(&buf.addr);
+                } else {
+                    let _ = c.dev.pool().free(buf.addr, buf.len, c.dev.stream());
+                }
+            }
+        }
+    }
+
+    /// Copies the whole page `bytes` into `buf`.
+    pub fn upload(&mut self, buf: &DevBuf, bytes: &[u8]) -> Result<()> {
+        match self {
+            Backend::Emulated(e) => e.upload(buf, 0, bytes),
+            Backend::Cuda(c) => c.dev.upload(buf.addr, bytes),
+        }
+    }
+
+    /// Copies `buf` into `out`.
+    pub fn download(&mut self, buf: &DevBuf, out: &mut [u8]) -> Result<()> {
+        match self {
+            Backend::Emulated(e) => e.download(buf, out),
+            Backend::Cuda(c) => c.dev.download(buf.addr, out),
+        }
+    }
+
+    /// Prefetches unified buffers to the device before a wave (no-op otherwise).
+    pub fn prefetch(&mut self, bufs: &[DevBuf]) -> Result<()> {
+        if let Backend::Cuda(c) = self {
+            for b in bufs.iter().filter(|b| b.unified) {
+                if let Some(u) = c.unified.get(&b.addr) {
+                    u.prefetch(0, b.len, true, c.dev.stream())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies deltas that name distinct buffers, as one launch.
+    pub fn apply_group(&mut self, items: &[(DevBuf, &Delta)]) -> Result<()> {
+        match self {
+            Backend::Emulated(e) => e.apply_group(items),
+            Backend::Cuda(c) => {
+                let staged: Vec<(u64, &Delta)> =
+                    items.iter().map(|(b, d)| (b.addr + d.offset, *d)).collect();
+                delta_gpu::apply_group(&c.dev, &staged)
+            }
+        }
+    }
+
+    /// Applies deltas that name distinct buffers through CUDA-graph replay: a
+    /// group of the same shape as the last one (staged bytes, count, longest
+    /// delta: see [`batch_shape`]) replays the captured graph with the new
+    /// deltas staged; another shape is captured first. The emulated device
+    /// applies the group directly and reports what a GPU would have done.
+    pub fn apply_group_replayed(&mut self, items: &[(DevBuf, &Delta)]) -> Result<ReplayRun> {
+        let staged: Vec<(u64, &Delta)> =
+            items.iter().map(|(b, d)| (b.addr + d.offset, *d)).collect();
+        let shape = batch_shape(&staged);
+        match self {
+            Backend::Emulated(e) => {
+                e.apply_group(items)?;
+                let run = if e.graph_shape == Some(shape) {
+                    ReplayRun::Replayed
+                } else {
+                    e.graph_shape = Some(shape);
+                    ReplayRun::Captured
+                };
+                Ok(run)
+            }
+            Backend::Cuda(c) => {
+                // Work issued on the device's stream (uploads, prefetches)
+                // comes first: the graph runs on its own stream.
+                c.dev.sync()?;
+                let run = match c.steady.as_mut() {
+                    Some(sb) if sb.shape() == shape => {
+                        sb.update(&staged)?;
+                        ReplayRun::Replayed
+                    }
+                    _ => {
+                        c.steady = None;
+                        let mut sb = SteadyBatch::new(c.dev.clone(), &staged)?;
+                        sb.set_replay(true);
+                        c.steady = Some(sb);
+                        ReplayRun::Captured
+                    }
+                };
+                let r = match c.steady.as_mut() {
+                    Some(sb) => sb.run(),
+                    None => Err(crate::gpu_error::gpu("no steady batch")),
+                };
+                if r.is_err() {
+                    // A failed graph is not reused.
+                    c.steady = None;
+                }
+                r.map(|()| run)
+            }
+        }
+    }
+
+    /// Runs one level of a device wave (`kernels/wave.cu`); returns, per
+    /// command, whether its page's bytes changed.
+    pub fn wave_level(&mut self, cmds: &[WaveCommand]) -> Result<Vec<bool>> {
+        match self {
+            Backend::Emulated(e) => e.wave_level(cmds),
+            Backend::Cuda(c) => crate::device_wave_gpu::launch_level(&c.dev, cmds),
+        }
+    }
+
+    /// Drops a captured graph (when replay is turned off).
+    pub fn drop_graph(&mut self) {
+        match self {
+            Backend::Emulated(e) => e.graph_shape = None,
+            Backend::Cuda(c) => c.steady = None,
+        }
+    }
+
+    /// A fold on the backend.
+    pub fn fold<T: Elem>(&mut self, op: FoldOp, s: Semiring, x: &[T]) -> Result<T> {
+        match self {
+            Backend::Emulated(_) => Ok(match op {
+                FoldOp::Add => semiring_cpu::fold_add(s, x),
+                FoldOp::Mul => semiring_cpu::fold_mul(s, x),
+            }),
+            Backend::Cuda(c) => semiring_gpu::fold_host(&c.dev, op, s, x),
+        }
+    }
+
+    /// A masked accumulate on the backend.
+    pub fn accumulate<T: Elem>(
+        &mut self,
+        s: Semiring,
+        c: &mut [T],
+        t: &[T],
+        mask: Option<&[u64]>,
+    ) -> Result<()> {
+        match self {
+            Backend::Emulated(_) => semiring_cpu::accumulate(s, c, t, mask),
+            Backend::Cuda(cb) => semiring_gpu::accumulate_host(&cb.dev, s, c, t, mask),
+        }
+    }
+
+    /// A SpMV on the backend.
+    pub fn spmv<T: Elem>(&mut self, s: Semiring, a: &Csr<T>, x: &[T], y: &mut [T]) -> Result<()> {
+        match self {
+            Backend::Emulated(_) => semiring_cpu::spmv(s, a, x, y),
+            Backend::Cuda(c) => semiring_gpu::spmv_host(&c.dev, s, a, x, y),
+        }
+    }
+}

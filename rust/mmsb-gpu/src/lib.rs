@@ -1,0 +1,61 @@
+//! # MMSB GPU execution
+//!
+//! Pages and propagation on an NVIDIA GPU, without ever losing work: when no
+//! GPU is usable, or a kernel or copy fails mid-run, the work finishes on the
+//! CPU with the same results. A guide to the modules:
+//!
+//! * [`probe`]: is a GPU usable? (Never panics; `MMSB_GPU_DISABLE=1` says no.)
+//! * [`gpu_store`]: [`GpuStore`], the entry point: pages in CPU, GPU or unified
+//!   memory, batched delta apply, migration, semiring operations, CPU fallback
+//!   and its statistics, the forced-failure switch for CPU-only testing.
+//! * [`cuda_device`], [`kernel_cache`]: one device, and the NVRTC compilation
+//!   (once per process) of the CUDA sources in `kernels/`.
+//! * [`device_pool`]: device pages from CUDA's stream-ordered pool under a slab
+//!   layer; [`unified`]: managed pages and adaptive prefetch; [`pinned`]:
+//!   pinned host-mapped buffers.
+//! * [`delta_gpu`]: delta apply on the device (batch encoding, launches);
+//!   [`semiring_gpu`]: fold_add / fold_mul / accumulate / SpMV on the device;
+//!   [`semiring_cpu`]: the same operations on the CPU (the reference and the
+//!   fallback); [`csr`]: sparse matrices.
+//! * [`device_wave`]: propagation waves (planned `CommandBuffer`s) run as
+//!   device kernels for the built-in passthrough and byte transforms
+//!   ([`device_wave_gpu`]: the launches).
+//! * [`gpu_mirror`]: [`GpuMirror`], gpu-sync edges that act by themselves:
+//!   device copies refreshed after each acknowledged commit of a durable store.
+//! * [`persistent`]: the resident kernel fed by a command ring.
+//! * [`graph_replay`]: CUDA-graph capture and replay of steady-state batches.
+//! * [`backend`], [`emulated`]: the device seam the store's fallback logic is
+//!   written against, and a host-memory emulation of a device with fault
+//!   injection, so the fallback is tested on machines without a GPU.
+//!
+//! See `docs/gpu.md` for the design and the measured numbers.
+
+#![deny(missing_docs)]
+
+pub mod backend;
+pub mod csr;
+pub mod cuda_device;
+pub mod delta_gpu;
+pub mod device_pool;
+pub mod device_wave;
+pub mod device_wave_gpu;
+pub mod emulated;
+pub mod gpu_error;
+pub mod gpu_mirror;
+pub mod gpu_store;
+pub mod graph_replay;
+pub mod kernel_cache;
+pub mod persistent;
+pub mod pinned;
+pub mod probe;
+pub mod semiring_cpu;
+pub mod semiring_gpu;
+pub mod unified;
+
+pub use csr::Csr;
+pub use cuda_device::CudaDevice;
+pub use device_wave::{DeviceFn, DeviceWaveReport};
+pub use gpu_mirror::{GpuMirror, MirrorStats};
+pub use gpu_store::{FailurePoint, FallbackStats, GpuStore};
+pub use probe::{probe, Probe};
+pub use semiring_cpu::{Elem, ElemType, Semiring};
