@@ -283,6 +283,15 @@ impl<'a> Staging<'a> {
         Ok(true)
     }
 
+    /// Stages a recomputed page: its function's output buffer becomes the
+    /// staged copy (moved, not copied), one epoch on. No validation: the
+    /// buffer was made from the staged page, so it has the page's size.
+    fn put_output(&mut self, page: PageId, out: Vec<u8>) -> Result<()> {
+        let epoch = self.epoch(page)? + 1;
+        self.pages.insert(page, (out, epoch));
+        Ok(())
+    }
+
     /// Stages one record of a durable commit. Returns whether it changed a
     /// page's bytes; data-edge edits and deletions add the pages they force
     /// to `forced`.
@@ -738,7 +747,7 @@ impl Engine {
                 .filter(|c| c.forced || c.inputs.iter().any(|i| wave_changed.contains(i)))
                 .collect();
             let stage = &st;
-            let exec = |c: &&crate::command_buffer::Command| -> Result<(PageId, Vec<u8>)> {
+            let exec = |c: &&crate::command_buffer::Command| -> Result<(Vec<u8>, &str)> {
                 let f = self.functions.get(&c.function).ok_or_else(|| {
                     Error::new(
                         ErrorCode::Internal,
@@ -765,21 +774,23 @@ impl Engine {
                     },
                     &mut out,
                 )?;
-                Ok((c.page, out))
+                Ok((out, f.name()))
             };
             let parallel = run.len() > 1
+                && rayon::current_num_threads() > 1
                 && run.iter().all(|c| {
                     self.functions
                         .get(&c.function)
                         .is_some_and(|f| f.is_thread_safe())
                 });
-            let results: Vec<Result<(PageId, Vec<u8>)>> = if parallel {
+            let results: Vec<Result<(Vec<u8>, &str)>> = if parallel {
                 run.par_iter().map(exec).collect()
             } else {
                 run.iter().map(exec).collect()
             };
             for (c, r) in run.iter().zip(results) {
-                let (page, out) = r?;
+                let (out, fname) = r?;
+                let page = c.page;
                 plan.recomputed.push(page);
                 let old = st.bytes(page)?;
                 let Some(first) = first_difference(old, &out) else {
@@ -792,12 +803,8 @@ impl Engine {
                     .copied()
                     .filter(|i| wave_changed.contains(i))
                     .collect();
-                let fname = self
-                    .functions
-                    .get(&c.function)
-                    .map_or("unknown", |f| f.name());
                 let d = derived_delta(page, first, &out[first..=last], &causes, c, fname)?;
-                st.apply(&d, true)?;
+                st.put_output(page, out)?;
                 plan.deltas.push(d);
                 wave_changed.insert(page);
                 if changed_set.insert(page) {
@@ -853,14 +860,32 @@ impl Engine {
     /// if the engine changed since the plan was made; then nothing changes.
     pub fn apply_commit(&mut self, plan: &CommitPlan) -> Result<CommitReport> {
         self.check_version(plan)?;
-        // The plan was simulated on exactly this state, so every delta applies.
-        for d in &plan.deltas {
-            self.store.apply_delta(d).map_err(|e| {
-                Error::new(
-                    ErrorCode::Internal,
-                    format!("a planned delta failed to apply: {e}"),
-                )
-            })?;
+        // The plan was simulated on exactly this state, so every delta
+        // applies. The derived ones were built by the wave itself from the
+        // staged pages (in range, well-formed, changing bytes): they are
+        // written without being validated again.
+        let failed = |e: Error| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("a planned delta failed to apply: {e}"),
+            )
+        };
+        for (i, d) in plan.deltas.iter().enumerate() {
+            let planned_write = i >= plan.input_count
+                && d.mask.is_none()
+                && d.expected_epoch.is_none()
+                && !d.payload.is_sparse()
+                && d.accumulator == crate::delta::Accumulator::Overwrite;
+            if planned_write {
+                let offset = usize::try_from(d.offset).map_err(|_| {
+                    failed(Error::invalid(format!("offset {} does not fit", d.offset)))
+                })?;
+                self.store
+                    .write_planned(d.page, offset, d.payload.bytes())
+                    .map_err(failed)?;
+            } else {
+                self.store.apply_delta(d).map_err(failed)?;
+            }
         }
         let (report, events) = self.finish(plan);
         for ev in &events {
@@ -1034,7 +1059,8 @@ fn derived_delta(
         if i > 0 {
             source.push(',');
         }
-        let _ = write!(source, "{c}");
+        source.push_str("page#");
+        push_u64(&mut source, c.get());
         if source.len() + 32 > MAX_SOURCE_LEN {
             source.truncate(mark);
             let _ = write!(source, ",+{} more", causes.len() - i);
@@ -1042,28 +1068,51 @@ fn derived_delta(
         }
     }
     if causes.is_empty() {
-        let _ = write!(source, "{page}");
+        source.push_str("page#");
+        push_u64(&mut source, page.get());
     }
     // The keys in the order docs/propagation.md shows.
     let mut intent = String::with_capacity(128 + 12 * causes.len());
-    let _ = write!(
-        intent,
-        "{{\"cause\":\"propagation\",\"page\":{},\"function\":{},\"function_kind\":",
-        page.get(),
-        cmd.function.0
-    );
+    intent.push_str("{\"cause\":\"propagation\",\"page\":");
+    push_u64(&mut intent, page.get());
+    intent.push_str(",\"function\":");
+    push_u64(&mut intent, cmd.function.0);
+    intent.push_str(",\"function_kind\":");
     push_json_string(&mut intent, fname);
-    let _ = write!(intent, ",\"forced\":{},\"changed_parents\":[", cmd.forced);
+    intent.push_str(if cmd.forced {
+        ",\"forced\":true,\"changed_parents\":["
+    } else {
+        ",\"forced\":false,\"changed_parents\":["
+    });
     for (i, c) in causes.iter().enumerate() {
         if i > 0 {
             intent.push(',');
         }
-        let _ = write!(intent, "{}", c.get());
+        push_u64(&mut intent, c.get());
     }
     intent.push_str("]}");
     let mut d = Delta::dense(page, offset as u64, bytes.to_vec()).with_source(source);
     d.intent = Some(intent);
     Ok(d)
+}
+
+/// Appends the decimal digits of `n` to `out` (what `write!("{n}")` gives,
+/// without the formatting machinery: this runs for every id of every
+/// derived delta's provenance).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        out.push(char::from(b));
+    }
 }
 
 /// Appends `s` to `out` as a JSON string literal.
