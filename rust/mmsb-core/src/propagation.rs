@@ -64,7 +64,7 @@
 
 use crate::apply;
 use crate::byte_diff::{first_difference, last_difference};
-use crate::command_buffer::CommandBuffer;
+use crate::command_buffer::{Command, CommandBuffer};
 use crate::delta::{Delta, MAX_SOURCE_LEN};
 use crate::dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
 use crate::error::{Error, ErrorCode, Result};
@@ -75,6 +75,7 @@ use crate::page_store::PageStore;
 use crate::recompute::{FunctionId, RecomputeFn, RecomputeInputs};
 use crate::tlog_record::Record;
 use rayon::prelude::*;
+use smallvec::SmallVec;
 use std::borrow::Cow;
 // Ids are hashed with the fast id hash (the wave hashes several per page).
 use crate::id_hash::{IdHashMap as HashMap, IdHashSet as HashSet};
@@ -234,6 +235,19 @@ impl<'a> Staging<'a> {
         match self.pages.get(&page) {
             Some((b, _)) => Ok(b),
             None => Ok(self.store.page(page)?.bytes()),
+        }
+    }
+
+    fn bytes_and_epoch(&self, page: PageId) -> Result<(&[u8], u64)> {
+        if self.deleted.contains(&page) {
+            return Err(Staging::gone(page));
+        }
+        match self.pages.get(&page) {
+            Some((b, e)) => Ok((b, *e)),
+            None => {
+                let p = self.store.page(page)?;
+                Ok((p.bytes(), p.epoch()))
+            }
         }
     }
 
@@ -741,74 +755,62 @@ impl Engine {
         forced.extend(self.forced.iter().copied());
         let cb = CommandBuffer::plan(&st.graph, &self.page_fn, &roots, &forced);
         let mut wave_changed: HashSet<PageId> = roots.iter().copied().collect();
+        // One timestamp for the wave's derived deltas (they are one commit).
+        let wave = WaveOut {
+            timestamp_ns: crate::delta::now_ns(),
+        };
+        plan.deltas.reserve(cb.len());
+        plan.recomputed.reserve(cb.len());
+        st.pages.reserve(cb.len());
+        let parallel_pool = rayon::current_num_threads() > 1;
         for level in &cb.levels {
-            let run: Vec<&crate::command_buffer::Command> = cb.commands[level.clone()]
-                .iter()
-                .filter(|c| c.forced || c.inputs.iter().any(|i| wave_changed.contains(i)))
-                .collect();
-            let stage = &st;
-            let exec = |c: &&crate::command_buffer::Command| -> Result<(Vec<u8>, &str)> {
-                let f = self.functions.get(&c.function).ok_or_else(|| {
-                    Error::new(
-                        ErrorCode::Internal,
-                        format!("{} of {} is not registered", c.function, c.page),
-                    )
-                })?;
-                let inputs = c
-                    .inputs
-                    .iter()
-                    .map(|&q| stage.bytes(q))
-                    .collect::<Result<Vec<&[u8]>>>()?;
-                let epochs = c
-                    .inputs
-                    .iter()
-                    .map(|&q| stage.epoch(q))
-                    .collect::<Result<Vec<u64>>>()?;
-                let mut out = stage.bytes(c.page)?.to_vec();
-                f.call(
-                    &RecomputeInputs {
-                        page: c.page,
-                        parents: &c.inputs,
-                        inputs: &inputs,
-                        epochs: &epochs,
-                    },
-                    &mut out,
-                )?;
-                Ok((out, f.name()))
+            let cmds = &cb.commands[level.clone()];
+            let runs = |c: &Command, changed: &HashSet<PageId>| {
+                c.forced || c.inputs.iter().any(|i| changed.contains(i))
             };
-            let parallel = run.len() > 1
-                && rayon::current_num_threads() > 1
-                && run.iter().all(|c| {
-                    self.functions
-                        .get(&c.function)
-                        .is_some_and(|f| f.is_thread_safe())
-                });
-            let results: Vec<Result<(Vec<u8>, &str)>> = if parallel {
-                run.par_iter().map(exec).collect()
-            } else {
-                run.iter().map(exec).collect()
-            };
-            for (c, r) in run.iter().zip(results) {
-                let (out, fname) = r?;
-                let page = c.page;
-                plan.recomputed.push(page);
-                let old = st.bytes(page)?;
-                let Some(first) = first_difference(old, &out) else {
-                    continue; // cutoff: same bytes, nothing downstream from here
+            if parallel_pool && cmds.len() > 1 {
+                let run: Vec<&Command> = cmds.iter().filter(|c| runs(c, &wave_changed)).collect();
+                let parallel = run.len() > 1
+                    && run.iter().all(|c| {
+                        self.functions
+                            .get(&c.function)
+                            .is_some_and(|f| f.is_thread_safe())
+                    });
+                let stage = &st;
+                let results: Vec<Result<(Vec<u8>, &str)>> = if parallel {
+                    run.par_iter().map(|c| self.exec(stage, c)).collect()
+                } else {
+                    run.iter().map(|c| self.exec(stage, c)).collect()
                 };
-                let last = last_difference(old, &out).unwrap_or(first);
-                let causes: Vec<PageId> = c
-                    .inputs
-                    .iter()
-                    .copied()
-                    .filter(|i| wave_changed.contains(i))
-                    .collect();
-                let d = derived_delta(page, first, &out[first..=last], &causes, c, fname)?;
-                st.put_output(page, out)?;
-                plan.deltas.push(d);
-                wave_changed.insert(page);
-                if changed_set.insert(page) {
-                    changed.push(page);
+                for (c, r) in run.iter().zip(results) {
+                    let (out, fname) = r?;
+                    wave.absorb(
+                        &mut st,
+                        &mut plan,
+                        &mut wave_changed,
+                        (&mut changed, &mut changed_set),
+                        c,
+                        out,
+                        fname,
+                    )?;
+                }
+            } else {
+                // One thread: run and absorb each command in turn (the
+                // commands of a level are independent), with no per-level lists.
+                for c in cmds {
+                    if !runs(c, &wave_changed) {
+                        continue;
+                    }
+                    let (out, fname) = self.exec(&st, c)?;
+                    wave.absorb(
+                        &mut st,
+                        &mut plan,
+                        &mut wave_changed,
+                        (&mut changed, &mut changed_set),
+                        c,
+                        out,
+                        fname,
+                    )?;
                 }
             }
         }
@@ -819,6 +821,35 @@ impl Engine {
         self.mark(&st.graph, &mut plan, &changed, &changed_set);
         plan.changed = changed;
         Ok(plan)
+    }
+
+    /// Runs one command's function on the staged inputs; returns its output
+    /// (the page's staged bytes as the function left them) and the function's name.
+    fn exec<'s>(&'s self, st: &Staging<'_>, c: &Command) -> Result<(Vec<u8>, &'s str)> {
+        let f = self.functions.get(&c.function).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("{} of {} is not registered", c.function, c.page),
+            )
+        })?;
+        let mut inputs: SmallVec<[&[u8]; 8]> = SmallVec::with_capacity(c.inputs.len());
+        let mut epochs: SmallVec<[u64; 8]> = SmallVec::with_capacity(c.inputs.len());
+        for &q in &c.inputs {
+            let (b, e) = st.bytes_and_epoch(q)?;
+            inputs.push(b);
+            epochs.push(e);
+        }
+        let mut out = st.bytes(c.page)?.to_vec();
+        f.call(
+            &RecomputeInputs {
+                page: c.page,
+                parents: &c.inputs,
+                inputs: &inputs,
+                epochs: &epochs,
+            },
+            &mut out,
+        )?;
+        Ok((out, f.name()))
     }
 
     /// Fills the plan's non-data marks: the children, along control, gpu-sync
@@ -1037,6 +1068,51 @@ impl Engine {
     }
 }
 
+/// What the wave's commands share when their outputs are absorbed.
+struct WaveOut {
+    timestamp_ns: u64,
+}
+
+impl WaveOut {
+    /// Takes one command's output into the plan: cutoff if the bytes did not
+    /// change; otherwise the derived delta (the range of differing bytes, with
+    /// provenance) and the output buffer as the page's staged copy.
+    #[allow(clippy::too_many_arguments)]
+    fn absorb(
+        &self,
+        st: &mut Staging<'_>,
+        plan: &mut CommitPlan,
+        wave_changed: &mut HashSet<PageId>,
+        (changed, changed_set): (&mut Vec<PageId>, &mut HashSet<PageId>),
+        c: &Command,
+        out: Vec<u8>,
+        fname: &str,
+    ) -> Result<()> {
+        let page = c.page;
+        plan.recomputed.push(page);
+        let old = st.bytes(page)?;
+        let Some(first) = first_difference(old, &out) else {
+            return Ok(()); // cutoff: same bytes, nothing downstream from here
+        };
+        let last = last_difference(old, &out).unwrap_or(first);
+        let causes: SmallVec<[PageId; 8]> = c
+            .inputs
+            .iter()
+            .copied()
+            .filter(|i| wave_changed.contains(i))
+            .collect();
+        let mut d = derived_delta(page, first, &out[first..=last], &causes, c, fname)?;
+        d.timestamp_ns = self.timestamp_ns;
+        st.put_output(page, out)?;
+        plan.deltas.push(d);
+        wave_changed.insert(page);
+        if changed_set.insert(page) {
+            changed.push(page);
+        }
+        Ok(())
+    }
+}
+
 /// The derived delta for `page`: `bytes` at `offset`, with provenance.
 ///
 /// The source and the intent are written by hand rather than through
@@ -1048,7 +1124,7 @@ fn derived_delta(
     offset: usize,
     bytes: &[u8],
     causes: &[PageId],
-    cmd: &crate::command_buffer::Command,
+    cmd: &Command,
     fname: &str,
 ) -> Result<Delta> {
     use std::fmt::Write as _;
@@ -1091,9 +1167,20 @@ fn derived_delta(
         push_u64(&mut intent, c.get());
     }
     intent.push_str("]}");
-    let mut d = Delta::dense(page, offset as u64, bytes.to_vec()).with_source(source);
-    d.intent = Some(intent);
-    Ok(d)
+    // Built field by field (not `Delta::dense`), so no clock is read here:
+    // the caller stamps the wave's time.
+    Ok(Delta {
+        page,
+        offset: offset as u64,
+        len: bytes.len() as u64,
+        mask: None,
+        payload: crate::delta::Payload::Dense(bytes.to_vec()),
+        accumulator: crate::delta::Accumulator::Overwrite,
+        source,
+        intent: Some(intent),
+        expected_epoch: None,
+        timestamp_ns: 0,
+    })
 }
 
 /// Appends the decimal digits of `n` to `out` (what `write!("{n}")` gives,
