@@ -119,12 +119,27 @@ pub struct CommitPlan {
     made_forced: Vec<PageId>,
     deleted: Vec<PageId>,
     derived_count: usize,
+    /// The derived writes of a plan made without provenance (only inside
+    /// [`Engine::commit`] and [`Engine::propagate`], whose plan is applied at
+    /// once and never shown): each page's recomputed buffer, moved out of the
+    /// staging overlay, and the range of it that differs from the page. They
+    /// stand for derived deltas that nobody would read.
+    writes: Vec<PlannedWrite>,
     version: u64,
     /// Set by the unlinked fast path of [`Engine::plan_records`]: the pages its
     /// deltas touch with their epochs before the commit. The pages that
     /// changed are found after applying (an epoch moves only on a change),
     /// instead of staging a copy of each page.
     unlinked: Option<Vec<(PageId, u64)>>,
+}
+
+/// A derived page's new bytes in a plan without provenance: `bytes[range]`
+/// goes to the same range of `page`.
+#[derive(Clone, Debug)]
+struct PlannedWrite {
+    page: PageId,
+    range: std::ops::Range<usize>,
+    bytes: Vec<u8>,
 }
 
 impl CommitPlan {
@@ -571,13 +586,15 @@ impl Engine {
 
     /// Plans and applies a commit of `deltas` (one wave in immediate mode).
     pub fn commit(&mut self, deltas: &[Delta]) -> Result<CommitReport> {
-        let plan = self.plan_commit(deltas)?;
+        // The plan is applied at once and dropped: its derived deltas would
+        // never be read, so their provenance is not built.
+        let plan = self.plan(deltas, self.mode == PropagationMode::Immediate, false)?;
         self.apply_commit(&plan)
     }
 
     /// Runs one wave for everything pending (dirty pages, forced recomputes), in any mode.
     pub fn propagate(&mut self) -> Result<CommitReport> {
-        let plan = self.plan_propagate()?;
+        let plan = self.plan(&[], true, false)?;
         self.apply_commit(&plan)
     }
 
@@ -596,15 +613,18 @@ impl Engine {
     /// The whole commit `deltas` would make (inputs, then derived deltas), without
     /// changing anything. In deferred mode no wave runs.
     pub fn plan_commit(&self, deltas: &[Delta]) -> Result<CommitPlan> {
-        self.plan(deltas, self.mode == PropagationMode::Immediate)
+        self.plan(deltas, self.mode == PropagationMode::Immediate, true)
     }
 
     /// The commit [`Engine::propagate`] would make, without changing anything.
     pub fn plan_propagate(&self) -> Result<CommitPlan> {
-        self.plan(&[], true)
+        self.plan(&[], true, true)
     }
 
-    fn plan(&self, deltas: &[Delta], wave: bool) -> Result<CommitPlan> {
+    /// `provenance`: build the derived deltas (with their source and intent);
+    /// without it the plan holds [`PlannedWrite`]s instead, for
+    /// [`Engine::apply_commit`] right away.
+    fn plan(&self, deltas: &[Delta], wave: bool, provenance: bool) -> Result<CommitPlan> {
         let mut st = Staging::new(&self.store, &self.graph);
         let mut changed = Changed::default();
         for d in deltas {
@@ -612,7 +632,14 @@ impl Engine {
                 changed.add(d.page);
             }
         }
-        let plan = self.plan_wave(st, changed, BTreeSet::new(), deltas.to_vec(), wave)?;
+        let plan = self.plan_wave(
+            st,
+            changed,
+            BTreeSet::new(),
+            deltas.to_vec(),
+            wave,
+            provenance,
+        )?;
         Ok(plan)
     }
 
@@ -644,7 +671,7 @@ impl Engine {
             changed.list.retain(|p| !st.deleted.contains(p));
             changed.set.retain(|p| !st.deleted.contains(p));
         }
-        let mut plan = self.plan_wave(st, changed, forced, Vec::new(), wave)?;
+        let mut plan = self.plan_wave(st, changed, forced, Vec::new(), wave, true)?;
         plan.input_count = 0;
         plan.deleted = deleted;
         Ok(plan)
@@ -702,6 +729,7 @@ impl Engine {
             made_forced: Vec::new(),
             deleted,
             derived_count: 0,
+            writes: Vec::new(),
             version: self.version,
             unlinked: Some(touched),
         })
@@ -717,6 +745,7 @@ impl Engine {
         new_forced: BTreeSet<PageId>,
         deltas: Vec<Delta>,
         wave: bool,
+        provenance: bool,
     ) -> Result<CommitPlan> {
         let Changed {
             list: mut changed,
@@ -738,6 +767,7 @@ impl Engine {
             made_forced: Vec::new(),
             deleted: Vec::new(),
             derived_count: 0,
+            writes: Vec::new(),
             version: self.version,
             unlinked: None,
         };
@@ -758,6 +788,7 @@ impl Engine {
         // One timestamp for the wave's derived deltas (they are one commit).
         let wave = WaveOut {
             timestamp_ns: crate::delta::now_ns(),
+            provenance,
         };
         plan.deltas.reserve(cb.len());
         plan.recomputed.reserve(cb.len());
@@ -815,7 +846,15 @@ impl Engine {
             }
         }
         plan.commands = cb;
-        plan.derived_count = plan.deltas.len() - plan.input_count;
+        if !plan.writes.is_empty() {
+            // Move each written page's final buffer out of the staging overlay.
+            for w in &mut plan.writes {
+                if let Some((bytes, _)) = st.pages.remove(&w.page) {
+                    w.bytes = bytes;
+                }
+            }
+        }
+        plan.derived_count = plan.deltas.len() - plan.input_count + plan.writes.len();
         plan.dirty_consumed = self.dirty.iter().copied().collect();
         plan.forced_consumed = forced.into_iter().collect();
         self.mark(&st.graph, &mut plan, &changed, &changed_set);
@@ -917,6 +956,17 @@ impl Engine {
             } else {
                 self.store.apply_delta(d).map_err(failed)?;
             }
+        }
+        for w in &plan.writes {
+            let bytes = w.bytes.get(w.range.clone()).ok_or_else(|| {
+                failed(Error::invalid(format!(
+                    "planned write {:?} lies outside its buffer",
+                    w.range
+                )))
+            })?;
+            self.store
+                .write_planned(w.page, w.range.start, bytes)
+                .map_err(failed)?;
         }
         let (report, events) = self.finish(plan);
         for ev in &events {
@@ -1071,6 +1121,8 @@ impl Engine {
 /// What the wave's commands share when their outputs are absorbed.
 struct WaveOut {
     timestamp_ns: u64,
+    /// Build derived deltas (else [`PlannedWrite`]s).
+    provenance: bool,
 }
 
 impl WaveOut {
@@ -1095,6 +1147,19 @@ impl WaveOut {
             return Ok(()); // cutoff: same bytes, nothing downstream from here
         };
         let last = last_difference(old, &out).unwrap_or(first);
+        if !self.provenance {
+            plan.writes.push(PlannedWrite {
+                page,
+                range: first..last + 1,
+                bytes: Vec::new(), // filled from the staging overlay at the end
+            });
+            st.put_output(page, out)?;
+            wave_changed.insert(page);
+            if changed_set.insert(page) {
+                changed.push(page);
+            }
+            return Ok(());
+        }
         let causes: SmallVec<[PageId; 8]> = c
             .inputs
             .iter()
