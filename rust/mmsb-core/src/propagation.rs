@@ -217,7 +217,15 @@ pub struct Engine {
     events: EventBus,
     version: u64,
     stats: EngineStats,
+    /// Output buffers of earlier waves, reused by the next one on one thread
+    /// (a fresh buffer per recomputed page made the allocator return and
+    /// re-fault the memory every wave). At most [`SPARE_BYTES`], and never more
+    /// than the store's page bytes, are kept.
+    spare: std::sync::Mutex<Vec<Vec<u8>>>,
 }
+
+/// The most bytes of spare output buffers an engine keeps between waves.
+const SPARE_BYTES: usize = 64 << 20;
 
 /// Copies of the pages a planned commit touches, with the epochs they will
 /// have, and the graph as the commit leaves it (borrowed until the commit
@@ -243,18 +251,8 @@ impl<'a> Staging<'a> {
         Error::not_found(format!("{page} is deleted by this commit"))
     }
 
-    fn bytes(&self, page: PageId) -> Result<&[u8]> {
-        if self.deleted.contains(&page) {
-            return Err(Staging::gone(page));
-        }
-        match self.pages.get(&page) {
-            Some((b, _)) => Ok(b),
-            None => Ok(self.store.page(page)?.bytes()),
-        }
-    }
-
     fn bytes_and_epoch(&self, page: PageId) -> Result<(&[u8], u64)> {
-        if self.deleted.contains(&page) {
+        if !self.deleted.is_empty() && self.deleted.contains(&page) {
             return Err(Staging::gone(page));
         }
         match self.pages.get(&page) {
@@ -263,16 +261,6 @@ impl<'a> Staging<'a> {
                 let p = self.store.page(page)?;
                 Ok((p.bytes(), p.epoch()))
             }
-        }
-    }
-
-    fn epoch(&self, page: PageId) -> Result<u64> {
-        if self.deleted.contains(&page) {
-            return Err(Staging::gone(page));
-        }
-        match self.pages.get(&page) {
-            Some((_, e)) => Ok(*e),
-            None => Ok(self.store.page(page)?.epoch()),
         }
     }
 
@@ -315,10 +303,8 @@ impl<'a> Staging<'a> {
     /// Stages a recomputed page: its function's output buffer becomes the
     /// staged copy (moved, not copied), one epoch on. No validation: the
     /// buffer was made from the staged page, so it has the page's size.
-    fn put_output(&mut self, page: PageId, out: Vec<u8>) -> Result<()> {
-        let epoch = self.epoch(page)? + 1;
-        self.pages.insert(page, (out, epoch));
-        Ok(())
+    fn put_output(&mut self, page: PageId, out: Vec<u8>, old_epoch: u64) {
+        self.pages.insert(page, (out, old_epoch + 1));
     }
 
     /// Stages one record of a durable commit. Returns whether it changed a
@@ -589,13 +575,17 @@ impl Engine {
         // The plan is applied at once and dropped: its derived deltas would
         // never be read, so their provenance is not built.
         let plan = self.plan(deltas, self.mode == PropagationMode::Immediate, false)?;
-        self.apply_commit(&plan)
+        let report = self.apply_plan(&plan, deltas);
+        self.recycle(plan);
+        report
     }
 
     /// Runs one wave for everything pending (dirty pages, forced recomputes), in any mode.
     pub fn propagate(&mut self) -> Result<CommitReport> {
         let plan = self.plan(&[], true, false)?;
-        self.apply_commit(&plan)
+        let report = self.apply_commit(&plan);
+        self.recycle(plan);
+        report
     }
 
     /// Forces every derived page to be recomputed, and runs the wave.
@@ -632,14 +622,14 @@ impl Engine {
                 changed.add(d.page);
             }
         }
-        let plan = self.plan_wave(
-            st,
-            changed,
-            BTreeSet::new(),
-            deltas.to_vec(),
-            wave,
-            provenance,
-        )?;
+        // Without provenance the plan is applied at once, by
+        // `Engine::apply_plan` given the same inputs: they are not copied.
+        let inputs = if provenance {
+            deltas.to_vec()
+        } else {
+            Vec::new()
+        };
+        let plan = self.plan_wave(st, changed, BTreeSet::new(), inputs, wave, provenance)?;
         Ok(plan)
     }
 
@@ -794,6 +784,14 @@ impl Engine {
         plan.recomputed.reserve(cb.len());
         st.pages.reserve(cb.len());
         let parallel_pool = rayon::current_num_threads() > 1;
+        let mut spare = if parallel_pool {
+            Vec::new()
+        } else {
+            self.spare
+                .lock()
+                .map(|mut g| std::mem::take(&mut *g))
+                .unwrap_or_default()
+        };
         for level in &cb.levels {
             let cmds = &cb.commands[level.clone()];
             let runs = |c: &Command, changed: &HashSet<PageId>| {
@@ -808,21 +806,19 @@ impl Engine {
                             .is_some_and(|f| f.is_thread_safe())
                     });
                 let stage = &st;
-                let results: Vec<Result<(Vec<u8>, &str)>> = if parallel {
-                    run.par_iter().map(|c| self.exec(stage, c)).collect()
+                let results: Vec<Result<Output<'_>>> = if parallel {
+                    run.par_iter().map(|c| self.exec(stage, c, None)).collect()
                 } else {
-                    run.iter().map(|c| self.exec(stage, c)).collect()
+                    run.iter().map(|c| self.exec(stage, c, None)).collect()
                 };
                 for (c, r) in run.iter().zip(results) {
-                    let (out, fname) = r?;
                     wave.absorb(
                         &mut st,
                         &mut plan,
                         &mut wave_changed,
                         (&mut changed, &mut changed_set),
                         c,
-                        out,
-                        fname,
+                        r?,
                     )?;
                 }
             } else {
@@ -832,20 +828,20 @@ impl Engine {
                     if !runs(c, &wave_changed) {
                         continue;
                     }
-                    let (out, fname) = self.exec(&st, c)?;
+                    let o = self.exec(&st, c, spare.pop())?;
                     wave.absorb(
                         &mut st,
                         &mut plan,
                         &mut wave_changed,
                         (&mut changed, &mut changed_set),
                         c,
-                        out,
-                        fname,
+                        o,
                     )?;
                 }
             }
         }
         plan.commands = cb;
+        self.keep_spare(spare);
         if !plan.writes.is_empty() {
             // Move each written page's final buffer out of the staging overlay.
             for w in &mut plan.writes {
@@ -864,7 +860,13 @@ impl Engine {
 
     /// Runs one command's function on the staged inputs; returns its output
     /// (the page's staged bytes as the function left them) and the function's name.
-    fn exec<'s>(&'s self, st: &Staging<'_>, c: &Command) -> Result<(Vec<u8>, &'s str)> {
+    /// `buf`: a spare buffer to use for the output.
+    fn exec<'s>(
+        &'s self,
+        st: &Staging<'_>,
+        c: &Command,
+        buf: Option<Vec<u8>>,
+    ) -> Result<Output<'s>> {
         let f = self.functions.get(&c.function).ok_or_else(|| {
             Error::new(
                 ErrorCode::Internal,
@@ -878,7 +880,15 @@ impl Engine {
             inputs.push(b);
             epochs.push(e);
         }
-        let mut out = st.bytes(c.page)?.to_vec();
+        let (old, epoch) = st.bytes_and_epoch(c.page)?;
+        let mut out = match buf {
+            Some(mut b) => {
+                b.clear();
+                b.extend_from_slice(old);
+                b
+            }
+            None => old.to_vec(),
+        };
         f.call(
             &RecomputeInputs {
                 page: c.page,
@@ -888,7 +898,14 @@ impl Engine {
             },
             &mut out,
         )?;
-        Ok((out, f.name()))
+        let diff = first_difference(old, &out)
+            .map(|first| (first, last_difference(old, &out).unwrap_or(first)));
+        Ok(Output {
+            bytes: out,
+            diff,
+            epoch,
+            fname: f.name(),
+        })
     }
 
     /// Fills the plan's non-data marks: the children, along control, gpu-sync
@@ -929,6 +946,38 @@ impl Engine {
     /// on this engine. Fails with `TransactionConflict` (retryable: plan again)
     /// if the engine changed since the plan was made; then nothing changes.
     pub fn apply_commit(&mut self, plan: &CommitPlan) -> Result<CommitReport> {
+        self.apply_plan(plan, &[])
+    }
+
+    /// Keeps a plan's output buffers for the next wave (see `spare`).
+    fn recycle(&self, plan: CommitPlan) {
+        self.keep_spare(plan.writes.into_iter().map(|w| w.bytes).collect());
+    }
+
+    /// Adds `bufs` to the spare output buffers, up to [`SPARE_BYTES`].
+    fn keep_spare(&self, bufs: Vec<Vec<u8>>) {
+        if bufs.is_empty() {
+            return;
+        }
+        if let Ok(mut g) = self.spare.lock() {
+            // Never more than the store's own pages: a wave writes no more.
+            let cap = usize::try_from(self.store.stats().page_bytes)
+                .unwrap_or(usize::MAX)
+                .min(SPARE_BYTES);
+            let mut held: usize = g.iter().map(Vec::capacity).sum();
+            for b in bufs {
+                if held + b.capacity() > cap {
+                    break;
+                }
+                held += b.capacity();
+                g.push(b);
+            }
+        }
+    }
+
+    /// Applies `inputs` (the input deltas a plan without provenance was made
+    /// from, not copied into it), then the plan.
+    fn apply_plan(&mut self, plan: &CommitPlan, inputs: &[Delta]) -> Result<CommitReport> {
         self.check_version(plan)?;
         // The plan was simulated on exactly this state, so every delta
         // applies. The derived ones were built by the wave itself from the
@@ -940,6 +989,9 @@ impl Engine {
                 format!("a planned delta failed to apply: {e}"),
             )
         };
+        for d in inputs {
+            self.store.apply_delta(d).map_err(failed)?;
+        }
         for (i, d) in plan.deltas.iter().enumerate() {
             let planned_write = i >= plan.input_count
                 && d.mask.is_none()
@@ -1118,6 +1170,16 @@ impl Engine {
     }
 }
 
+/// One command's result: the recomputed page, the range `first..=last` where
+/// it differs from the staged page (`None`: unchanged, cutoff), the staged
+/// page's epoch, and the function's name.
+struct Output<'s> {
+    bytes: Vec<u8>,
+    diff: Option<(usize, usize)>,
+    epoch: u64,
+    fname: &'s str,
+}
+
 /// What the wave's commands share when their outputs are absorbed.
 struct WaveOut {
     timestamp_ns: u64,
@@ -1137,23 +1199,21 @@ impl WaveOut {
         wave_changed: &mut HashSet<PageId>,
         (changed, changed_set): (&mut Vec<PageId>, &mut HashSet<PageId>),
         c: &Command,
-        out: Vec<u8>,
-        fname: &str,
+        o: Output<'_>,
     ) -> Result<()> {
         let page = c.page;
         plan.recomputed.push(page);
-        let old = st.bytes(page)?;
-        let Some(first) = first_difference(old, &out) else {
+        let Some((first, last)) = o.diff else {
             return Ok(()); // cutoff: same bytes, nothing downstream from here
         };
-        let last = last_difference(old, &out).unwrap_or(first);
+        let out = o.bytes;
         if !self.provenance {
             plan.writes.push(PlannedWrite {
                 page,
                 range: first..last + 1,
                 bytes: Vec::new(), // filled from the staging overlay at the end
             });
-            st.put_output(page, out)?;
+            st.put_output(page, out, o.epoch);
             wave_changed.insert(page);
             if changed_set.insert(page) {
                 changed.push(page);
@@ -1166,9 +1226,9 @@ impl WaveOut {
             .copied()
             .filter(|i| wave_changed.contains(i))
             .collect();
-        let mut d = derived_delta(page, first, &out[first..=last], &causes, c, fname)?;
+        let mut d = derived_delta(page, first, &out[first..=last], &causes, c, o.fname)?;
         d.timestamp_ns = self.timestamp_ns;
-        st.put_output(page, out)?;
+        st.put_output(page, out, o.epoch);
         plan.deltas.push(d);
         wave_changed.insert(page);
         if changed_set.insert(page) {
