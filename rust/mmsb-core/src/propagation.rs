@@ -222,6 +222,21 @@ pub struct Engine {
     /// re-fault the memory every wave). At most [`SPARE_BYTES`], and never more
     /// than the store's page bytes, are kept.
     spare: std::sync::Mutex<Vec<Vec<u8>>>,
+    /// Changes with every change to the graph or the functions (not with
+    /// commits that only write pages): the key of `last_wave`.
+    shape: u64,
+    /// The last wave's command buffer, reused by a wave from the same roots
+    /// over the same shape with nothing forced (a steady-state wave plans
+    /// nothing).
+    last_wave: std::sync::Mutex<Option<CachedWave>>,
+}
+
+/// A planned wave kept for reuse (see `Engine::last_wave`).
+#[derive(Debug)]
+struct CachedWave {
+    shape: u64,
+    roots: Vec<PageId>,
+    commands: Arc<CommandBuffer>,
 }
 
 /// The most bytes of spare output buffers an engine keeps between waves.
@@ -403,6 +418,7 @@ impl Engine {
     pub fn set_mode(&mut self, mode: PropagationMode) {
         self.mode = mode;
         self.version += 1;
+        self.shape += 1;
     }
 
     /// The engine's counters.
@@ -419,6 +435,7 @@ impl Engine {
     pub fn create_page(&mut self, size: u64, location: PageLocation) -> Result<PageId> {
         let id = self.store.create_page(size, location)?;
         self.version += 1;
+        self.shape += 1;
         Ok(id)
     }
 
@@ -435,6 +452,7 @@ impl Engine {
         }
         self.forget_page(page);
         self.version += 1;
+        self.shape += 1;
         Ok(())
     }
 
@@ -459,6 +477,7 @@ impl Engine {
             self.forced.insert(child);
         }
         self.version += 1;
+        self.shape += 1;
         Ok(())
     }
 
@@ -469,6 +488,7 @@ impl Engine {
             self.forced.insert(child);
         }
         self.version += 1;
+        self.shape += 1;
         Ok(e)
     }
 
@@ -501,6 +521,7 @@ impl Engine {
             self.forced.remove(&page);
         }
         self.version += 1;
+        self.shape += 1;
         Ok(id)
     }
 
@@ -513,6 +534,7 @@ impl Engine {
         self.functions.remove(&f);
         self.forced.remove(&page);
         self.version += 1;
+        self.shape += 1;
         Ok(())
     }
 
@@ -598,6 +620,7 @@ impl Engine {
     pub fn force_all(&mut self) {
         self.forced.extend(self.page_fn.keys().copied());
         self.version += 1;
+        self.shape += 1;
     }
 
     /// The whole commit `deltas` would make (inputs, then derived deltas), without
@@ -773,8 +796,11 @@ impl Engine {
         roots.extend(self.dirty.iter().copied());
         let mut forced = new_forced;
         forced.extend(self.forced.iter().copied());
-        let cb = CommandBuffer::plan(&st.graph, &self.page_fn, &roots, &forced);
-        let mut wave_changed: HashSet<PageId> = roots.iter().copied().collect();
+        let cb = self.wave_commands(&st, &roots, &forced);
+        let mut wave_changed: HashSet<PageId> = HashSet::default();
+        wave_changed.reserve(roots.len() + cb.len());
+        wave_changed.extend(roots.iter().copied());
+        changed_set.reserve(cb.len());
         // One timestamp for the wave's derived deltas (they are one commit).
         let wave = WaveOut {
             timestamp_ns: crate::delta::now_ns(),
@@ -840,7 +866,11 @@ impl Engine {
                 }
             }
         }
-        plan.commands = cb;
+        plan.commands = if provenance {
+            Arc::unwrap_or_clone(cb)
+        } else {
+            CommandBuffer::default() // never shown: keep the cached one shared
+        };
         self.keep_spare(spare);
         if !plan.writes.is_empty() {
             // Move each written page's final buffer out of the staging overlay.
@@ -856,6 +886,41 @@ impl Engine {
         self.mark(&st.graph, &mut plan, &changed, &changed_set);
         plan.changed = changed;
         Ok(plan)
+    }
+
+    /// The wave's command buffer: the cached one if the roots and the shape
+    /// are those of the last wave and nothing is forced (and the commit edits
+    /// no graph), else a fresh plan (kept for the next wave).
+    fn wave_commands(
+        &self,
+        st: &Staging<'_>,
+        roots: &BTreeSet<PageId>,
+        forced: &BTreeSet<PageId>,
+    ) -> Arc<CommandBuffer> {
+        let cacheable = forced.is_empty() && matches!(st.graph, Cow::Borrowed(_));
+        if cacheable {
+            if let Ok(g) = self.last_wave.lock() {
+                if let Some(c) = g.as_ref() {
+                    if c.shape == self.shape
+                        && c.roots.len() == roots.len()
+                        && c.roots.iter().eq(roots.iter())
+                    {
+                        return Arc::clone(&c.commands);
+                    }
+                }
+            }
+        }
+        let cb = Arc::new(CommandBuffer::plan(&st.graph, &self.page_fn, roots, forced));
+        if cacheable {
+            if let Ok(mut g) = self.last_wave.lock() {
+                *g = Some(CachedWave {
+                    shape: self.shape,
+                    roots: roots.iter().copied().collect(),
+                    commands: Arc::clone(&cb),
+                });
+            }
+        }
+        cb
     }
 
     /// Runs one command's function on the staged inputs; returns its output
@@ -1040,6 +1105,14 @@ impl Engine {
         plan: &CommitPlan,
     ) -> Result<(CommitReport, Vec<Event>)> {
         self.check_version(plan)?;
+        if records.iter().any(|r| {
+            matches!(
+                r,
+                Record::AddEdge { .. } | Record::RemoveEdge { .. } | Record::DeletePage { .. }
+            )
+        }) {
+            self.shape += 1;
+        }
         crate::commit::apply_records(&mut self.store, &mut self.graph, records).map_err(|e| {
             Error::new(
                 ErrorCode::Internal,
