@@ -229,6 +229,10 @@ pub struct Engine {
     /// over the same shape with nothing forced (a steady-state wave plans
     /// nothing).
     last_wave: std::sync::Mutex<Option<CachedWave>>,
+    /// The command buffer of a wave from every page (all that any wave
+    /// without forced pages can run), for the current `shape`; used by
+    /// waves from many roots (see `Engine::wave_commands`).
+    full_wave: std::sync::Mutex<Option<(u64, Arc<CommandBuffer>)>>,
 }
 
 /// A planned wave kept for reuse (see `Engine::last_wave`).
@@ -796,7 +800,7 @@ impl Engine {
         roots.extend(self.dirty.iter().copied());
         let mut forced = new_forced;
         forced.extend(self.forced.iter().copied());
-        let cb = self.wave_commands(&st, &roots, &forced);
+        let cb = self.wave_commands(&st, &roots, &forced, !provenance);
         let mut wave_changed: HashSet<PageId> = HashSet::default();
         wave_changed.reserve(roots.len() + cb.len());
         wave_changed.extend(roots.iter().copied());
@@ -891,13 +895,34 @@ impl Engine {
     /// The wave's command buffer: the cached one if the roots and the shape
     /// are those of the last wave and nothing is forced (and the commit edits
     /// no graph), else a fresh plan (kept for the next wave).
+    ///
+    /// `wide`: the plan is applied at once and never shown (no provenance),
+    /// so its command buffer may be the whole graph's (see below).
     fn wave_commands(
         &self,
         st: &Staging<'_>,
         roots: &BTreeSet<PageId>,
         forced: &BTreeSet<PageId>,
+        wide: bool,
     ) -> Arc<CommandBuffer> {
         let cacheable = forced.is_empty() && matches!(st.graph, Cow::Borrowed(_));
+        if cacheable && wide && roots.len().saturating_mul(16) >= self.page_fn.len() {
+            // Many roots (at least one per 16 derived pages): the whole
+            // graph's commands, planned once per shape. The commands no root
+            // reaches have no changed input and are skipped, so the same
+            // pages run, in an order that is still topological.
+            if let Ok(mut g) = self.full_wave.lock() {
+                if let Some((shape, cb)) = g.as_ref() {
+                    if *shape == self.shape {
+                        return Arc::clone(cb);
+                    }
+                }
+                let all: BTreeSet<PageId> = st.graph.topo_order().into_iter().collect();
+                let cb = Arc::new(CommandBuffer::plan(&st.graph, &self.page_fn, &all, forced));
+                *g = Some((self.shape, Arc::clone(&cb)));
+                return cb;
+            }
+        }
         if cacheable {
             if let Ok(g) = self.last_wave.lock() {
                 if let Some(c) = g.as_ref() {
