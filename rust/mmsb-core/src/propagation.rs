@@ -56,6 +56,18 @@
 //! afterwards (the write is the fresh value); a mark made in the same commit
 //! as a write of that page is dropped for the same reason.
 //!
+//! **Fast paths of [`Engine::commit`] and [`Engine::propagate`].** Their plan
+//! is applied at once and never shown, so they skip what nobody would see:
+//! derived deltas are not built (each changed page's recomputed buffer moves
+//! out of the staging overlay and its differing range is written into the
+//! page, without provenance strings or a second validation); a wave with
+//! nothing forced over an unchanged graph reuses the last wave's command
+//! buffer when its roots are the same, and the whole graph's (planned once
+//! per shape) when it has many roots; output buffers are reused across waves
+//! (bounded). [`Engine::apply_commit`] writes a plan's derived deltas without
+//! validating them again: the wave built them from the staged copy of exactly
+//! the state the version check guarantees. See docs/propagation.md.
+//!
 //! **Modes.** [`PropagationMode::Immediate`]: every commit runs its wave.
 //! [`PropagationMode::Deferred`]: a commit applies its input deltas only and
 //! the changed pages become dirty; [`Engine::propagate`] later runs one wave for
