@@ -137,6 +137,9 @@ pub struct CommitPlan {
     /// staging overlay, and the range of it that differs from the page. They
     /// stand for derived deltas that nobody would read.
     writes: Vec<PlannedWrite>,
+    /// Output buffers of cut-off pages in such a plan: `(page, epoch, bytes)`,
+    /// the page's bytes at that epoch (kept as shadows, see `Buffers`).
+    kept: Vec<(PageId, u64, Vec<u8>)>,
     version: u64,
     /// Set by the unlinked fast path of [`Engine::plan_records`]: the pages its
     /// deltas touch with their epochs before the commit. The pages that
@@ -233,7 +236,7 @@ pub struct Engine {
     /// (a fresh buffer per recomputed page made the allocator return and
     /// re-fault the memory every wave). At most [`SPARE_BYTES`], and never more
     /// than the store's page bytes, are kept.
-    spare: std::sync::Mutex<Vec<Vec<u8>>>,
+    spare: std::sync::Mutex<Buffers>,
     /// Changes with every change to the graph or the functions (not with
     /// commits that only write pages): the key of `last_wave`.
     shape: u64,
@@ -253,6 +256,28 @@ struct CachedWave {
     shape: u64,
     roots: Vec<PageId>,
     commands: Arc<CommandBuffer>,
+}
+
+/// Output buffers kept between waves. A *shadow* is the buffer a page's last
+/// recompute produced, with the epoch the page got: while the page is still
+/// at that epoch the buffer holds exactly its bytes, so the next recompute
+/// starts from it without copying the page. Other buffers are *spare*.
+#[derive(Debug, Default)]
+struct Buffers {
+    spare: Vec<Vec<u8>>,
+    shadows: HashMap<PageId, (u64, Vec<u8>)>,
+    /// Capacity held by both.
+    held: usize,
+}
+
+/// A buffer for one command's output.
+enum OutBuf {
+    /// None kept: allocate.
+    Fresh,
+    /// A spare buffer: the page's bytes are copied in.
+    Spare(Vec<u8>),
+    /// The page's shadow at this epoch (used as is if the epoch is current).
+    Shadow(u64, Vec<u8>),
 }
 
 /// The most bytes of spare output buffers an engine keeps between waves.
@@ -759,6 +784,7 @@ impl Engine {
             deleted,
             derived_count: 0,
             writes: Vec::new(),
+            kept: Vec::new(),
             version: self.version,
             unlinked: Some(touched),
         })
@@ -797,6 +823,7 @@ impl Engine {
             deleted: Vec::new(),
             derived_count: 0,
             writes: Vec::new(),
+            kept: Vec::new(),
             version: self.version,
             unlinked: None,
         };
@@ -827,7 +854,7 @@ impl Engine {
         st.pages.reserve(cb.len());
         let parallel_pool = rayon::current_num_threads() > 1;
         let mut spare = if parallel_pool {
-            Vec::new()
+            Buffers::default()
         } else {
             self.spare
                 .lock()
@@ -849,9 +876,13 @@ impl Engine {
                     });
                 let stage = &st;
                 let results: Vec<Result<Output<'_>>> = if parallel {
-                    run.par_iter().map(|c| self.exec(stage, c, None)).collect()
+                    run.par_iter()
+                        .map(|c| self.exec(stage, c, OutBuf::Fresh))
+                        .collect()
                 } else {
-                    run.iter().map(|c| self.exec(stage, c, None)).collect()
+                    run.iter()
+                        .map(|c| self.exec(stage, c, OutBuf::Fresh))
+                        .collect()
                 };
                 for (c, r) in run.iter().zip(results) {
                     wave.absorb(
@@ -870,7 +901,20 @@ impl Engine {
                     if !runs(c, &wave_changed) {
                         continue;
                     }
-                    let o = self.exec(&st, c, spare.pop())?;
+                    let buf = match spare.shadows.remove(&c.page) {
+                        Some((e, b)) => {
+                            spare.held -= b.capacity();
+                            OutBuf::Shadow(e, b)
+                        }
+                        None => match spare.spare.pop() {
+                            Some(b) => {
+                                spare.held -= b.capacity();
+                                OutBuf::Spare(b)
+                            }
+                            None => OutBuf::Fresh,
+                        },
+                    };
+                    let o = self.exec(&st, c, buf)?;
                     wave.absorb(
                         &mut st,
                         &mut plan,
@@ -887,7 +931,7 @@ impl Engine {
         } else {
             CommandBuffer::default() // never shown: keep the cached one shared
         };
-        self.keep_spare(spare);
+        self.keep_buffers(spare, Vec::new(), Vec::new());
         if !plan.writes.is_empty() {
             // Move each written page's final buffer out of the staging overlay.
             for w in &mut plan.writes {
@@ -962,13 +1006,8 @@ impl Engine {
 
     /// Runs one command's function on the staged inputs; returns its output
     /// (the page's staged bytes as the function left them) and the function's name.
-    /// `buf`: a spare buffer to use for the output.
-    fn exec<'s>(
-        &'s self,
-        st: &Staging<'_>,
-        c: &Command,
-        buf: Option<Vec<u8>>,
-    ) -> Result<Output<'s>> {
+    /// `buf`: a kept buffer to use for the output.
+    fn exec<'s>(&'s self, st: &Staging<'_>, c: &Command, buf: OutBuf) -> Result<Output<'s>> {
         let f = self.functions.get(&c.function).ok_or_else(|| {
             Error::new(
                 ErrorCode::Internal,
@@ -984,12 +1023,15 @@ impl Engine {
         }
         let (old, epoch) = st.bytes_and_epoch(c.page)?;
         let mut out = match buf {
-            Some(mut b) => {
+            // The page is still at the epoch its shadow was made at: the
+            // shadow holds its bytes (a page's bytes change only with its epoch).
+            OutBuf::Shadow(e, b) if e == epoch && b.len() == old.len() => b,
+            OutBuf::Shadow(_, mut b) | OutBuf::Spare(mut b) => {
                 b.clear();
                 b.extend_from_slice(old);
                 b
             }
-            None => old.to_vec(),
+            OutBuf::Fresh => old.to_vec(),
         };
         f.call(
             &RecomputeInputs {
@@ -1051,29 +1093,62 @@ impl Engine {
         self.apply_plan(plan, &[])
     }
 
-    /// Keeps a plan's output buffers for the next wave (see `spare`).
+    /// Keeps an applied plan's output buffers for the next wave: each
+    /// written page's buffer (which now equals the page) as its shadow at the
+    /// page's new epoch, and the buffers of cut-off pages (which equal the
+    /// page at its unchanged epoch) likewise.
     fn recycle(&self, plan: CommitPlan) {
-        self.keep_spare(plan.writes.into_iter().map(|w| w.bytes).collect());
+        let mut shadows = Vec::with_capacity(plan.writes.len() + plan.kept.len());
+        for w in plan.writes {
+            if let Ok(p) = self.store.page(w.page) {
+                shadows.push((w.page, p.epoch(), w.bytes));
+            }
+        }
+        shadows.extend(plan.kept);
+        self.keep_buffers(Buffers::default(), Vec::new(), shadows);
     }
 
-    /// Adds `bufs` to the spare output buffers, up to [`SPARE_BYTES`].
-    fn keep_spare(&self, bufs: Vec<Vec<u8>>) {
-        if bufs.is_empty() {
+    /// Puts `back` (buffers taken for a wave) and new shadows and spares
+    /// among the kept buffers, up to the cap (below).
+    fn keep_buffers(
+        &self,
+        back: Buffers,
+        spares: Vec<Vec<u8>>,
+        shadows: Vec<(PageId, u64, Vec<u8>)>,
+    ) {
+        if back.held == 0 && spares.is_empty() && shadows.is_empty() {
             return;
         }
-        if let Ok(mut g) = self.spare.lock() {
-            // Never more than the store's own pages: a wave writes no more.
-            let cap = usize::try_from(self.store.stats().page_bytes)
-                .unwrap_or(usize::MAX)
-                .min(SPARE_BYTES);
-            let mut held: usize = g.iter().map(Vec::capacity).sum();
-            for b in bufs {
-                if held + b.capacity() > cap {
-                    break;
-                }
-                held += b.capacity();
-                g.push(b);
+        let Ok(mut g) = self.spare.lock() else {
+            return;
+        };
+        // Never more than the store's own pages: a wave writes no more.
+        let cap = usize::try_from(self.store.stats().page_bytes)
+            .unwrap_or(usize::MAX)
+            .min(SPARE_BYTES);
+        if g.held == 0 {
+            *g = back;
+        } else {
+            let held = back.held;
+            g.spare.extend(back.spare);
+            g.shadows.extend(back.shadows);
+            g.held += held;
+        }
+        for (page, epoch, b) in shadows {
+            if g.held + b.capacity() > cap {
+                break;
             }
+            g.held += b.capacity();
+            if let Some((_, old)) = g.shadows.insert(page, (epoch, b)) {
+                g.held -= old.capacity();
+            }
+        }
+        for b in spares {
+            if g.held + b.capacity() > cap {
+                break;
+            }
+            g.held += b.capacity();
+            g.spare.push(b);
         }
     }
 
@@ -1204,6 +1279,11 @@ impl Engine {
 
     /// Drops a deleted page's function and marks.
     fn forget_page(&mut self, page: PageId) {
+        if let Ok(g) = self.spare.get_mut() {
+            if let Some((_, b)) = g.shadows.remove(&page) {
+                g.held -= b.capacity();
+            }
+        }
         if let Some(f) = self.page_fn.remove(&page) {
             self.functions.remove(&f);
         }
@@ -1314,6 +1394,9 @@ impl WaveOut {
         let page = c.page;
         plan.recomputed.push(page);
         let Some((first, last)) = o.diff else {
+            if !self.provenance {
+                plan.kept.push((page, o.epoch, o.bytes));
+            }
             return Ok(()); // cutoff: same bytes, nothing downstream from here
         };
         let out = o.bytes;
