@@ -9,6 +9,8 @@
 // without a scan.
 //
 // Each thread owns 16-byte lanes (16 mask bits), dense or sparse payload.
+// apply_masked_runs (warp runs of 32 mask words that skip all-zero runs with a
+// ballot) is a benchmark variant only: on H200 it measured slower.
 
 typedef unsigned long long u64;
 typedef unsigned int u32;
@@ -125,6 +127,62 @@ __device__ __forceinline__ void apply_sparse(u8* __restrict__ dst, const u8* __r
     }
 }
 
+// Masked ranges, warp by warp: a warp owns runs of 32 mask words (2048
+// range bytes, 128 lanes of 16 bytes). Each lane loads one word of each of
+// RUNS runs before using any (coalesced 256-byte loads, RUNS in flight);
+// `__ballot_sync` skips a run whose 32 words are all zero with no further
+// work (on a 1% mask, 72% of runs). In a run with set bits, lane `l` takes
+// the 16-byte lanes `l, l + 32, l + 64, l + 96` (so stores stay coalesced
+// for full masks) and gets each one's word from its owner with
+// `__shfl_sync`. Dense payloads go through `apply_lane16`; sparse payloads
+// find a lane's first value from the host's per-word prefix count plus the
+// set bits of the word below the lane.
+template <int RUNS, bool SPARSE>
+__device__ __forceinline__ void apply_masked_runs(u8* __restrict__ dst, const u8* __restrict__ src,
+                                                  const u64* __restrict__ mask,
+                                                  const u32* __restrict__ prefix, u64 len,
+                                                  u64 warp, u64 nwarps) {
+    const u32 lane = threadIdx.x & 31u;
+    const u64 nwords = (len + 63) / 64;
+    const u64 nruns = (nwords + 31) / 32;
+    const bool aligned = ((((u64)dst) | ((u64)src)) & 15) == 0;
+    for (u64 r0 = warp; r0 < nruns; r0 += RUNS * nwarps) {
+        u64 w[RUNS];
+#pragma unroll
+        for (int u = 0; u < RUNS; u++) {
+            const u64 wi = (r0 + u * nwarps) * 32 + lane;
+            w[u] = wi < nwords ? __ldg(mask + wi) : 0ULL;
+        }
+#pragma unroll
+        for (int u = 0; u < RUNS; u++) {
+            const u64 r = r0 + u * nwarps;  // the same in every lane of the warp
+            if (__ballot_sync(0xFFFFFFFFu, w[u] != 0ULL) == 0u) continue;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const u32 l = (u32)j * 32u + lane;
+                const u64 word = __shfl_sync(0xFFFFFFFFu, w[u], (int)(l >> 2));
+                const u32 sub = l & 3u;
+                const u32 m = (u32)(word >> (16 * sub)) & 0xFFFFu;
+                if (!m) continue;
+                const u64 t = r * 128 + l;
+                if (SPARSE) {
+                    u64 k = prefix[r * 32 + (l >> 2)];
+                    if (sub) k += (u64)__popcll(word & ((1ULL << (16 * sub)) - 1ULL));
+                    const u64 base = t * 16;
+                    u32 mm = m;
+                    while (mm) {
+                        const u32 i = (u32)(__ffs(mm) - 1);
+                        dst[base + i] = src[k++];
+                        mm &= mm - 1u;
+                    }
+                } else {
+                    apply_lane16(dst, src, m, t, len, aligned);
+                }
+            }
+        }
+    }
+}
+
 template <int UNROLL>
 __device__ __forceinline__ void apply_range(u8* dst, const u8* src, const u64* mask,
                                             const u32* prefix, u64 len, u64 tid, u64 nthreads) {
@@ -143,16 +201,40 @@ extern "C" __global__ void mmsb_apply_one(u8* dst, const u8* src, const u64* mas
     apply_range<8>(dst, src, mask, prefix, len, tid, n);
 }
 
-// A batch: blockIdx.y walks the commands, blockIdx.x/threadIdx.x the lanes of
-// each. Commands of one launch must not overlap (the host splits batches where
-// two deltas touch the same page), so their order inside a launch is free.
+// Benchmark variant: 16 lanes' masks in flight per thread instead of 8.
+extern "C" __global__ void mmsb_apply_one_lanes16(u8* dst, const u8* src, const u64* mask,
+                                                  const u32* prefix, u64 len) {
+    const u64 tid = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    const u64 n = (u64)gridDim.x * blockDim.x;
+    apply_range<16>(dst, src, mask, prefix, len, tid, n);
+}
+
+// Benchmark variant (measured slower on H200, not used by the store): masked
+// ranges by warp runs (apply_masked_runs), blockDim.x a multiple of 32.
+extern "C" __global__ void mmsb_apply_one_runs(u8* dst, const u8* src, const u64* mask,
+                                               const u32* prefix, u64 len) {
+    const u64 tid = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    const u64 n = (u64)gridDim.x * blockDim.x;
+    if (mask == 0) {
+        apply_dense<8>(dst, src, mask, len, tid, n);
+    } else if (prefix == 0) {
+        apply_masked_runs<8, false>(dst, src, mask, prefix, len, tid >> 5, n >> 5);
+    } else {
+        apply_masked_runs<8, true>(dst, src, mask, prefix, len, tid >> 5, n >> 5);
+    }
+}
+
+// A batch: blockIdx.y walks the commands, blockIdx.x/threadIdx.x the lanes
+// of each. Commands of one launch must not overlap (the host
+// splits batches where two deltas touch the same page), so their order
+// inside a launch is free.
 extern "C" __global__ void mmsb_apply_batch(const ApplyCmd* cmds, u32 ncmds) {
     const u64 tid = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     const u64 n = (u64)gridDim.x * blockDim.x;
     for (u32 c = blockIdx.y; c < ncmds; c += gridDim.y) {
         const ApplyCmd cmd = cmds[c];
         apply_range<8>((u8*)cmd.dst, (const u8*)cmd.payload, (const u64*)cmd.mask,
-                    (const u32*)cmd.prefix, cmd.len, tid, n);
+                       (const u32*)cmd.prefix, cmd.len, tid, n);
     }
 }
 

@@ -25,7 +25,10 @@ struct RingCtl {
     u64 out_of_order;  // OP_LOG records whose value differed from their index
     u64 poll_ns;       // total duration of warp 0's empty polls (globaltimer ns)
     u64 poll_samples;  // number of those polls
-    u64 reserved[2];
+    u64 reserved[10];  // pads `done` and the words above to their own 128-byte line
+    u64 visible;       // commands whose effects are visible GPU-wide (device -> host),
+                       // on its own 128-byte line
+    u64 reserved2[15];
 };
 
 #define SLOTS_PER_POLL 8  // one warp reads 8 slots of 4 words in one 256-byte sweep
@@ -41,7 +44,12 @@ __device__ __forceinline__ u64 global_ns() {
 //     commands through mapped memory as soon as it sees `done`);
 // 1 = GPU scope (fence.acq_rel.gpu: other device work sees them);
 // 2 = block scope (the effects are read after stop(), whose kernel exit
-//     orders everything for the host).
+//     orders everything for the host);
+// 3 = deferred GPU scope: `done` is published first with no fence beyond the
+//     block (executed, in order), then a GPU-scope fence, then `visible`
+//     (other device work sees the effects of every command below it). The
+//     host waits for `done` for a round trip and for `visible` when it hands
+//     the effects to other device work.
 // A system-scope fence costs a bus round trip, as it waits for earlier
 // writes to reach the host.
 __device__ __forceinline__ void publish_fence(u64 scope) {
@@ -52,6 +60,11 @@ __device__ __forceinline__ void publish_fence(u64 scope) {
     } else {
         __threadfence_block();
     }
+}
+
+// Stores a completion word to host-mapped memory.
+__device__ __forceinline__ void store_relaxed_sys(volatile u64* p, u64 v) {
+    asm volatile("st.relaxed.sys.u64 [%0], %1;" ::"l"((u64)p), "l"(v) : "memory");
 }
 
 // One or more warps poll (blockDim.x / 32), each on its own schedule (started
@@ -139,8 +152,17 @@ extern "C" __global__ void mmsb_persistent(const volatile u64* ring, u64 capacit
         }
         if (lane == 0) {
             const u64 next = base + executed;
-            publish_fence(fence_scope);
-            ctl->done = stop ? next + 1 : next;
+            const u64 done = stop ? next + 1 : next;
+            if (fence_scope == 3) {
+                __threadfence_block();
+                store_relaxed_sys(&ctl->done, done);
+                asm volatile("fence.acq_rel.gpu;" ::: "memory");
+                store_relaxed_sys(&ctl->visible, done);
+            } else {
+                publish_fence(fence_scope);
+                store_relaxed_sys(&ctl->done, done);
+                store_relaxed_sys(&ctl->visible, done);
+            }
             s_next = next;
             if (stop) s_stop = 1;
             __threadfence_block();

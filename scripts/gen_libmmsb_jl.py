@@ -70,6 +70,8 @@ CONST_FAMILIES = [
     (re.compile(r"^MMSB_EDGE_[A-Z0-9_]+$"), "UInt8"),
     (re.compile(r"^MMSB_PROPAGATION_[A-Z0-9_]+$"), "UInt8"),
     (re.compile(r"^MMSB_EVENT_[A-Z0-9_]+$"), "UInt8"),
+    (re.compile(r"^MMSB_SEMIRING_FLAG_[A-Z0-9_]+$"), "UInt32"),
+    (re.compile(r"^MMSB_SEMIRING_[A-Z0-9_]+$"), "UInt8"),
 ]
 
 JULIA_KEYWORDS = {

@@ -24,6 +24,10 @@ step "GPU layer without a GPU: the check binary probes, reports unavailable, exi
 rc=0; rust/target/debug/mmsb-gpu-check "$(mktemp -d)" || rc=$?
 [ "$rc" -eq 2 ] || { echo "mmsb-gpu-check exited $rc, expected 2 (no GPU here)"; exit 1; }
 
+step "loom model check of the allocator's lock-free freelist (cfg loom, bounded preemptions)"
+(cd rust && RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
+    cargo test --locked -p mmsb-core --test loom_freelist)
+
 step "release build (library, CLI)"
 (cd rust && cargo build --release --locked -p mmsb-capi -p mmsb-cli)
 
@@ -38,6 +42,8 @@ rust/target/release/mmsb bench propagation --quick --out "$(mktemp -d)"
 
 step "transaction benchmark smoke run (bench txn --quick)"
 rust/target/release/mmsb bench txn --quick --out "$(mktemp -d)"
+step "allocator benchmark smoke run (bench alloc --quick)"
+rust/target/release/mmsb bench alloc --quick --out "$(mktemp -d)"
 
 step "C ABI test under valgrind"
 MMSB_LIB_DIR="$root/rust/target/release" bash test/c/run.sh

@@ -65,6 +65,42 @@ const MMSB_EVENT_GPU_SYNC = UInt8(2)
 """Event kind: a page was invalidated (`cause`: the compiler parent)."""
 const MMSB_EVENT_INVALIDATED = UInt8(3)
 
+"""Semiring kind: `(+, ×, 0, 1)`."""
+const MMSB_SEMIRING_PLUS_TIMES = UInt8(1)
+
+"""Semiring kind: `(min, +, +∞, 0)` (tropical; shortest paths)."""
+const MMSB_SEMIRING_MIN_PLUS = UInt8(2)
+
+"""Semiring kind: `(max, +, −∞, 0)` (critical paths)."""
+const MMSB_SEMIRING_MAX_PLUS = UInt8(3)
+
+"""Semiring kind: `(max, ×, 0, 1)` over non-negative values."""
+const MMSB_SEMIRING_MAX_TIMES = UInt8(4)
+
+"""Semiring kind: `(min, max, +∞, −∞)` (bottleneck paths)."""
+const MMSB_SEMIRING_MIN_MAX = UInt8(5)
+
+"""Semiring kind: `(∨, ∧, false, true)` (reachability)."""
+const MMSB_SEMIRING_OR_AND = UInt8(6)
+
+"""`⊕` is commutative (a bit of `mmsb_semiring_properties`' flags)."""
+const MMSB_SEMIRING_FLAG_COMMUTATIVE_ADD = UInt32(1)
+
+"""`⊕` is idempotent (min, max, or)."""
+const MMSB_SEMIRING_FLAG_IDEMPOTENT_ADD = UInt32(2)
+
+"""The semiring has subtraction (plus-times)."""
+const MMSB_SEMIRING_FLAG_HAS_SUBTRACTION = UInt32(4)
+
+"""`⊕` and `⊗` are exact on the element type (no rounding)."""
+const MMSB_SEMIRING_FLAG_EXACT = UInt32(8)
+
+"""The semiring has a terminal (absorbing) value of `⊕`."""
+const MMSB_SEMIRING_FLAG_HAS_TERMINAL = UInt32(16)
+
+"""`⊗` is commutative (every built-in; a user semiring without it is folded in order)."""
+const MMSB_SEMIRING_FLAG_COMMUTATIVE_MUL = UInt32(32)
+
 """Success."""
 const MMSB_OK = Int32(0)
 
@@ -160,6 +196,34 @@ const MMSB_DTYPE_U32 = UInt8(7)
 
 """Numeric view element: u64."""
 const MMSB_DTYPE_U64 = UInt8(8)
+
+"""
+    MmsbAllocStats
+
+Counters of the page allocator: the totals, the large path, or one size class.
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbAllocStats
+    """Slot size in bytes of a size class; 0 for the totals and the large path."""
+    slot_size::UInt64
+    """Pages currently allocated."""
+    live_pages::UInt64
+    """Bytes currently allocated (slot bytes for a class, page bytes for large pages)."""
+    live_bytes::UInt64
+    """Bytes reserved from the system (slab chunks; live large pages)."""
+    reserved_bytes::UInt64
+    """Allocations since the process started."""
+    allocations::UInt64
+    """Frees since the process started."""
+    frees::UInt64
+    """Failed compare-and-swaps on the lock-free freelists (contention)."""
+    cas_retries::UInt64
+    """Slow-path entries: an empty freelist (steal or carve a chunk); every large-page call."""
+    slow_path::UInt64
+    """Large path only: times its mutex was found held by another thread."""
+    lock_contended::UInt64
+end
 
 """A page id (0 is never a page)."""
 const MmsbPageId = UInt64
@@ -359,6 +423,29 @@ struct MmsbGpuStats
     pages_restored_from_host_copy::UInt64
     """Launch groups applied on the device."""
     gpu_groups::UInt64
+    """Launch groups captured into a CUDA graph (graph replay on)."""
+    graph_captures::UInt64
+    """Launch groups run by replaying a captured graph."""
+    graph_replays::UInt64
+end
+
+"""A GPU mirror handle (0 is null): see `mmsb_gpu_mirror_attach`."""
+const MmsbGpuMirror = UInt64
+
+"""
+    MmsbGpuMirrorStats
+
+What `mmsb_gpu_mirror_stats` reports.
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbGpuMirrorStats
+    """Refresh rounds run (one per acknowledged commit that marked pages)."""
+    refreshes::UInt64
+    """Device copies refreshed (pages, summed over rounds)."""
+    pages_refreshed::UInt64
+    """Rounds that failed (the commits themselves were not affected)."""
+    errors::UInt64
 end
 
 """
@@ -418,6 +505,38 @@ end
 C function pointer: `typedef void (*MmsbEventCallback)(void *user_data, const MmsbEvent *event);`"""
 const MmsbEventCallback = Ptr{Cvoid}
 
+"""`*out = *a op *b` over one element (`elem_size` bytes at each pointer) of
+a user semiring; must not unwind (no C++ exceptions, no Julia errors).
+
+C function pointer: `typedef void (*MmsbSemiringOp)(void *user_data, const uint8_t *a, const uint8_t *b, uint8_t *out);`"""
+const MmsbSemiringOp = Ptr{Cvoid}
+
+"""
+    MmsbUserSemiring
+
+A user-defined semiring for the `mmsb_user_semiring_*` functions.
+
+Layout-identical to the C struct (same field types, same order).
+"""
+struct MmsbUserSemiring
+    """Bytes per element: 1, 2, 4, 8, 16, 32 or 64."""
+    elem_size::UInt64
+    """`⊕` (required)."""
+    add::MmsbSemiringOp
+    """`⊗` (required)."""
+    mul::MmsbSemiringOp
+    """The zero, `elem_size` bytes (required)."""
+    zero::Ptr{Cvoid}
+    """The one, `elem_size` bytes (required)."""
+    one::Ptr{Cvoid}
+    """Passed to `add` and `mul` unchanged."""
+    user_data::Ptr{Cvoid}
+    """`MMSB_SEMIRING_FLAG_*`: say `COMMUTATIVE_MUL` only if `⊗` commutes
+(otherwise `fold_mul` keeps the order); `COMMUTATIVE_ADD` is assumed
+by the semiring laws but honoured the same way."""
+    flags::UInt32
+end
+
 """
     MmsbStoreStats
 
@@ -461,6 +580,66 @@ struct MmsbTxnStats
     aborted::UInt64
     """Retries made by the Rust `with_transaction` (the C ABI's callers retry themselves)."""
     retries::UInt64
+end
+
+"""
+    mmsb_allocator_stats(out_stats) -> Int32
+
+C: `int32_t mmsb_allocator_stats(MmsbAllocStats *out_stats)`
+
+Writes the page allocator's totals (every size class plus the large path)
+into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_allocator_stats(out_stats)
+    ccall((:mmsb_allocator_stats, libmmsb), Int32, (Ptr{MmsbAllocStats},), out_stats)
+end
+
+"""
+    mmsb_allocator_large_stats(out_stats) -> Int32
+
+C: `int32_t mmsb_allocator_large_stats(MmsbAllocStats *out_stats)`
+
+Writes the counters of the large-page path (pages above 64 KiB) into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_allocator_large_stats(out_stats)
+    ccall((:mmsb_allocator_large_stats, libmmsb), Int32, (Ptr{MmsbAllocStats},), out_stats)
+end
+
+"""
+    mmsb_allocator_class_count(out_count) -> Int32
+
+C: `int32_t mmsb_allocator_class_count(uint64_t *out_count)`
+
+Writes the number of size classes (valid `class_index` values are below it)
+into `*out_count`.
+
+# Safety
+`out_count` is null or valid for one write.
+"""
+function mmsb_allocator_class_count(out_count)
+    ccall((:mmsb_allocator_class_count, libmmsb), Int32, (Ptr{UInt64},), out_count)
+end
+
+"""
+    mmsb_allocator_class_stats(class_index, out_stats) -> Int32
+
+C: `int32_t mmsb_allocator_class_stats(uint64_t class_index, MmsbAllocStats *out_stats)`
+
+Writes the counters of size class `class_index` (0 = the smallest slot size)
+into `*out_stats`. An index not below `mmsb_allocator_class_count` is
+`MMSB_ERR_INVALID_ARGUMENT`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_allocator_class_stats(class_index, out_stats)
+    ccall((:mmsb_allocator_class_stats, libmmsb), Int32, (UInt64, Ptr{MmsbAllocStats}), class_index, out_stats)
 end
 
 """
@@ -1212,6 +1391,25 @@ function mmsb_gpu_set_host_copy(store, on)
 end
 
 """
+    mmsb_gpu_set_graph_replay(store, on) -> Int32
+
+C: `int32_t mmsb_gpu_set_graph_replay(MmsbGpuStore store, bool on)`
+
+Turns CUDA-graph replay of steady batches on or off (off by default).
+With it on, a batch whose device deltas touch each page once is captured
+into a graph once per batch shape (same pages, ranges and masks) and
+replayed for every later batch of that shape: for repetitive workloads.
+Results are the same either way; `mmsb_gpu_stats` counts captures and
+replays (the emulated device counts what a GPU would have done).
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_set_graph_replay(store, on)
+    ccall((:mmsb_gpu_set_graph_replay, libmmsb), Int32, (MmsbGpuStore, Bool), store, on)
+end
+
+"""
     mmsb_gpu_create_page(store, page, size, location, out_location) -> Int32
 
 C: `int32_t mmsb_gpu_create_page(MmsbGpuStore store, MmsbPageId page, uint64_t size, uint8_t location, uint8_t *out_location)`
@@ -1315,6 +1513,56 @@ Writes the store's fallback statistics into `*out_stats`.
 """
 function mmsb_gpu_stats(store, out_stats)
     ccall((:mmsb_gpu_stats, libmmsb), Int32, (MmsbGpuStore, Ptr{MmsbGpuStats}), store, out_stats)
+end
+
+"""
+    mmsb_gpu_mirror_attach(gpu, durable, location, out_mirror) -> Int32
+
+C: `int32_t mmsb_gpu_mirror_attach(MmsbGpuStore gpu, MmsbStore durable, uint8_t location, MmsbGpuMirror *out_mirror)`
+
+Makes gpu-sync edges of the durable store `durable` (from
+`mmsb_store_open`) act by themselves:
+after every later acknowledged commit that marks pages for a device sync
+(children of gpu-sync edges whose parent changed), the GPU store `gpu`'s
+copies of those pages are refreshed with their bytes and epoch (created at
+`location`, an `MMSB_LOCATION_*`, the first time), before the commit call
+returns. Pages pending now are refreshed at once. Detach with
+`mmsb_gpu_mirror_detach`. Do not call `mmsb_gpu_*` on `gpu` from inside
+another subscriber's callback of the same store.
+
+# Safety
+`out_mirror` is null or valid for one write.
+"""
+function mmsb_gpu_mirror_attach(gpu, durable, location, out_mirror)
+    ccall((:mmsb_gpu_mirror_attach, libmmsb), Int32, (MmsbGpuStore, MmsbStore, UInt8, Ptr{MmsbGpuMirror}), gpu, durable, location, out_mirror)
+end
+
+"""
+    mmsb_gpu_mirror_stats(mirror, out_stats) -> Int32
+
+C: `int32_t mmsb_gpu_mirror_stats(MmsbGpuMirror mirror, MmsbGpuMirrorStats *out_stats)`
+
+Writes what a GPU mirror did into `*out_stats`.
+
+# Safety
+`out_stats` is null or valid for one write.
+"""
+function mmsb_gpu_mirror_stats(mirror, out_stats)
+    ccall((:mmsb_gpu_mirror_stats, libmmsb), Int32, (MmsbGpuMirror, Ptr{MmsbGpuMirrorStats}), mirror, out_stats)
+end
+
+"""
+    mmsb_gpu_mirror_detach(mirror) -> Int32
+
+C: `int32_t mmsb_gpu_mirror_detach(MmsbGpuMirror mirror)`
+
+Stops a GPU mirror (later commits refresh nothing); the handle becomes stale.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_gpu_mirror_detach(mirror)
+    ccall((:mmsb_gpu_mirror_detach, libmmsb), Int32, (MmsbGpuMirror,), mirror)
 end
 
 """
@@ -1810,6 +2058,179 @@ for one write.
 """
 function mmsb_last_cycle_path(buf, cap, out_count)
     ccall((:mmsb_last_cycle_path, libmmsb), Int32, (Ptr{MmsbPageId}, UInt64, Ptr{UInt64}), buf, cap, out_count)
+end
+
+"""
+    mmsb_semiring_properties(kind, dtype, out_flags) -> Int32
+
+C: `int32_t mmsb_semiring_properties(uint8_t kind, uint8_t dtype, uint32_t *out_flags)`
+
+Writes the flags (`MMSB_SEMIRING_FLAG_*` bits) of the built-in (`kind`, `dtype`)
+into `*out_flags`.
+
+# Safety
+`out_flags` is null or valid for one write.
+"""
+function mmsb_semiring_properties(kind, dtype, out_flags)
+    ccall((:mmsb_semiring_properties, libmmsb), Int32, (UInt8, UInt8, Ptr{UInt32}), kind, dtype, out_flags)
+end
+
+"""
+    mmsb_semiring_identities(kind, dtype, out_zero, out_one) -> Int32
+
+C: `int32_t mmsb_semiring_identities(uint8_t kind, uint8_t dtype, void *out_zero, void *out_one)`
+
+Writes the zero and the one of (`kind`, `dtype`), one element each, into
+`*out_zero` and `*out_one`.
+
+# Safety
+`out_zero` and `out_one` are null or valid for one element of `dtype` each.
+"""
+function mmsb_semiring_identities(kind, dtype, out_zero, out_one)
+    ccall((:mmsb_semiring_identities, libmmsb), Int32, (UInt8, UInt8, Ptr{Cvoid}, Ptr{Cvoid}), kind, dtype, out_zero, out_one)
+end
+
+"""
+    mmsb_semiring_fold_add(kind, dtype, x, len, out_value) -> Int32
+
+C: `int32_t mmsb_semiring_fold_add(uint8_t kind, uint8_t dtype, const void *x, uint64_t len, void *out_value)`
+
+Folds `x` (`len` elements of `dtype`) with `⊕` of (`kind`, `dtype`):
+`x[0] ⊕ … ⊕ x[len-1]`, the zero when `len` is 0; writes one element into
+`*out_value`.
+
+# Safety
+`x` is null (only with `len` 0) or valid for reading `len` elements;
+`out_value` is null or valid for writing one element.
+"""
+function mmsb_semiring_fold_add(kind, dtype, x, len, out_value)
+    ccall((:mmsb_semiring_fold_add, libmmsb), Int32, (UInt8, UInt8, Ptr{Cvoid}, UInt64, Ptr{Cvoid}), kind, dtype, x, len, out_value)
+end
+
+"""
+    mmsb_semiring_fold_mul(kind, dtype, x, len, out_value) -> Int32
+
+C: `int32_t mmsb_semiring_fold_mul(uint8_t kind, uint8_t dtype, const void *x, uint64_t len, void *out_value)`
+
+Folds `x` with `⊗`: `x[0] ⊗ … ⊗ x[len-1]`, the one when `len` is 0.
+
+# Safety
+As `mmsb_semiring_fold_add`.
+"""
+function mmsb_semiring_fold_mul(kind, dtype, x, len, out_value)
+    ccall((:mmsb_semiring_fold_mul, libmmsb), Int32, (UInt8, UInt8, Ptr{Cvoid}, UInt64, Ptr{Cvoid}), kind, dtype, x, len, out_value)
+end
+
+"""
+    mmsb_semiring_accumulate(kind, dtype, c, t, len) -> Int32
+
+C: `int32_t mmsb_semiring_accumulate(uint8_t kind, uint8_t dtype, void *c, const void *t, uint64_t len)`
+
+`c[i] = c[i] ⊕ t[i]` for `i < len`, in place on the caller's `c`.
+
+# Safety
+`c` is null (only with `len` 0) or valid for reading and writing `len`
+elements; `t` likewise for reading; they do not overlap (checked).
+"""
+function mmsb_semiring_accumulate(kind, dtype, c, t, len)
+    ccall((:mmsb_semiring_accumulate, libmmsb), Int32, (UInt8, UInt8, Ptr{Cvoid}, Ptr{Cvoid}, UInt64), kind, dtype, c, t, len)
+end
+
+"""
+    mmsb_semiring_accumulate_masked(kind, dtype, c, t, len, mask, mask_words) -> Int32
+
+C: `int32_t mmsb_semiring_accumulate_masked(uint8_t kind, uint8_t dtype, void *c, const void *t, uint64_t len, const uint64_t *mask, uint64_t mask_words)`
+
+The masked form `C<M> = C ⊕ T`: `c[i] = c[i] ⊕ t[i]` where bit `i % 64`
+of `mask[i / 64]` is set. `mask_words` must be `ceil(len / 64)` and no bit
+at or past `len` may be set.
+
+# Safety
+As `mmsb_semiring_accumulate`; `mask` is null (only with `mask_words` 0)
+or valid for reading `mask_words` words.
+"""
+function mmsb_semiring_accumulate_masked(kind, dtype, c, t, len, mask, mask_words)
+    ccall((:mmsb_semiring_accumulate_masked, libmmsb), Int32, (UInt8, UInt8, Ptr{Cvoid}, Ptr{Cvoid}, UInt64, Ptr{UInt64}, UInt64), kind, dtype, c, t, len, mask, mask_words)
+end
+
+"""
+    mmsb_delta_set_accumulator(delta, kind, dtype) -> Int32
+
+C: `int32_t mmsb_delta_set_accumulator(MmsbDelta delta, uint8_t kind, uint8_t dtype)`
+
+Makes `delta` accumulate instead of overwrite: `page ⊕= payload` over
+elements of `dtype` with the `⊕` of `kind` (kind 0 restores overwrite).
+The delta's range must then be aligned to the element size and its mask
+must cover whole elements; otherwise `MMSB_ERR_INVALID_ARGUMENT` and the
+delta is unchanged.
+
+# Safety
+None beyond passing a handle value (checked).
+"""
+function mmsb_delta_set_accumulator(delta, kind, dtype)
+    ccall((:mmsb_delta_set_accumulator, libmmsb), Int32, (MmsbDelta, UInt8, UInt8), delta, kind, dtype)
+end
+
+"""
+    mmsb_user_semiring_fold_add(semiring, x, len, out_value) -> Int32
+
+C: `int32_t mmsb_user_semiring_fold_add(const MmsbUserSemiring *semiring, const void *x, uint64_t len, void *out_value)`
+
+`x[0] ⊕ … ⊕ x[len-1]` with a user semiring (its zero when `len` is 0);
+`len` counts elements of `elem_size` bytes. One call of `add` per element.
+
+# Safety
+`semiring` is null or a valid description (see `MmsbUserSemiring`); `x`
+is null (only with `len` 0) or valid for `len` elements; `out_value` is
+null or valid for writing one element.
+"""
+function mmsb_user_semiring_fold_add(semiring, x, len, out_value)
+    ccall((:mmsb_user_semiring_fold_add, libmmsb), Int32, (Ptr{MmsbUserSemiring}, Ptr{Cvoid}, UInt64, Ptr{Cvoid}), semiring, x, len, out_value)
+end
+
+"""
+    mmsb_user_semiring_fold_mul(semiring, x, len, out_value) -> Int32
+
+C: `int32_t mmsb_user_semiring_fold_mul(const MmsbUserSemiring *semiring, const void *x, uint64_t len, void *out_value)`
+
+`x[0] ⊗ … ⊗ x[len-1]` with a user semiring (its one when `len` is 0).
+
+# Safety
+As `mmsb_user_semiring_fold_add`.
+"""
+function mmsb_user_semiring_fold_mul(semiring, x, len, out_value)
+    ccall((:mmsb_user_semiring_fold_mul, libmmsb), Int32, (Ptr{MmsbUserSemiring}, Ptr{Cvoid}, UInt64, Ptr{Cvoid}), semiring, x, len, out_value)
+end
+
+"""
+    mmsb_user_semiring_accumulate(semiring, c, t, len) -> Int32
+
+C: `int32_t mmsb_user_semiring_accumulate(const MmsbUserSemiring *semiring, void *c, const void *t, uint64_t len)`
+
+`c[i] = c[i] ⊕ t[i]` with a user semiring, in place.
+
+# Safety
+`semiring` as in `mmsb_user_semiring_fold_add`; `c` and `t` as in
+`mmsb_semiring_accumulate`.
+"""
+function mmsb_user_semiring_accumulate(semiring, c, t, len)
+    ccall((:mmsb_user_semiring_accumulate, libmmsb), Int32, (Ptr{MmsbUserSemiring}, Ptr{Cvoid}, Ptr{Cvoid}, UInt64), semiring, c, t, len)
+end
+
+"""
+    mmsb_user_semiring_accumulate_masked(semiring, c, t, len, mask, mask_words) -> Int32
+
+C: `int32_t mmsb_user_semiring_accumulate_masked(const MmsbUserSemiring *semiring, void *c, const void *t, uint64_t len, const uint64_t *mask, uint64_t mask_words)`
+
+`C<M> = C ⊕ T` with a user semiring (mask layout as in
+`mmsb_semiring_accumulate_masked`).
+
+# Safety
+As `mmsb_user_semiring_accumulate`; `mask` is null (only with
+`mask_words` 0) or valid for `mask_words` words.
+"""
+function mmsb_user_semiring_accumulate_masked(semiring, c, t, len, mask, mask_words)
+    ccall((:mmsb_user_semiring_accumulate_masked, libmmsb), Int32, (Ptr{MmsbUserSemiring}, Ptr{Cvoid}, Ptr{Cvoid}, UInt64, Ptr{UInt64}, UInt64), semiring, c, t, len, mask, mask_words)
 end
 
 """

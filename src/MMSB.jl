@@ -12,7 +12,8 @@ Layers, low to high (as in HDF5.jl and CUDA.jl):
   `Int32` status. Do not edit it by hand.
 * The idiomatic API in this module: [`Store`](@ref), pages
   ([`create_page`](@ref), [`read_page`](@ref), [`borrow_page`](@ref), ...) and
-  deltas ([`Delta`](@ref), [`apply_delta!`](@ref), [`encode`](@ref), ...).
+  deltas ([`Delta`](@ref), [`apply_delta!`](@ref), [`encode`](@ref), ...),
+  semirings over Julia vectors and accumulate deltas (module [`Semiring`](@ref MMSB.Semiring)).
   Every status code is checked and turned into a typed [`MMSBError`](@ref).
 
 # Finding the library
@@ -57,6 +58,8 @@ include("TLog.jl")
 include("Gpu.jl")
 include("PropagationEngine.jl")
 include("Transaction.jl")
+include("Allocator.jl")
+include("Semiring.jl")
 
 """
     library_version() -> VersionNumber
@@ -115,12 +118,17 @@ export ReadOnlyState, Commit, commit!, create_page!, apply!, checkpoint!, replay
     HistoryEntry
 # Gpu.jl
 export GpuStore, gpu_available, open_gpu_store, migrate_page!, apply_deltas!,
-    set_forced_failure!, set_host_copy!, gpu_stats
+    set_forced_failure!, set_host_copy!, set_graph_replay!, gpu_stats,
+    GpuMirror, attach_gpu_mirror, mirror_stats
 # PropagationEngine.jl
 export add_dependency!, remove_dependency!, register_recompute!, clear_recompute!,
     set_propagation_mode!, propagation_mode, propagate!, recompute_all!, batch_route_deltas!,
     subscribe, unsubscribe!, is_stale, is_invalidated, children, parents, topo_order, cycle_path
 # Transaction.jl
 export Transaction, begin_transaction, with_transaction, page_epoch, abort!, transaction_stats
+# Allocator.jl
+export allocator_stats
+# Semiring.jl: the submodule MMSB.Semiring (`using MMSB.Semiring` brings in its names)
+export Semiring
 
 end # module MMSB

@@ -91,6 +91,12 @@ end
     @testset "Transaction" begin
         include("test_transaction.jl")
     end
+    @testset "Allocator" begin
+        include("test_Allocator.jl")
+    end
+    @testset "Semiring" begin
+        include("test_semiring.jl")
+    end
     @testset "no leaked handles" begin
         # Deltas the tests dropped without `close` are freed by their finalizers.
         for _ in 1:20

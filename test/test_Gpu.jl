@@ -66,3 +66,58 @@ end
         @test_throws InvalidArgumentError set_forced_failure!(gs, :sometimes)
     end
 end
+
+@testset "graph replay toggle: same bytes, one capture per batch shape" begin
+    open_gpu_store(; emulated = true) do gs
+        for p in 1:2
+            create_page(gs, p, 64; location = :gpu)
+        end
+        ref = Dict(p => zeros(UInt8, 64) for p in 1:2)
+        set_graph_replay!(gs, true)
+        for wave in 1:5
+            deltas = [Delta(PageId(p), 8, UInt8[(wave * 13 + p + k) % 256 for k in 1:16]) for p in 1:2]
+            apply_deltas!(gs, deltas)
+            for p in 1:2
+                ref_apply!(ref[p], 8, UInt8[(wave * 13 + p + k) % 256 for k in 1:16], nothing)
+            end
+            foreach(close, deltas)
+        end
+        set_graph_replay!(gs, false)
+        for p in 1:2
+            @test read_page(gs, p) == ref[p]
+        end
+        st = gpu_stats(gs)
+        @test st.graph_captures == 1
+        @test st.graph_replays == 4
+    end
+end
+
+@testset "GpuMirror: gpu-sync children follow every commit" begin
+    mktempdir() do root
+        open_store(joinpath(root, "data"); durability = :none) do store
+            r = commit!(store) do c
+                create_page!(c, 32)
+                create_page!(c, 32)
+            end
+            a, b = r.created
+            add_dependency!(store, a, b; kind = :gpu_sync)
+            open_gpu_store(; emulated = true) do gs
+                m = attach_gpu_mirror(gs, store; location = :gpu)
+                for round in 1:4
+                    d = Delta(b, 0, fill(UInt8(round), 8))
+                    apply_delta!(store, d)
+                    close(d)
+                    d = Delta(a, 0, UInt8[round])
+                    apply_delta!(store, d)
+                    close(d)
+                    @test read_page(gs, b) == read_page(store, b)
+                    @test page_info(gs, b).location == :gpu
+                end
+                st = mirror_stats(m)
+                @test st.refreshes == 4
+                @test st.errors == 0
+                close(m)
+            end
+        end
+    end
+end

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds libmmsb, compiles test/c/test_capi.c, test_durable.c, test_propagation.c,
-# test_gpu.c and test_txn.c against the header, links each against the shared library
-# (rpath) and, as a second binary, the static library, runs them,
+# test_gpu.c, test_txn.c, test_alloc.c and test_semiring.c against the header, links each
+# against the shared library (rpath) and, as a second binary, the static library, runs them,
 # then runs the shared ones under valgrind memcheck. Fails on any failed check or any
 # valgrind error (including definite/indirect leaks).
 #
@@ -40,7 +40,7 @@ version="$(sed -n 's/^version = "\([^"]*\)".*/\1/p' "$root/rust/Cargo.toml" | he
 cflags=(-std=c11 -Wall -Wextra -Werror -g -O1 -pthread -I"$include")
 [ -n "$version" ] && cflags+=("-DMMSB_EXPECTED_VERSION=\"$version\"")
 
-tests=(test_capi test_durable test_propagation test_gpu test_txn)
+tests=(test_capi test_durable test_propagation test_gpu test_txn test_alloc test_semiring)
 for t in "${tests[@]}"; do
     step "compile $t (shared library, rpath $libdir)"
     "$cc" "${cflags[@]}" -o "$build/${t}_shared" "$here/$t.c" \

@@ -121,6 +121,106 @@ static void test_migration_keeps_bytes_and_epoch(void) {
     EXPECT_OK(mmsb_gpu_store_close(s));
 }
 
+/* Graph replay on: waves of the same shape (one dense delta per page, same
+ * ranges) are captured once and replayed; the bytes equal a C model; turning
+ * replay off returns to the stream path. */
+static void test_graph_replay_toggle(void) {
+    enum { PAGES = 2, SIZE = 64 };
+    uint8_t model[PAGES][SIZE];
+    memset(model, 0, sizeof model);
+    MmsbGpuStore s = 0;
+    EXPECT_OK(mmsb_gpu_store_open_emulated(&s));
+    for (int p = 0; p < PAGES; p++) {
+        uint8_t at = 99;
+        EXPECT_OK(mmsb_gpu_create_page(s, (uint64_t)p + 1, SIZE, MMSB_LOCATION_GPU, &at));
+    }
+    EXPECT_OK(mmsb_gpu_set_graph_replay(s, true));
+    for (int wave = 0; wave < 6; wave++) {
+        if (wave == 4) EXPECT_OK(mmsb_gpu_set_graph_replay(s, false));
+        MmsbDelta ds[PAGES];
+        for (int p = 0; p < PAGES; p++) {
+            uint8_t bytes[16];
+            for (int k = 0; k < 16; k++) bytes[k] = (uint8_t)(wave * 31 + p * 7 + k);
+            EXPECT_OK(mmsb_delta_new_dense((uint64_t)p + 1, 8, bytes, 16, NULL, 0, &ds[p]));
+            memcpy(&model[p][8], bytes, 16);
+        }
+        EXPECT_OK(mmsb_gpu_apply_deltas(s, ds, PAGES));
+        for (int p = 0; p < PAGES; p++) EXPECT_OK(mmsb_delta_free(ds[p]));
+    }
+    for (int p = 0; p < PAGES; p++) {
+        uint8_t buf[SIZE];
+        uint64_t len = 0;
+        EXPECT_OK(mmsb_gpu_read_page(s, (uint64_t)p + 1, buf, SIZE, &len));
+        CHECK(len == SIZE && memcmp(buf, model[p], SIZE) == 0);
+    }
+    MmsbGpuStats st;
+    EXPECT_OK(mmsb_gpu_stats(s, &st));
+    CHECK(st.graph_captures == 1 && st.graph_replays == 3);
+    EXPECT_ERR(mmsb_gpu_set_graph_replay(0, true), MMSB_ERR_INVALID_HANDLE, NULL);
+    EXPECT_OK(mmsb_gpu_store_close(s));
+}
+
+/* A GPU mirror of an in-memory durable store: after each commit that writes a
+ * gpu-sync parent, the child's device copy equals the store's page. */
+static void commit_delta(MmsbStore s, MmsbPageId page, uint64_t off, const uint8_t *bytes, uint64_t len) {
+    MmsbDelta d = 0;
+    EXPECT_OK(mmsb_delta_new_dense(page, off, bytes, len, NULL, 0, &d));
+    MmsbCommit k = 0;
+    EXPECT_OK(mmsb_commit_begin(s, &k));
+    EXPECT_OK(mmsb_commit_add_delta(k, d));
+    uint64_t lsn = 0;
+    EXPECT_OK(mmsb_commit_execute(k, &lsn));
+    EXPECT_OK(mmsb_commit_free(k));
+    EXPECT_OK(mmsb_delta_free(d));
+}
+
+static void test_gpu_mirror_follows_commits(void) {
+    enum { SIZE = 48 };
+    MmsbStoreOptions o;
+    EXPECT_OK(mmsb_store_options_default(&o));
+    o.durability = MMSB_DURABILITY_NONE;
+    MmsbStore s = 0;
+    EXPECT_OK(mmsb_store_open("unused-in-memory", &o, &s));
+    MmsbCommit k = 0;
+    EXPECT_OK(mmsb_commit_begin(s, &k));
+    EXPECT_OK(mmsb_commit_create_page(k, SIZE, MMSB_LOCATION_CPU));
+    EXPECT_OK(mmsb_commit_create_page(k, SIZE, MMSB_LOCATION_CPU));
+    uint64_t lsn = 0, n = 0;
+    EXPECT_OK(mmsb_commit_execute(k, &lsn));
+    MmsbPageId ids[2] = {0, 0};
+    EXPECT_OK(mmsb_commit_created_pages(k, ids, 2, &n));
+    EXPECT_OK(mmsb_commit_free(k));
+    MmsbPageId a = ids[0], b = ids[1];
+    EXPECT_OK(mmsb_add_dependency(s, a, b, MMSB_EDGE_GPU_SYNC, false, 0.0, &lsn));
+
+    MmsbGpuStore g = 0;
+    EXPECT_OK(mmsb_gpu_store_open_emulated(&g));
+    MmsbGpuMirror m = 0;
+    EXPECT_ERR(mmsb_gpu_mirror_attach(g, s, 9, &m), MMSB_ERR_INVALID_ARGUMENT, "location");
+    EXPECT_OK(mmsb_gpu_mirror_attach(g, s, MMSB_LOCATION_GPU, &m));
+    for (int round = 0; round < 5; round++) {
+        uint8_t bytes[8];
+        for (int i = 0; i < 8; i++) bytes[i] = (uint8_t)(round * 17 + i);
+        commit_delta(s, b, (uint64_t)round * 8, bytes, 8); /* the child, directly */
+        commit_delta(s, a, 0, bytes, 4);                   /* its gpu-sync parent */
+        uint8_t want[SIZE], got[SIZE];
+        uint64_t len = 0;
+        EXPECT_OK(mmsb_page_read(s, b, 0, want, SIZE));
+        EXPECT_OK(mmsb_gpu_read_page(g, b, got, SIZE, &len));
+        CHECK(len == SIZE && memcmp(want, got, SIZE) == 0);
+        uint8_t loc = 99;
+        EXPECT_OK(mmsb_gpu_page_info(g, b, &loc, NULL, NULL));
+        CHECK(loc == MMSB_LOCATION_GPU);
+    }
+    MmsbGpuMirrorStats ms;
+    EXPECT_OK(mmsb_gpu_mirror_stats(m, &ms));
+    CHECK(ms.refreshes == 5 && ms.pages_refreshed == 5 && ms.errors == 0);
+    EXPECT_OK(mmsb_gpu_mirror_detach(m));
+    EXPECT_ERR(mmsb_gpu_mirror_detach(m), MMSB_ERR_INVALID_HANDLE, NULL);
+    EXPECT_OK(mmsb_gpu_store_close(g));
+    EXPECT_OK(mmsb_store_close(s));
+}
+
 int main(void) {
     /* Helpers of the shared harness this program does not need. */
     (void)page_equals;
@@ -133,6 +233,8 @@ int main(void) {
     test_emulated_fallback(0);
     test_emulated_fallback(1);
     test_migration_keeps_bytes_and_epoch();
+    test_graph_replay_toggle();
+    test_gpu_mirror_follows_commits();
     CHECK(live_handles() == live_start);
     int pass = atomic_load(&g_pass), fail = atomic_load(&g_fail);
     printf("%d passed, %d failed\n", pass, fail);

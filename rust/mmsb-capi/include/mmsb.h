@@ -59,6 +59,42 @@
 // Event kind: a page was invalidated (`cause`: the compiler parent).
 #define MMSB_EVENT_INVALIDATED 3
 
+// Semiring kind: `(+, ×, 0, 1)`.
+#define MMSB_SEMIRING_PLUS_TIMES 1
+
+// Semiring kind: `(min, +, +∞, 0)` (tropical; shortest paths).
+#define MMSB_SEMIRING_MIN_PLUS 2
+
+// Semiring kind: `(max, +, −∞, 0)` (critical paths).
+#define MMSB_SEMIRING_MAX_PLUS 3
+
+// Semiring kind: `(max, ×, 0, 1)` over non-negative values.
+#define MMSB_SEMIRING_MAX_TIMES 4
+
+// Semiring kind: `(min, max, +∞, −∞)` (bottleneck paths).
+#define MMSB_SEMIRING_MIN_MAX 5
+
+// Semiring kind: `(∨, ∧, false, true)` (reachability).
+#define MMSB_SEMIRING_OR_AND 6
+
+// `⊕` is commutative (a bit of `mmsb_semiring_properties`' flags).
+#define MMSB_SEMIRING_FLAG_COMMUTATIVE_ADD 1
+
+// `⊕` is idempotent (min, max, or).
+#define MMSB_SEMIRING_FLAG_IDEMPOTENT_ADD 2
+
+// The semiring has subtraction (plus-times).
+#define MMSB_SEMIRING_FLAG_HAS_SUBTRACTION 4
+
+// `⊕` and `⊗` are exact on the element type (no rounding).
+#define MMSB_SEMIRING_FLAG_EXACT 8
+
+// The semiring has a terminal (absorbing) value of `⊕`.
+#define MMSB_SEMIRING_FLAG_HAS_TERMINAL 16
+
+// `⊗` is commutative (every built-in; a user semiring without it is folded in order).
+#define MMSB_SEMIRING_FLAG_COMMUTATIVE_MUL 32
+
 // Success.
 #define MMSB_OK 0
 
@@ -154,6 +190,28 @@
 
 // Numeric view element: u64.
 #define MMSB_DTYPE_U64 8
+
+// Counters of the page allocator: the totals, the large path, or one size class.
+typedef struct {
+  // Slot size in bytes of a size class; 0 for the totals and the large path.
+  uint64_t slot_size;
+  // Pages currently allocated.
+  uint64_t live_pages;
+  // Bytes currently allocated (slot bytes for a class, page bytes for large pages).
+  uint64_t live_bytes;
+  // Bytes reserved from the system (slab chunks; live large pages).
+  uint64_t reserved_bytes;
+  // Allocations since the process started.
+  uint64_t allocations;
+  // Frees since the process started.
+  uint64_t frees;
+  // Failed compare-and-swaps on the lock-free freelists (contention).
+  uint64_t cas_retries;
+  // Slow-path entries: an empty freelist (steal or carve a chunk); every large-page call.
+  uint64_t slow_path;
+  // Large path only: times its mutex was found held by another thread.
+  uint64_t lock_contended;
+} MmsbAllocStats;
 
 // A page id (0 is never a page).
 typedef uint64_t MmsbPageId;
@@ -311,7 +369,24 @@ typedef struct {
   uint64_t pages_restored_from_host_copy;
   // Launch groups applied on the device.
   uint64_t gpu_groups;
+  // Launch groups captured into a CUDA graph (graph replay on).
+  uint64_t graph_captures;
+  // Launch groups run by replaying a captured graph.
+  uint64_t graph_replays;
 } MmsbGpuStats;
+
+// A GPU mirror handle (0 is null): see `mmsb_gpu_mirror_attach`.
+typedef uint64_t MmsbGpuMirror;
+
+// What `mmsb_gpu_mirror_stats` reports.
+typedef struct {
+  // Refresh rounds run (one per acknowledged commit that marked pages).
+  uint64_t refreshes;
+  // Device copies refreshed (pages, summed over rounds).
+  uint64_t pages_refreshed;
+  // Rounds that failed (the commits themselves were not affected).
+  uint64_t errors;
+} MmsbGpuMirrorStats;
 
 // What `mmsb_page_info` reports.
 typedef struct {
@@ -360,6 +435,33 @@ typedef struct {
 typedef void (*MmsbEventCallback)(void *user_data,
                                   const MmsbEvent *event);
 
+// `*out = *a op *b` over one element (`elem_size` bytes at each pointer) of
+// a user semiring; must not unwind (no C++ exceptions, no Julia errors).
+typedef void (*MmsbSemiringOp)(void *user_data,
+                               const uint8_t *a,
+                               const uint8_t *b,
+                               uint8_t *out);
+
+// A user-defined semiring for the `mmsb_user_semiring_*` functions.
+typedef struct {
+  // Bytes per element: 1, 2, 4, 8, 16, 32 or 64.
+  uint64_t elem_size;
+  // `⊕` (required).
+  MmsbSemiringOp add;
+  // `⊗` (required).
+  MmsbSemiringOp mul;
+  // The zero, `elem_size` bytes (required).
+  const void *zero;
+  // The one, `elem_size` bytes (required).
+  const void *one;
+  // Passed to `add` and `mul` unchanged.
+  void *user_data;
+  // `MMSB_SEMIRING_FLAG_*`: say `COMMUTATIVE_MUL` only if `⊗` commutes
+  // (otherwise `fold_mul` keeps the order); `COMMUTATIVE_ADD` is assumed
+  // by the semiring laws but honoured the same way.
+  uint32_t flags;
+} MmsbUserSemiring;
+
 // Counters of a store (see `mmsb_store_stats`).
 typedef struct {
   // Pages alive now.
@@ -396,6 +498,35 @@ typedef struct {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Writes the page allocator's totals (every size class plus the large path)
+// into `*out_stats`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_allocator_stats(MmsbAllocStats *out_stats);
+
+// Writes the counters of the large-page path (pages above 64 KiB) into `*out_stats`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_allocator_large_stats(MmsbAllocStats *out_stats);
+
+// Writes the number of size classes (valid `class_index` values are below it)
+// into `*out_count`.
+//
+// # Safety
+// `out_count` is null or valid for one write.
+int32_t mmsb_allocator_class_count(uint64_t *out_count);
+
+// Writes the counters of size class `class_index` (0 = the smallest slot size)
+// into `*out_stats`. An index not below `mmsb_allocator_class_count` is
+// `MMSB_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_allocator_class_stats(uint64_t class_index,
+                                   MmsbAllocStats *out_stats);
 
 // Builds a delta that writes `payload` (`len` bytes) at `offset` of `page`,
 // where `mask` (`mask_words` u64 words, one bit per byte) is set; a null mask
@@ -833,6 +964,18 @@ int32_t mmsb_gpu_set_forced_failure(MmsbGpuStore store,
 int32_t mmsb_gpu_set_host_copy(MmsbGpuStore store,
                                bool on);
 
+// Turns CUDA-graph replay of steady batches on or off (off by default).
+// With it on, a batch whose device deltas touch each page once is captured
+// into a graph once per batch shape (same pages, ranges and masks) and
+// replayed for every later batch of that shape: for repetitive workloads.
+// Results are the same either way; `mmsb_gpu_stats` counts captures and
+// replays (the emulated device counts what a GPU would have done).
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_set_graph_replay(MmsbGpuStore store,
+                                  bool on);
+
 // Creates a zeroed page `page` (a caller-chosen non-zero id) of `size` bytes
 // at `location` (`MMSB_LOCATION_*`) and writes where it was placed into
 // `*out_location` (host memory when there is no device).
@@ -900,6 +1043,36 @@ int32_t mmsb_gpu_apply_deltas(MmsbGpuStore store,
 // `out_stats` is null or valid for one write.
 int32_t mmsb_gpu_stats(MmsbGpuStore store,
                        MmsbGpuStats *out_stats);
+
+// Makes gpu-sync edges of the durable store `durable` (from
+// `mmsb_store_open`) act by themselves:
+// after every later acknowledged commit that marks pages for a device sync
+// (children of gpu-sync edges whose parent changed), the GPU store `gpu`'s
+// copies of those pages are refreshed with their bytes and epoch (created at
+// `location`, an `MMSB_LOCATION_*`, the first time), before the commit call
+// returns. Pages pending now are refreshed at once. Detach with
+// `mmsb_gpu_mirror_detach`. Do not call `mmsb_gpu_*` on `gpu` from inside
+// another subscriber's callback of the same store.
+//
+// # Safety
+// `out_mirror` is null or valid for one write.
+int32_t mmsb_gpu_mirror_attach(MmsbGpuStore gpu,
+                               MmsbStore durable,
+                               uint8_t location,
+                               MmsbGpuMirror *out_mirror);
+
+// Writes what a GPU mirror did into `*out_stats`.
+//
+// # Safety
+// `out_stats` is null or valid for one write.
+int32_t mmsb_gpu_mirror_stats(MmsbGpuMirror mirror,
+                              MmsbGpuMirrorStats *out_stats);
+
+// Stops a GPU mirror (later commits refresh nothing); the handle becomes stale.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_gpu_mirror_detach(MmsbGpuMirror mirror);
 
 // Creates a zeroed page of `size` bytes at `location` (`MMSB_LOCATION_*`) and
 // writes its id into `*out_page`. Only CPU pages are backed in this build; GPU
@@ -1237,6 +1410,130 @@ int32_t mmsb_graph_topo_order(MmsbStore store,
 int32_t mmsb_last_cycle_path(MmsbPageId *buf,
                              uint64_t cap,
                              uint64_t *out_count);
+
+// Writes the flags (`MMSB_SEMIRING_FLAG_*` bits) of the built-in (`kind`, `dtype`)
+// into `*out_flags`.
+//
+// # Safety
+// `out_flags` is null or valid for one write.
+int32_t mmsb_semiring_properties(uint8_t kind,
+                                 uint8_t dtype,
+                                 uint32_t *out_flags);
+
+// Writes the zero and the one of (`kind`, `dtype`), one element each, into
+// `*out_zero` and `*out_one`.
+//
+// # Safety
+// `out_zero` and `out_one` are null or valid for one element of `dtype` each.
+int32_t mmsb_semiring_identities(uint8_t kind,
+                                 uint8_t dtype,
+                                 void *out_zero,
+                                 void *out_one);
+
+// Folds `x` (`len` elements of `dtype`) with `⊕` of (`kind`, `dtype`):
+// `x[0] ⊕ … ⊕ x[len-1]`, the zero when `len` is 0; writes one element into
+// `*out_value`.
+//
+// # Safety
+// `x` is null (only with `len` 0) or valid for reading `len` elements;
+// `out_value` is null or valid for writing one element.
+int32_t mmsb_semiring_fold_add(uint8_t kind,
+                               uint8_t dtype,
+                               const void *x,
+                               uint64_t len,
+                               void *out_value);
+
+// Folds `x` with `⊗`: `x[0] ⊗ … ⊗ x[len-1]`, the one when `len` is 0.
+//
+// # Safety
+// As `mmsb_semiring_fold_add`.
+int32_t mmsb_semiring_fold_mul(uint8_t kind,
+                               uint8_t dtype,
+                               const void *x,
+                               uint64_t len,
+                               void *out_value);
+
+// `c[i] = c[i] ⊕ t[i]` for `i < len`, in place on the caller's `c`.
+//
+// # Safety
+// `c` is null (only with `len` 0) or valid for reading and writing `len`
+// elements; `t` likewise for reading; they do not overlap (checked).
+int32_t mmsb_semiring_accumulate(uint8_t kind,
+                                 uint8_t dtype,
+                                 void *c,
+                                 const void *t,
+                                 uint64_t len);
+
+// The masked form `C<M> = C ⊕ T`: `c[i] = c[i] ⊕ t[i]` where bit `i % 64`
+// of `mask[i / 64]` is set. `mask_words` must be `ceil(len / 64)` and no bit
+// at or past `len` may be set.
+//
+// # Safety
+// As `mmsb_semiring_accumulate`; `mask` is null (only with `mask_words` 0)
+// or valid for reading `mask_words` words.
+int32_t mmsb_semiring_accumulate_masked(uint8_t kind,
+                                        uint8_t dtype,
+                                        void *c,
+                                        const void *t,
+                                        uint64_t len,
+                                        const uint64_t *mask,
+                                        uint64_t mask_words);
+
+// Makes `delta` accumulate instead of overwrite: `page ⊕= payload` over
+// elements of `dtype` with the `⊕` of `kind` (kind 0 restores overwrite).
+// The delta's range must then be aligned to the element size and its mask
+// must cover whole elements; otherwise `MMSB_ERR_INVALID_ARGUMENT` and the
+// delta is unchanged.
+//
+// # Safety
+// None beyond passing a handle value (checked).
+int32_t mmsb_delta_set_accumulator(MmsbDelta delta,
+                                   uint8_t kind,
+                                   uint8_t dtype);
+
+// `x[0] ⊕ … ⊕ x[len-1]` with a user semiring (its zero when `len` is 0);
+// `len` counts elements of `elem_size` bytes. One call of `add` per element.
+//
+// # Safety
+// `semiring` is null or a valid description (see `MmsbUserSemiring`); `x`
+// is null (only with `len` 0) or valid for `len` elements; `out_value` is
+// null or valid for writing one element.
+int32_t mmsb_user_semiring_fold_add(const MmsbUserSemiring *semiring,
+                                    const void *x,
+                                    uint64_t len,
+                                    void *out_value);
+
+// `x[0] ⊗ … ⊗ x[len-1]` with a user semiring (its one when `len` is 0).
+//
+// # Safety
+// As `mmsb_user_semiring_fold_add`.
+int32_t mmsb_user_semiring_fold_mul(const MmsbUserSemiring *semiring,
+                                    const void *x,
+                                    uint64_t len,
+                                    void *out_value);
+
+// `c[i] = c[i] ⊕ t[i]` with a user semiring, in place.
+//
+// # Safety
+// `semiring` as in `mmsb_user_semiring_fold_add`; `c` and `t` as in
+// `mmsb_semiring_accumulate`.
+int32_t mmsb_user_semiring_accumulate(const MmsbUserSemiring *semiring,
+                                      void *c,
+                                      const void *t,
+                                      uint64_t len);
+
+// `C<M> = C ⊕ T` with a user semiring (mask layout as in
+// `mmsb_semiring_accumulate_masked`).
+//
+// # Safety
+// As `mmsb_user_semiring_accumulate`; `mask` is null (only with
+// `mask_words` 0) or valid for `mask_words` words.
+int32_t mmsb_user_semiring_accumulate_masked(const MmsbUserSemiring *semiring,
+                                             void *c,
+                                             const void *t,
+                                             uint64_t len,
+                                             const uint64_t *mask,
+                                             uint64_t mask_words);
 
 // Opens a new in-memory store and writes its handle into `*out_store`.
 // Close it with `mmsb_store_close`.

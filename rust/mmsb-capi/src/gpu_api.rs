@@ -12,8 +12,9 @@
 
 use crate::delta_api::MmsbDelta;
 use crate::ffi_util::{call, copy_out, need_out, out, slice};
-use crate::handle::{self, lock, Object, TAG_GPU};
+use crate::handle::{self, lock, Object, TAG_GPU, TAG_GPU_MIRROR};
 use crate::page_api::MmsbPageId;
+use crate::store_api::MmsbStore;
 use mmsb_core::{Error, PageId, PageLocation};
 use mmsb_gpu::{FailurePoint, GpuStore};
 use std::sync::{Arc, Mutex};
@@ -50,6 +51,25 @@ pub struct MmsbGpuStats {
     pub pages_restored_from_host_copy: u64,
     /// Launch groups applied on the device.
     pub gpu_groups: u64,
+    /// Launch groups captured into a CUDA graph (graph replay on).
+    pub graph_captures: u64,
+    /// Launch groups run by replaying a captured graph.
+    pub graph_replays: u64,
+}
+
+/// A GPU mirror handle (0 is null): see `mmsb_gpu_mirror_attach`.
+pub type MmsbGpuMirror = u64;
+
+/// What `mmsb_gpu_mirror_stats` reports.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MmsbGpuMirrorStats {
+    /// Refresh rounds run (one per acknowledged commit that marked pages).
+    pub refreshes: u64,
+    /// Device copies refreshed (pages, summed over rounds).
+    pub pages_refreshed: u64,
+    /// Rounds that failed (the commits themselves were not affected).
+    pub errors: u64,
 }
 
 /// Runs `f` on the GPU store behind `store` (under its lock).
@@ -154,6 +174,25 @@ pub unsafe extern "C" fn mmsb_gpu_set_forced_failure(store: MmsbGpuStore, point:
 #[no_mangle]
 pub unsafe extern "C" fn mmsb_gpu_set_host_copy(store: MmsbGpuStore, on: bool) -> i32 {
     call(|| with_gpu(store, |g| g.set_host_copy(on)))
+}
+
+/// Turns CUDA-graph replay of steady batches on or off (off by default).
+/// With it on, a batch whose device deltas touch each page once is captured
+/// into a graph once per batch shape (same pages, ranges and masks) and
+/// replayed for every later batch of that shape: for repetitive workloads.
+/// Results are the same either way; `mmsb_gpu_stats` counts captures and
+/// replays (the emulated device counts what a GPU would have done).
+///
+/// # Safety
+/// None beyond passing a handle value (checked).
+#[no_mangle]
+pub unsafe extern "C" fn mmsb_gpu_set_graph_replay(store: MmsbGpuStore, on: bool) -> i32 {
+    call(|| {
+        with_gpu(store, |g| {
+            g.set_graph_replay(on);
+            Ok(())
+        })
+    })
 }
 
 /// Creates a zeroed page `page` (a caller-chosen non-zero id) of `size` bytes
@@ -308,10 +347,74 @@ pub unsafe extern "C" fn mmsb_gpu_stats(store: MmsbGpuStore, out_stats: *mut Mms
             pages_moved_to_cpu: s.pages_moved_to_cpu,
             pages_restored_from_host_copy: s.pages_restored_from_host_copy,
             gpu_groups: s.gpu_groups,
+            graph_captures: s.graph_captures,
+            graph_replays: s.graph_replays,
         };
         // SAFETY: caller contract above.
         unsafe { out(out_stats, v, "out_stats") }
     })
+}
+
+/// Makes gpu-sync edges of the durable store `durable` (from
+/// `mmsb_store_open`) act by themselves:
+/// after every later acknowledged commit that marks pages for a device sync
+/// (children of gpu-sync edges whose parent changed), the GPU store `gpu`'s
+/// copies of those pages are refreshed with their bytes and epoch (created at
+/// `location`, an `MMSB_LOCATION_*`, the first time), before the commit call
+/// returns. Pages pending now are refreshed at once. Detach with
+/// `mmsb_gpu_mirror_detach`. Do not call `mmsb_gpu_*` on `gpu` from inside
+/// another subscriber's callback of the same store.
+///
+/// # Safety
+/// `out_mirror` is null or valid for one write.
+#[no_mangle]
+pub unsafe extern "C" fn mmsb_gpu_mirror_attach(
+    gpu: MmsbGpuStore,
+    durable: MmsbStore,
+    location: u8,
+    out_mirror: *mut MmsbGpuMirror,
+) -> i32 {
+    call(|| {
+        need_out(out_mirror, "out_mirror")?;
+        let loc = PageLocation::from_u8(location)?;
+        let g = handle::gpu(gpu)?;
+        let s = handle::durable(durable)?;
+        let m = mmsb_gpu::GpuMirror::attach(&s, g, loc)?;
+        let h = handle::insert(Object::GpuMirror(Arc::new(m)));
+        // SAFETY: checked non-null above; caller contract above.
+        unsafe { out(out_mirror, h, "out_mirror") }
+    })
+}
+
+/// Writes what a GPU mirror did into `*out_stats`.
+///
+/// # Safety
+/// `out_stats` is null or valid for one write.
+#[no_mangle]
+pub unsafe extern "C" fn mmsb_gpu_mirror_stats(
+    mirror: MmsbGpuMirror,
+    out_stats: *mut MmsbGpuMirrorStats,
+) -> i32 {
+    call(|| {
+        need_out(out_stats, "out_stats")?;
+        let st = handle::gpu_mirror(mirror)?.stats();
+        let v = MmsbGpuMirrorStats {
+            refreshes: st.refreshes,
+            pages_refreshed: st.pages_refreshed,
+            errors: st.errors,
+        };
+        // SAFETY: caller contract above.
+        unsafe { out(out_stats, v, "out_stats") }
+    })
+}
+
+/// Stops a GPU mirror (later commits refresh nothing); the handle becomes stale.
+///
+/// # Safety
+/// None beyond passing a handle value (checked).
+#[no_mangle]
+pub unsafe extern "C" fn mmsb_gpu_mirror_detach(mirror: MmsbGpuMirror) -> i32 {
+    call(|| handle::remove(mirror, TAG_GPU_MIRROR).map(|_| ()))
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ pub(crate) enum Object {
     History(Arc<History>),
     /// A GPU store (`mmsb-gpu`: pages in CPU, GPU or unified memory).
     Gpu(Arc<Mutex<mmsb_gpu::GpuStore>>),
+    /// A GPU mirror of a durable store's gpu-sync children.
+    GpuMirror(Arc<mmsb_gpu::GpuMirror>),
     /// An optimistic transaction on a durable store.
     Txn(Arc<Mutex<Txn>>),
 }
@@ -49,6 +51,7 @@ impl Object {
             Object::Commit(_) => TAG_COMMIT,
             Object::History(_) => TAG_HISTORY,
             Object::Gpu(_) => TAG_GPU,
+            Object::GpuMirror(_) => TAG_GPU_MIRROR,
             Object::Txn(_) => TAG_TXN,
         }
     }
@@ -62,6 +65,7 @@ pub(crate) const TAG_STATE: u64 = 0x5E;
 pub(crate) const TAG_COMMIT: u64 = 0xC0;
 pub(crate) const TAG_HISTORY: u64 = 0x4E;
 pub(crate) const TAG_GPU: u64 = 0x6B;
+pub(crate) const TAG_GPU_MIRROR: u64 = 0x6C;
 pub(crate) const TAG_TXN: u64 = 0x7A;
 
 fn tag_name(tag: u64) -> &'static str {
@@ -74,6 +78,7 @@ fn tag_name(tag: u64) -> &'static str {
         TAG_COMMIT => "commit",
         TAG_HISTORY => "page history",
         TAG_GPU => "GPU store",
+        TAG_GPU_MIRROR => "GPU mirror",
         TAG_TXN => "transaction",
         _ => "unknown",
     }
@@ -302,6 +307,15 @@ pub(crate) fn delta(handle: u64) -> Result<Arc<Mutex<Delta>>> {
 }
 
 /// The GPU store behind a handle.
+pub(crate) fn gpu_mirror(handle: u64) -> Result<Arc<mmsb_gpu::GpuMirror>> {
+    match get(handle, TAG_GPU_MIRROR)? {
+        Object::GpuMirror(m) => Ok(m),
+        _ => Err(Error::new(
+            ErrorCode::Internal,
+            "GPU mirror tag on another object",
+        )),
+    }
+}
 pub(crate) fn gpu(handle: u64) -> Result<Arc<Mutex<mmsb_gpu::GpuStore>>> {
     match get(handle, TAG_GPU)? {
         Object::Gpu(g) => Ok(g),

@@ -18,6 +18,7 @@
 //!
 //! Memory ownership (when to copy, when a borrow ends) is in `docs/api.md`.
 
+pub mod alloc_api;
 pub mod delta_api;
 pub mod durable_api;
 pub mod error_api;
@@ -26,16 +27,19 @@ pub mod gpu_api;
 pub mod handle;
 pub mod page_api;
 pub mod propagation_api;
+pub mod semiring_api;
 pub mod status;
 pub mod store_api;
 pub mod txn_api;
 
+pub use alloc_api::*;
 pub use delta_api::*;
 pub use durable_api::*;
 pub use error_api::*;
 pub use gpu_api::*;
 pub use page_api::*;
 pub use propagation_api::*;
+pub use semiring_api::*;
 pub use status::*;
 pub use store_api::*;
 pub use txn_api::*;

@@ -12,9 +12,12 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod bench_alloc;
 mod bench_delta;
 mod bench_log;
 mod bench_propagation;
+mod bench_semiring;
+mod bench_semiring_mxv;
 mod bench_txn;
 mod cmd_checkpoint;
 mod cmd_log;
@@ -59,6 +62,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchGroup {
+    /// The page allocator: allocate+free latency against malloc and
+    /// mimalloc, and resident memory of 1M pages of 1 KiB.
+    Alloc(bench_alloc::BenchAllocArgs),
     /// Delta apply kernels (scalar, AVX2, AVX-512) against memcpy.
     Delta(bench_delta::BenchDeltaArgs),
     /// The durable log: commits/s against SQLite, append bandwidth against
@@ -71,6 +77,8 @@ enum BenchGroup {
     /// Optimistic transactions/s (low and high contention) and snapshot reads
     /// against a global Mutex<HashMap> and SQLite BEGIN IMMEDIATE.
     Txn(bench_txn::BenchTxnArgs),
+    /// Semiring folds and accumulation (scalar, AVX2, AVX-512) against memcpy.
+    Semiring(bench_semiring::BenchSemiringArgs),
 }
 
 /// Where result files go unless told otherwise: `benchmark/results` under the
@@ -92,10 +100,12 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Bench { group } => match group {
+            BenchGroup::Alloc(a) => bench_alloc::run(a),
             BenchGroup::Delta(a) => bench_delta::run(a),
             BenchGroup::Log(a) => bench_log::run(a),
             BenchGroup::Propagation(a) => bench_propagation::run(a),
             BenchGroup::Txn(a) => bench_txn::run(a),
+            BenchGroup::Semiring(a) => bench_semiring::run(a),
         },
         Command::Log { cmd } => cmd_log::run(cmd),
         Command::Checkpoint { cmd } => cmd_checkpoint::run(cmd),

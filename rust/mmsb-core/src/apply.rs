@@ -14,12 +14,16 @@
 //!   at a time and copy runs of all-ones words with one `memcpy`.
 //!
 //! A delta without a mask (a full range) is a plain `copy_from_slice` on every path.
+//! A numeric delta (a semiring accumulator, `page ⊕= payload`) goes to
+//! [`crate::numeric_delta`] from [`apply_with`], [`apply_reference`] and
+//! [`would_change`]; the byte-level kernels [`apply_masked`] and
+//! [`apply_sparse`] always overwrite.
 //! Every kernel takes `dst` = the page bytes of the delta's range, so `dst.len()`
 //! equals the range length; the callers in [`crate::page_store`] validate the
 //! delta first, and each kernel re-checks lengths and returns an error rather
 //! than reading out of bounds.
 
-use crate::delta::{Delta, Payload};
+use crate::delta::{Accumulator, Delta, Payload};
 use crate::error::{Error, Result};
 use crate::mask;
 
@@ -136,6 +140,9 @@ pub fn apply_reference(dst: &mut [u8], delta: &Delta) -> Result<()> {
         ));
     }
     delta.validate_shape()?;
+    if delta.accumulator != Accumulator::Overwrite {
+        return crate::numeric_delta::apply_accumulate_reference(dst, delta);
+    }
     let mut next_sparse = 0usize;
     for (i, d) in dst.iter_mut().enumerate() {
         let set = delta.mask.as_ref().is_none_or(|m| mask::bit(m, i));
@@ -198,6 +205,11 @@ pub fn apply_with(kernel: Kernel, dst: &mut [u8], delta: &Delta) -> Result<()> {
             "destination length differs from the delta range",
         ));
     }
+    if delta.accumulator != Accumulator::Overwrite {
+        // Numeric deltas (`page ⊕= payload`) go to the semiring kernels, which
+        // pick their own SIMD instance.
+        return crate::numeric_delta::apply_accumulate(dst, delta);
+    }
     match (&delta.payload, &delta.mask) {
         (Payload::Dense(src), None) => {
             if src.len() != dst.len() {
@@ -226,6 +238,9 @@ pub fn apply(dst: &mut [u8], delta: &Delta) -> Result<()> {
 /// Whether applying `delta` to `dst` (its range) would change at least one byte.
 /// Stops at the first difference, so a real change costs almost nothing to detect.
 pub fn would_change(dst: &[u8], delta: &Delta) -> bool {
+    if delta.accumulator != Accumulator::Overwrite {
+        return crate::numeric_delta::would_change(dst, delta);
+    }
     match (&delta.payload, &delta.mask) {
         (Payload::Dense(src), None) => dst != src.as_slice(),
         (Payload::Dense(src), Some(m)) => {

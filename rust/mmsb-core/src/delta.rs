@@ -7,7 +7,7 @@
 //! `page[offset + i] = acc(page[offset + i], payload[i])` wherever the mask is set.
 //!
 //! Beside the bytes a delta carries what the log and lineage queries need: the
-//! [`Accumulator`] (overwrite today; the semiring layer adds `⊕` accumulators), a
+//! [`Accumulator`] (overwrite, or a semiring's `⊕` over numeric elements), a
 //! source label, optional intent metadata (a JSON document), an optional expected
 //! page epoch (compare-and-set) and a wall-clock timestamp in nanoseconds (for
 //! replay-to-time; order is always by LSN, never by timestamp).
@@ -15,10 +15,12 @@
 //! [`Delta::validate`] checks every structural rule; the store validates before
 //! logging or touching anything, so a bad delta leaves no trace.
 
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::mask;
 use crate::page::MAX_PAGE_SIZE;
 use crate::page_id::PageId;
+use crate::semiring::SemiringKind;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Largest source label, in bytes.
@@ -26,25 +28,64 @@ pub const MAX_SOURCE_LEN: usize = 4096;
 /// Largest intent document, in bytes.
 pub const MAX_INTENT_LEN: usize = 1 << 20;
 
-/// How a payload byte combines with the page byte it lands on.
+/// How a payload combines with the page bytes it lands on.
 ///
-/// The discriminants are stable (log format, C ABI). The semiring layer adds
-/// numeric accumulators (`page ⊕= payload`); until then overwrite is the only one.
-#[repr(u8)]
+/// [`Accumulator::Overwrite`] writes bytes. [`Accumulator::Semiring`] reads the
+/// range as elements of `dtype` (little-endian, aligned to the element size
+/// from byte 0 of the page) and sets `page[i] = page[i] ⊕ payload[i]` for each
+/// masked element, with the `⊕` of the built-in semiring `kind` (see
+/// [`crate::semiring`] and [`crate::numeric_delta`]). With a commutative `⊕`,
+/// deltas of one accumulator commute: concurrent writers merge in any order.
+///
+/// The one-byte code (log format, C ABI) is 0 for overwrite and
+/// `0x80 | kind << 4 | dtype` for a semiring accumulator ([`Accumulator::code`]).
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Accumulator {
     /// `page[i] = payload[i]`.
     #[default]
-    Overwrite = 0,
+    Overwrite,
+    /// `page[i] = page[i] ⊕ payload[i]`, elementwise over `dtype`.
+    Semiring {
+        /// The built-in semiring whose `⊕` accumulates.
+        kind: SemiringKind,
+        /// The element type of the range.
+        dtype: DType,
+    },
 }
 
 impl Accumulator {
-    /// The accumulator with this stable number.
+    /// The accumulator with this stable code (see [`Accumulator::code`]).
     pub fn from_u8(n: u8) -> Result<Accumulator> {
         match n {
             0 => Ok(Accumulator::Overwrite),
+            n if n & 0x80 != 0 => {
+                let kind = SemiringKind::from_u8((n >> 4) & 0x7)?;
+                let dtype = DType::from_u8(n & 0xf)?;
+                let acc = Accumulator::Semiring { kind, dtype };
+                acc.check()?;
+                Ok(acc)
+            }
             _ => Err(Error::invalid(format!("unknown accumulator {n}"))),
+        }
+    }
+
+    /// The stable one-byte code: 0 for overwrite, `0x80 | kind << 4 | dtype`
+    /// for a semiring accumulator.
+    pub fn code(self) -> u8 {
+        match self {
+            Accumulator::Overwrite => 0,
+            Accumulator::Semiring { kind, dtype } => 0x80 | ((kind as u8) << 4) | dtype as u8,
+        }
+    }
+
+    /// Checks that a semiring accumulator names a built-in (kind, dtype) pair.
+    pub fn check(self) -> Result<()> {
+        match self {
+            Accumulator::Overwrite => Ok(()),
+            Accumulator::Semiring { kind, dtype } => crate::semiring::properties(kind, dtype)
+                .map(|_| ())
+                .map_err(|e| Error::invalid(e.message)),
         }
     }
 }
@@ -214,6 +255,7 @@ impl Delta {
             }
             _ => {}
         }
+        crate::numeric_delta::validate_accumulator(self)?;
         if self.source.len() > MAX_SOURCE_LEN {
             return Err(Error::invalid(format!(
                 "source label of {} bytes exceeds {MAX_SOURCE_LEN}",

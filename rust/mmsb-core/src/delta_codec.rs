@@ -8,7 +8,7 @@
 //! 4       1     version (1)
 //! 5       1     flags: bit0 mask present, bit1 payload sparse,
 //!               bit2 expected epoch present, bit3 intent present (others 0)
-//! 6       1     accumulator (0 = overwrite)
+//! 6       1     accumulator (0 = overwrite, 0x80 | kind << 4 | dtype = semiring ⊕)
 //! 7       1     reserved (0)
 //! 8       8     page id
 //! 16      8     range offset
@@ -75,7 +75,7 @@ pub fn encode_into(d: &Delta, out: &mut Vec<u8>) -> Result<()> {
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(flags);
-    out.push(d.accumulator as u8);
+    out.push(d.accumulator.code());
     out.push(0);
     out.extend_from_slice(&d.page.0.to_le_bytes());
     out.extend_from_slice(&d.offset.to_le_bytes());

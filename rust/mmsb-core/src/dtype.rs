@@ -4,8 +4,13 @@
 //! element type ([`DType`]) and length. The view is metadata only: it never
 //! changes the bytes, and the semiring layer uses it to type-check numeric
 //! deltas. Elements are little-endian and start at byte 0 of the page.
+//!
+//! [`Element`] ties a Rust type to its dtype and its byte encoding;
+//! [`decode`] and [`encode`] convert between page bytes and typed vectors
+//! (copies: page bytes carry no alignment promise for the element type).
 
 use crate::error::{Error, Result};
+use std::fmt::Debug;
 
 /// Element types of numeric views. The discriminants are stable (C ABI, log format).
 #[repr(u8)]
@@ -100,5 +105,112 @@ impl NumericView {
                 self.dtype.name()
             ))),
         }
+    }
+}
+
+/// A Rust type that is the element type of a [`DType`]: every bit pattern of
+/// its size is a value, encoded little-endian.
+pub trait Element: Copy + PartialEq + Debug + Send + Sync + 'static {
+    /// The dtype (`u8` answers [`DType::U8`]; [`DType::Bool`] also reads as `u8`).
+    const DTYPE: DType;
+    /// Reads one element from exactly `size` bytes.
+    fn read_le(bytes: &[u8]) -> Self;
+    /// Writes one element into exactly `size` bytes.
+    fn write_le(self, out: &mut [u8]);
+}
+
+macro_rules! element {
+    ($t:ty, $d:expr) => {
+        impl Element for $t {
+            const DTYPE: DType = $d;
+            #[inline(always)]
+            fn read_le(bytes: &[u8]) -> Self {
+                let mut a = [0u8; std::mem::size_of::<$t>()];
+                a.copy_from_slice(bytes);
+                <$t>::from_le_bytes(a)
+            }
+            #[inline(always)]
+            fn write_le(self, out: &mut [u8]) {
+                out.copy_from_slice(&self.to_le_bytes());
+            }
+        }
+    };
+}
+
+element!(u8, DType::U8);
+element!(i32, DType::I32);
+element!(i64, DType::I64);
+element!(f32, DType::F32);
+element!(f64, DType::F64);
+element!(u32, DType::U32);
+element!(u64, DType::U64);
+
+/// Reads `bytes` as little-endian elements; its length must be a multiple of the element size.
+pub fn decode<E: Element>(bytes: &[u8]) -> Result<Vec<E>> {
+    let size = std::mem::size_of::<E>();
+    if !bytes.len().is_multiple_of(size) {
+        return Err(Error::invalid(format!(
+            "{} bytes are not a whole number of {} elements",
+            bytes.len(),
+            E::DTYPE.name()
+        )));
+    }
+    Ok(bytes.chunks_exact(size).map(E::read_le).collect())
+}
+
+/// Writes `values` into `out` (exactly `values.len()` elements long).
+pub fn encode_into<E: Element>(values: &[E], out: &mut [u8]) -> Result<()> {
+    let size = std::mem::size_of::<E>();
+    if out.len() != std::mem::size_of_val(values) {
+        return Err(Error::invalid(format!(
+            "{} bytes do not hold {} {} elements",
+            out.len(),
+            values.len(),
+            E::DTYPE.name()
+        )));
+    }
+    for (v, o) in values.iter().zip(out.chunks_exact_mut(size)) {
+        v.write_le(o);
+    }
+    Ok(())
+}
+
+/// The little-endian bytes of `values`.
+pub fn encode<E: Element>(values: &[E]) -> Vec<u8> {
+    let mut out = vec![0u8; std::mem::size_of_val(values)];
+    for (v, o) in values
+        .iter()
+        .zip(out.chunks_exact_mut(std::mem::size_of::<E>()))
+    {
+        v.write_le(o);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elements_round_trip_through_little_endian_bytes() {
+        let v = [1.5f64, -0.0, f64::INFINITY];
+        let b = encode(&v);
+        assert_eq!(b.len(), 24);
+        assert_eq!(&b[..8], &1.5f64.to_le_bytes());
+        assert_eq!(decode::<f64>(&b).unwrap(), v);
+        let mut out = vec![0u8; 8];
+        encode_into(&[7i32, -1], &mut out).unwrap();
+        assert_eq!(decode::<i32>(&out).unwrap(), vec![7, -1]);
+        assert!(decode::<i32>(&out[..7]).is_err());
+        assert!(encode_into(&[1i32], &mut out).is_err());
+    }
+
+    #[test]
+    fn dtype_codes_round_trip() {
+        for d in DType::ALL {
+            assert_eq!(DType::from_u8(d as u8).unwrap(), d);
+        }
+        assert!(DType::from_u8(0).is_err());
+        assert!(DType::from_u8(9).is_err());
     }
 }

@@ -9,6 +9,8 @@
 //! A guide to the modules, in the order a reader meets them:
 //!
 //! * [`error`]: the error taxonomy with stable codes, shared with the C ABI and Julia.
+//! * [`page_alloc`]: layer 0, the page allocator (size-class slabs, lock-free
+//!   freelists, thread caches, a mutex path for large pages, statistics).
 //! * [`page_id`], [`location`], [`dtype`], [`page_buf`], [`page`]: what a page is.
 //! * [`mask`], [`delta`]: what a change is, and its validation rules.
 //! * [`apply`]: the apply kernels (reference, scalar, SIMD) and their dispatch.
@@ -34,6 +36,16 @@
 //! * [`snapshot`], [`transaction`]: consistent multi-page reads at a commit
 //!   boundary, and optimistic serializable transactions with retry (see
 //!   `docs/transactions.md`).
+//! * [`semiring`]: the semiring trait, the built-ins and their run-time
+//!   descriptors; [`semiring_kernels`]: folds and accumulation (SIMD);
+//!   [`semiring_user`]: semirings from C function pointers;
+//!   [`numeric_delta`]: deltas that accumulate `page ⊕= payload` (see
+//!   `docs/semiring.md`).
+//! * [`semiring_matrix`] (edge weights: scalar, diagonal, CSR; mxv kernels),
+//!   [`semiring_network`] (numeric pages linked by semiring edges, full waves),
+//!   [`semiring_plan`] (the flat command list of a semiring wave),
+//!   [`semiring_wave`] (incremental waves) and [`semiring_pages`] (waves as
+//!   page deltas): see `docs/semiring-propagation.md`.
 //!
 //! ```
 //! use mmsb_core::{Delta, PageLocation, PageStore};
@@ -66,7 +78,9 @@ pub mod fault_fs;
 pub mod id_hash;
 pub mod location;
 pub mod mask;
+pub mod numeric_delta;
 pub mod page;
+pub mod page_alloc;
 pub mod page_buf;
 pub mod page_id;
 pub mod page_store;
@@ -75,6 +89,14 @@ pub mod recompute;
 pub mod recovery;
 pub mod replay;
 pub mod retry;
+pub mod semiring;
+pub mod semiring_kernels;
+pub mod semiring_matrix;
+pub mod semiring_network;
+pub mod semiring_pages;
+pub mod semiring_plan;
+pub mod semiring_user;
+pub mod semiring_wave;
 pub mod snapshot;
 pub mod tlog_compression;
 pub mod tlog_frame;
@@ -90,7 +112,7 @@ pub use command_buffer::{Command, CommandBuffer};
 pub use commit::Op;
 pub use delta::{Accumulator, Delta, Payload};
 pub use dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
-pub use dtype::{DType, NumericView};
+pub use dtype::{DType, Element, NumericView};
 pub use durable_store::{CommitReceipt, Durability, DurableStats, Store, StoreOptions};
 pub use error::{Error, ErrorCode, ErrorDetail, Result};
 pub use events::{Event, EventBus, EventKind, SubscriptionId};
@@ -102,5 +124,10 @@ pub use propagation::{CommitPlan, CommitReport, Engine, EngineStats, Propagation
 pub use recompute::{ByteTransform, CRecomputeFn, FunctionId, RecomputeFn, RecomputeInputs};
 pub use recovery::{RecoveryOptions, RecoveryReport, Target};
 pub use replay::{HistoryEntry, ReadOnlyState};
+pub use semiring::{Properties, Semiring, SemiringKind};
+pub use semiring_matrix::{Csr, Weight};
+pub use semiring_network::{SemiringNetwork, WaveReport};
+pub use semiring_plan::{Strategy, WaveCommand, WaveOp, WavePlan};
+pub use semiring_wave::Change;
 pub use snapshot::Snapshot;
 pub use transaction::{Committed, Transaction, TxnBuffer, TxnStats, TXN_RETRY};

@@ -3,11 +3,12 @@
 //! Alignment matters twice: SIMD apply kernels touch whole cache lines, and
 //! zero-copy numeric views (a Julia `Vector{Float64}` over the page, say) need
 //! element alignment. A [`PageBuf`] is allocated once at the page's size and
-//! never grows. Layer 0 (the size-class allocator) will become its source of
-//! memory; today it comes from the global allocator.
+//! never grows. Its memory comes from layer 0, the process-wide
+//! [`PageAllocator`] (size-class slabs up to 64 KiB, the mutex path above), and
+//! goes back to it when the buffer is dropped.
 
-use crate::error::{Error, ErrorCode, Result};
-use std::alloc::{self, Layout};
+use crate::error::Result;
+use crate::page_alloc::{Block, PageAllocator};
 use std::ptr::NonNull;
 
 /// Alignment of every page buffer, in bytes (one cache line, one AVX-512 vector).
@@ -15,71 +16,69 @@ pub const PAGE_ALIGN: usize = 64;
 
 /// A fixed-size, 64-byte aligned, zero-initialised byte buffer.
 pub struct PageBuf {
-    ptr: NonNull<u8>,
-    len: usize,
+    /// The memory; `None` for a zero-length buffer.
+    block: Option<Block>,
 }
-
-// SAFETY: PageBuf owns its allocation exclusively (like Vec<u8>); there is no
-// interior mutability, so moving it across threads or sharing `&PageBuf` is sound.
-unsafe impl Send for PageBuf {}
-// SAFETY: see above; `&PageBuf` only gives out `&[u8]`.
-unsafe impl Sync for PageBuf {}
 
 impl PageBuf {
     /// A zeroed buffer of `len` bytes. `len` may be zero.
     pub fn zeroed(len: usize) -> Result<PageBuf> {
         if len == 0 {
-            return Ok(PageBuf {
-                ptr: NonNull::<u64>::dangling().cast(),
-                len: 0,
-            });
+            return Ok(PageBuf { block: None });
         }
-        let layout = Layout::from_size_align(len, PAGE_ALIGN)
-            .map_err(|_| Error::invalid(format!("page size {len} is too large")))?;
-        // SAFETY: layout has non-zero size (len > 0 checked above).
-        let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(raw).ok_or_else(|| {
-            Error::new(
-                ErrorCode::OutOfMemory,
-                format!("could not allocate a page of {len} bytes"),
-            )
-        })?;
-        Ok(PageBuf { ptr, len })
+        let block = PageAllocator::global().alloc_zeroed(len)?;
+        Ok(PageBuf { block: Some(block) })
     }
 
     /// A buffer holding a copy of `bytes`.
     pub fn from_slice(bytes: &[u8]) -> Result<PageBuf> {
-        let mut b = PageBuf::zeroed(bytes.len())?;
-        b.as_mut_slice().copy_from_slice(bytes);
-        Ok(b)
+        if bytes.is_empty() {
+            return Ok(PageBuf { block: None });
+        }
+        let block = PageAllocator::global().alloc_uninit(bytes.len())?;
+        // SAFETY: the block owns bytes.len() writable bytes that nothing else
+        // references, and `bytes` (borrowed) cannot overlap fresh memory; after
+        // the copy every byte is initialised.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), block.ptr().as_ptr(), bytes.len()) };
+        Ok(PageBuf { block: Some(block) })
     }
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.len
+        self.block.as_ref().map_or(0, Block::len)
     }
 
     /// Whether the buffer has no bytes.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.block.is_none()
+    }
+
+    fn raw(&self) -> (NonNull<u8>, usize) {
+        match &self.block {
+            Some(b) => (b.ptr(), b.len()),
+            None => (NonNull::<u64>::dangling().cast(), 0),
+        }
     }
 
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: ptr is valid for len initialised bytes (zeroed at allocation),
-        // or dangling-but-aligned with len 0, which from_raw_parts allows.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        let (ptr, len) = self.raw();
+        // SAFETY: ptr is valid for len initialised bytes (zeroed or copied at
+        // allocation) owned by this buffer, or dangling-but-aligned with len 0,
+        // which from_raw_parts allows.
+        unsafe { std::slice::from_raw_parts(ptr.as_ptr(), len) }
     }
 
     /// The bytes, mutably.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        let (ptr, len) = self.raw();
         // SAFETY: as in as_slice, and &mut self guarantees exclusive access.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), len) }
     }
 
     /// Pointer to the first byte (64-byte aligned when the buffer is non-empty).
     pub fn as_ptr(&self) -> *const u8 {
-        self.ptr.as_ptr()
+        self.raw().0.as_ptr()
     }
 }
 
@@ -87,8 +86,9 @@ impl Clone for PageBuf {
     fn clone(&self) -> PageBuf {
         match PageBuf::from_slice(self.as_slice()) {
             Ok(b) => b,
-            Err(_) => alloc::handle_alloc_error(
-                Layout::from_size_align(self.len, PAGE_ALIGN).unwrap_or(Layout::new::<u8>()),
+            Err(_) => std::alloc::handle_alloc_error(
+                std::alloc::Layout::from_size_align(self.len(), PAGE_ALIGN)
+                    .unwrap_or(std::alloc::Layout::new::<u8>()),
             ),
         }
     }
@@ -96,23 +96,18 @@ impl Clone for PageBuf {
 
 impl Drop for PageBuf {
     fn drop(&mut self) {
-        if self.len == 0 {
-            return;
-        }
-        // SAFETY: the same layout was accepted at allocation (len > 0), and ptr came
-        // from alloc_zeroed with it; the buffer is dropped once.
-        unsafe {
-            alloc::dealloc(
-                self.ptr.as_ptr(),
-                Layout::from_size_align_unchecked(self.len, PAGE_ALIGN),
-            )
+        if let Some(block) = self.block.take() {
+            // Cannot fail: the block is a live allocation of the global
+            // allocator, owned by this buffer alone. Were it to fail, leaking
+            // the memory is the safe outcome.
+            let _ = PageAllocator::global().free(block);
         }
     }
 }
 
 impl std::fmt::Debug for PageBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PageBuf({} bytes)", self.len)
+        write!(f, "PageBuf({} bytes)", self.len())
     }
 }
 
@@ -136,6 +131,31 @@ mod tests {
         a.as_mut_slice()[0] = b'j';
         assert_eq!(b.as_slice(), b"hello world");
         assert_eq!(a.as_slice(), b"jello world");
+    }
+
+    #[test]
+    fn buffers_come_from_the_global_allocator_and_go_back_to_it() {
+        // Other tests allocate concurrently, so count only this thread's
+        // effect through a size nobody else uses.
+        let len = 4032; // the 4096 B class; no other test here uses it
+        let class = crate::page_alloc::size_class::class_of(len).unwrap();
+        let before = PageAllocator::global().stats().classes[class];
+        let bufs: Vec<PageBuf> = (0..10).map(|_| PageBuf::zeroed(len).unwrap()).collect();
+        let mid = PageAllocator::global().stats().classes[class];
+        assert!(mid.allocations >= before.allocations + 10);
+        drop(bufs);
+        let after = PageAllocator::global().stats().classes[class];
+        assert!(after.frees >= before.frees + 10);
+    }
+
+    #[test]
+    fn from_slice_copies_every_byte_at_every_size() {
+        for len in [1usize, 63, 64, 65, 513, 1024, 65_536, 65_537, 200_000] {
+            let src: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+            let b = PageBuf::from_slice(&src).unwrap();
+            assert_eq!(b.as_slice(), &src[..]);
+            assert_eq!(b.as_ptr() as usize % PAGE_ALIGN, 0);
+        }
     }
 
     #[test]

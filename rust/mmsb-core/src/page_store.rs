@@ -154,10 +154,12 @@ impl PageStore {
         Ok(self.page(id)?.snapshot())
     }
 
-    /// Checks that `delta` could apply now: valid for its page, expected epoch current.
+    /// Checks that `delta` could apply now: valid for its page, expected epoch
+    /// current, and a numeric delta consistent with the page's numeric view.
     pub fn check_delta(&self, delta: &Delta) -> Result<&Page> {
         let p = self.page(delta.page)?;
         delta.validate(p.size())?;
+        crate::numeric_delta::check_view(delta, p.view())?;
         if let Some(e) = delta.expected_epoch {
             if e != p.epoch() {
                 return Err(Error::new(

@@ -8,8 +8,10 @@
 use crate::csr::Csr;
 use crate::cuda_device::CudaDevice;
 use crate::delta_gpu;
+use crate::device_wave::WaveCommand;
 use crate::emulated::EmulatedDevice;
-use crate::semiring_cpu::{self, Elem, Semiring};
+use crate::graph_replay::{batch_shape, SteadyBatch};
+use crate::semiring_core::{self, Elem, Semiring};
 use crate::semiring_gpu::{self, FoldOp};
 use crate::unified::UnifiedBuf;
 use mmsb_core::delta::Delta;
@@ -33,6 +35,16 @@ pub struct CudaBackend {
     /// The device.
     pub dev: Arc<CudaDevice>,
     unified: HashMap<u64, UnifiedBuf>,
+    steady: Option<SteadyBatch>,
+}
+
+/// What a group applied with graph replay did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplayRun {
+    /// A new batch shape: the work was captured into a graph, then launched.
+    Captured,
+    /// The shape of the last captured graph: the graph was replayed.
+    Replayed,
 }
 
 /// A device the store can run on.
@@ -49,6 +61,7 @@ impl Backend {
         Backend::Cuda(CudaBackend {
             dev,
             unified: HashMap::new(),
+            steady: None,
         })
     }
 
@@ -136,13 +149,80 @@ impl Backend {
         }
     }
 
+    /// Applies deltas that name distinct buffers through CUDA-graph replay: a
+    /// group of the same shape as the last one (staged bytes, count, longest
+    /// delta: see [`batch_shape`]) replays the captured graph with the new
+    /// deltas staged; another shape is captured first. The emulated device
+    /// applies the group directly and reports what a GPU would have done.
+    pub fn apply_group_replayed(&mut self, items: &[(DevBuf, &Delta)]) -> Result<ReplayRun> {
+        let staged: Vec<(u64, &Delta)> =
+            items.iter().map(|(b, d)| (b.addr + d.offset, *d)).collect();
+        let shape = batch_shape(&staged);
+        match self {
+            Backend::Emulated(e) => {
+                e.apply_group(items)?;
+                let run = if e.graph_shape == Some(shape) {
+                    ReplayRun::Replayed
+                } else {
+                    e.graph_shape = Some(shape);
+                    ReplayRun::Captured
+                };
+                Ok(run)
+            }
+            Backend::Cuda(c) => {
+                // Work issued on the device's stream (uploads, prefetches)
+                // comes first: the graph runs on its own stream.
+                c.dev.sync()?;
+                let run = match c.steady.as_mut() {
+                    Some(sb) if sb.shape() == shape => {
+                        sb.update(&staged)?;
+                        ReplayRun::Replayed
+                    }
+                    _ => {
+                        c.steady = None;
+                        let mut sb = SteadyBatch::new(c.dev.clone(), &staged)?;
+                        sb.set_replay(true);
+                        c.steady = Some(sb);
+                        ReplayRun::Captured
+                    }
+                };
+                let r = match c.steady.as_mut() {
+                    Some(sb) => sb.run(),
+                    None => Err(crate::gpu_error::gpu("no steady batch")),
+                };
+                if r.is_err() {
+                    // A failed graph is not reused.
+                    c.steady = None;
+                }
+                r.map(|()| run)
+            }
+        }
+    }
+
+    /// Runs one level of a device wave (`kernels/wave.cu`); returns, per
+    /// command, whether its page's bytes changed.
+    pub fn wave_level(&mut self, cmds: &[WaveCommand]) -> Result<Vec<bool>> {
+        match self {
+            Backend::Emulated(e) => e.wave_level(cmds),
+            Backend::Cuda(c) => crate::device_wave_gpu::launch_level(&c.dev, cmds),
+        }
+    }
+
+    /// Drops a captured graph (when replay is turned off).
+    pub fn drop_graph(&mut self) {
+        match self {
+            Backend::Emulated(e) => e.graph_shape = None,
+            Backend::Cuda(c) => c.steady = None,
+        }
+    }
+
     /// A fold on the backend.
     pub fn fold<T: Elem>(&mut self, op: FoldOp, s: Semiring, x: &[T]) -> Result<T> {
         match self {
-            Backend::Emulated(_) => Ok(match op {
-                FoldOp::Add => semiring_cpu::fold_add(s, x),
-                FoldOp::Mul => semiring_cpu::fold_mul(s, x),
-            }),
+            Backend::Emulated(_) => match op {
+                FoldOp::Add => semiring_core::fold_add(s, x),
+                FoldOp::Mul => semiring_core::fold_mul(s, x),
+            },
             Backend::Cuda(c) => semiring_gpu::fold_host(&c.dev, op, s, x),
         }
     }
@@ -156,7 +236,7 @@ impl Backend {
         mask: Option<&[u64]>,
     ) -> Result<()> {
         match self {
-            Backend::Emulated(_) => semiring_cpu::accumulate(s, c, t, mask),
+            Backend::Emulated(_) => semiring_core::accumulate(s, c, t, mask),
             Backend::Cuda(cb) => semiring_gpu::accumulate_host(&cb.dev, s, c, t, mask),
         }
     }
@@ -164,7 +244,7 @@ impl Backend {
     /// A SpMV on the backend.
     pub fn spmv<T: Elem>(&mut self, s: Semiring, a: &Csr<T>, x: &[T], y: &mut [T]) -> Result<()> {
         match self {
-            Backend::Emulated(_) => semiring_cpu::spmv(s, a, x, y),
+            Backend::Emulated(_) => semiring_core::spmv(s, a, x, y),
             Backend::Cuda(c) => semiring_gpu::spmv_host(&c.dev, s, a, x, y),
         }
     }

@@ -21,6 +21,26 @@ pub struct Csr<T> {
     pub vals: Vec<T>,
 }
 
+impl<T: Copy> Csr<T> {
+    /// The same matrix as mmsb-core's CSR (the semiring layer's weight
+    /// format); an error if it has 2^32 or more entries.
+    pub fn from_core(a: &mmsb_core::Csr<T>) -> Result<Csr<T>> {
+        let row_ptr = a
+            .indptr()
+            .iter()
+            .map(|&p| u32::try_from(p))
+            .collect::<std::result::Result<Vec<u32>, _>>()
+            .map_err(|_| Error::invalid("CSR: 2^32 or more entries"))?;
+        Ok(Csr {
+            nrows: a.nrows(),
+            ncols: a.ncols(),
+            row_ptr,
+            cols: a.indices().to_vec(),
+            vals: a.values().to_vec(),
+        })
+    }
+}
+
 impl<T> Csr<T> {
     /// Number of stored entries.
     pub fn nnz(&self) -> usize {

@@ -9,6 +9,7 @@
 //! failure halfway through a batch.
 
 use crate::backend::DevBuf;
+use crate::device_wave::WaveCommand;
 use mmsb_core::delta::Delta;
 use mmsb_core::error::{Error, Result};
 use std::collections::HashMap;
@@ -18,6 +19,8 @@ use std::collections::HashMap;
 pub struct EmulatedDevice {
     bufs: HashMap<u64, Vec<u8>>,
     next: u64,
+    /// The batch shape of the last "captured graph" (graph replay emulation).
+    pub(crate) graph_shape: Option<(usize, usize, u64)>,
 }
 
 impl EmulatedDevice {
@@ -26,6 +29,7 @@ impl EmulatedDevice {
         EmulatedDevice {
             bufs: HashMap::new(),
             next: 1 << 20,
+            graph_shape: None,
         }
     }
 
@@ -77,5 +81,23 @@ impl EmulatedDevice {
             mmsb_core::apply::apply(&mut b[lo..hi], d)?;
         }
         Ok(())
+    }
+
+    /// One level of a device wave, on the CPU: `dst = f(src)` per command.
+    pub fn wave_level(&mut self, cmds: &[WaveCommand]) -> Result<Vec<bool>> {
+        let mut changed = Vec::with_capacity(cmds.len());
+        for c in cmds {
+            let src = self
+                .bufs
+                .get(&c.src.addr)
+                .ok_or_else(|| Error::invalid("unknown emulated buffer"))?[..c.len]
+                .to_vec();
+            let dst = self
+                .bufs
+                .get_mut(&c.dst.addr)
+                .ok_or_else(|| Error::invalid("unknown emulated buffer"))?;
+            changed.push(c.f.run_cpu(&src, &mut dst[..c.len]));
+        }
+        Ok(changed)
     }
 }

@@ -27,13 +27,13 @@
 //! purpose, so the fallback is tested on any machine; [`GpuStore::emulated`]
 //! gives a host-memory device for machines without a GPU.
 
-use crate::backend::{Backend, DevBuf};
+use crate::backend::{Backend, DevBuf, ReplayRun};
 use crate::csr::Csr;
 use crate::cuda_device::CudaDevice;
 use crate::delta_gpu::split_by_page;
 use crate::emulated::EmulatedDevice;
 use crate::gpu_error;
-use crate::semiring_cpu::{self, Elem, Semiring};
+use crate::semiring_core::{self, Elem, Semiring};
 use crate::semiring_gpu::FoldOp;
 use mmsb_core::delta::Delta;
 use mmsb_core::error::{Error, ErrorCode, Result};
@@ -99,6 +99,10 @@ pub struct FallbackStats {
     pub gpu_groups: u64,
     /// Semiring operations computed on the device.
     pub gpu_ops: u64,
+    /// Launch groups captured into a CUDA graph (graph replay on).
+    pub graph_captures: u64,
+    /// Launch groups run by replaying a captured graph.
+    pub graph_replays: u64,
 }
 
 enum Mem {
@@ -119,6 +123,7 @@ pub struct GpuStore {
     pages: BTreeMap<PageId, Slot>,
     forced: Option<FailurePoint>,
     keep_host_copy: bool,
+    graph_replay: bool,
     stats: FallbackStats,
 }
 
@@ -147,6 +152,7 @@ impl GpuStore {
             pages: BTreeMap::new(),
             forced: None,
             keep_host_copy: false,
+            graph_replay: false,
             stats: FallbackStats {
                 init_fallback: Some(why.to_string()),
                 ..FallbackStats::default()
@@ -170,6 +176,7 @@ impl GpuStore {
             pages: BTreeMap::new(),
             forced: None,
             keep_host_copy: false,
+            graph_replay: false,
             stats: FallbackStats::default(),
         }
     }
@@ -209,6 +216,77 @@ impl GpuStore {
             }
         }
         Ok(())
+    }
+
+    /// The device buffer of a page that lives on the device.
+    pub(crate) fn device_buf(&self, id: PageId) -> Option<DevBuf> {
+        match self.pages.get(&id) {
+            Some(Slot {
+                mem: Mem::Device(b),
+                ..
+            }) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// Whether `p` is the forced failure point.
+    pub(crate) fn forced_failure(&self, p: FailurePoint) -> bool {
+        self.forced(p)
+    }
+
+    /// The device, if there is one.
+    pub(crate) fn backend_mut(&mut self) -> Option<&mut Backend> {
+        self.backend.as_mut()
+    }
+
+    /// Counts a kernel failure whose work finished on the CPU.
+    pub(crate) fn note_kernel_failure(&mut self) {
+        self.stats.kernel_failures += 1;
+        self.stats.ops_finished_on_cpu += 1;
+    }
+
+    /// Replaces a page's bytes, keeping its location and epoch (a failed
+    /// upload keeps the bytes on the host, as `mirror_page` does).
+    pub(crate) fn overwrite(&mut self, id: PageId, bytes: &[u8]) -> Result<()> {
+        let (epoch, at) = (self.epoch(id)?, self.location(id)?);
+        self.mirror_page(id, bytes, epoch, at)
+    }
+
+    /// After a device wave changed page `id`: one more epoch, and its host
+    /// copy (if kept) follows the device bytes.
+    pub(crate) fn bump_after_wave(&mut self, id: PageId) -> Result<()> {
+        let refresh = self.keep_host_copy && self.is_device(id);
+        let copy = if refresh { Some(self.read(id)?) } else { None };
+        let slot = self
+            .pages
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found(format!("no page {id} in the GPU store")))?;
+        slot.epoch += 1;
+        if copy.is_some() {
+            slot.host_copy = copy;
+        }
+        Ok(())
+    }
+
+    /// Turns CUDA-graph replay of steady batches on or off. With it on, a
+    /// batch whose device deltas form one launch group (no page twice) is
+    /// staged into a graph captured once per batch shape (staged bytes,
+    /// count, longest delta) and replayed for every later batch of that
+    /// shape: one launch call for the whole wave, for repetitive workloads.
+    /// Batches of several groups, and forced failures, take the stream path.
+    /// `stats()` counts captures and replays. Off by default.
+    pub fn set_graph_replay(&mut self, on: bool) {
+        self.graph_replay = on;
+        if !on {
+            if let Some(b) = self.backend.as_mut() {
+                b.drop_graph();
+            }
+        }
+    }
+
+    /// Whether CUDA-graph replay is on.
+    pub fn graph_replay(&self) -> bool {
+        self.graph_replay
     }
 
     /// The fallback statistics.
@@ -555,10 +633,16 @@ impl GpuStore {
             .ok_or_else(|| gpu_error::unavailable("no device"))?;
         let _ = backend.prefetch(&bufs);
         let mut failed: Option<(usize, Error)> = None;
+        let steady = self.graph_replay && groups.len() == 1 && fail_at.is_none();
         for (g, range) in groups.iter().enumerate() {
             let items: Vec<(DevBuf, &Delta)> =
                 range.clone().map(|i| (bufs[i], deltas[i])).collect();
-            let r = if fail_at == Some(g) {
+            let r = if steady {
+                backend.apply_group_replayed(&items).map(|run| match run {
+                    ReplayRun::Captured => self.stats.graph_captures += 1,
+                    ReplayRun::Replayed => self.stats.graph_replays += 1,
+                })
+            } else if fail_at == Some(g) {
                 // A kernel that dies halfway: the first half of the group lands.
                 let _ = backend.apply_group(&items[..items.len() / 2]);
                 Err(gpu_error::gpu("forced kernel failure"))
@@ -656,7 +740,7 @@ impl GpuStore {
         Ok(())
     }
 
-    fn run_op<R>(
+    pub(crate) fn run_op<R>(
         &mut self,
         gpu: impl FnOnce(&mut Backend) -> Result<R>,
         cpu: impl FnOnce() -> Result<R>,
@@ -688,17 +772,19 @@ impl GpuStore {
 
     /// `⊕` over `x` (on the device when there is one).
     pub fn fold_add<T: Elem>(&mut self, s: Semiring, x: &[T]) -> Result<T> {
+        s.check(T::TYPE)?;
         self.run_op(
             |b| b.fold(FoldOp::Add, s, x),
-            || Ok(semiring_cpu::fold_add(s, x)),
+            || semiring_core::fold_add(s, x),
         )
     }
 
     /// `⊗` over `x` (on the device when there is one).
     pub fn fold_mul<T: Elem>(&mut self, s: Semiring, x: &[T]) -> Result<T> {
+        s.check(T::TYPE)?;
         self.run_op(
             |b| b.fold(FoldOp::Mul, s, x),
-            || Ok(semiring_cpu::fold_mul(s, x)),
+            || semiring_core::fold_mul(s, x),
         )
     }
 
@@ -710,7 +796,8 @@ impl GpuStore {
         t: &[T],
         mask: Option<&[u64]>,
     ) -> Result<()> {
-        semiring_cpu::check_accumulate(c.len(), t.len(), mask)?;
+        semiring_core::check_accumulate(c.len(), t.len(), mask)?;
+        s.check(T::TYPE)?;
         let mut tmp = c.to_vec();
         let done = self.run_op(
             |b| b.accumulate(s, &mut tmp, t, mask).map(|_| true),
@@ -720,20 +807,21 @@ impl GpuStore {
             c.copy_from_slice(&tmp);
             Ok(())
         } else {
-            semiring_cpu::accumulate(s, c, t, mask)
+            semiring_core::accumulate(s, c, t, mask)
         }
     }
 
     /// `y = A ⊗ x` over `s`.
     pub fn spmv<T: Elem>(&mut self, s: Semiring, a: &Csr<T>, x: &[T], y: &mut [T]) -> Result<()> {
         a.check_spmv(x.len(), y.len())?;
+        s.check(T::TYPE)?;
         let mut tmp = y.to_vec();
         let done = self.run_op(|b| b.spmv(s, a, x, &mut tmp).map(|_| true), || Ok(false))?;
         if done {
             y.copy_from_slice(&tmp);
             Ok(())
         } else {
-            semiring_cpu::spmv(s, a, x, y)
+            semiring_core::spmv(s, a, x, y)
         }
     }
 }

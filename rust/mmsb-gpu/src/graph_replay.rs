@@ -30,6 +30,29 @@ pub struct ReplayStats {
     pub replays: u64,
 }
 
+/// The shape a captured graph depends on: staged bytes, delta count and the
+/// longest delta (the launch grid). Batches of one shape share a graph.
+pub fn batch_shape(items: &[(u64, &Delta)]) -> (usize, usize, u64) {
+    let deltas: Vec<&Delta> = items.iter().map(|(_, d)| *d).collect();
+    (
+        batch_bytes(&deltas),
+        items.len(),
+        deltas.iter().map(|d| d.len).max().unwrap_or(0),
+    )
+}
+
+/// A captured graph owned by one [`SteadyBatch`].
+struct OwnedGraph(CudaGraph);
+
+// SAFETY: CUDA graph handles may be used from any thread as long as calls on
+// one graph are serialized (CUDA's graph thread-safety rules); cudarc binds
+// the context to the calling thread before each graph call. An `OwnedGraph`
+// is owned by exactly one `SteadyBatch` and only reached through `&mut self`
+// (launch) or drop, so moving it to another thread keeps calls serialized.
+// It is not `Sync`. Exercised by the GPU check (graph replay through a
+// `GpuStore` held in the C ABI's handle table, which moves between threads).
+unsafe impl Send for OwnedGraph {}
+
 /// A repeating batch of deltas (no page twice) with optional graph replay.
 pub struct SteadyBatch {
     dev: Arc<CudaDevice>,
@@ -39,7 +62,7 @@ pub struct SteadyBatch {
     size: usize,
     n: usize,
     max_len: u64,
-    graph: Option<CudaGraph>,
+    graph: Option<OwnedGraph>,
     replay: bool,
     stats: ReplayStats,
 }
@@ -73,8 +96,19 @@ impl SteadyBatch {
         Ok(b)
     }
 
-    /// Restages new deltas of the same shape (same staged size and count).
+    /// The shape of the staged batch (see [`batch_shape`]).
+    pub fn shape(&self) -> (usize, usize, u64) {
+        (self.size, self.n, self.max_len)
+    }
+
+    /// Restages new deltas of the same shape (same staged size, count and
+    /// longest delta).
     pub fn update(&mut self, items: &[(u64, &Delta)]) -> Result<()> {
+        if batch_shape(items) != self.shape() {
+            return Err(Error::invalid(
+                "a steady batch keeps its shape: same deltas, ranges and masks",
+            ));
+        }
         let staged = encode_batch(items, self.scratch)?;
         if staged.len() != self.size || items.len() != self.n {
             return Err(Error::invalid(
@@ -143,10 +177,13 @@ impl SteadyBatch {
                 .end_capture(sys::CUgraphInstantiate_flags(0))
                 .map_err(|e| gpu_error::driver("end capture", e))?;
             issued?;
-            self.graph = Some(graph.ok_or_else(|| gpu_error::gpu("capture produced no graph"))?);
+            self.graph =
+                Some(OwnedGraph(graph.ok_or_else(|| {
+                    gpu_error::gpu("capture produced no graph")
+                })?));
             self.stats.captures += 1;
         }
-        if let Some(g) = &self.graph {
+        if let Some(OwnedGraph(g)) = &self.graph {
             g.launch()
                 .map_err(|e| gpu_error::driver("graph launch", e))?;
             self.stats.replays += 1;

@@ -22,14 +22,17 @@ pub enum KernelSource {
     Semiring,
     /// `persistent.cu`: the command-ring consumer.
     Persistent,
+    /// `kernels/wave.cu`: levels of propagation waves.
+    Wave,
 }
 
 impl KernelSource {
     /// Every source.
-    pub const ALL: [KernelSource; 3] = [
+    pub const ALL: [KernelSource; 4] = [
         KernelSource::DeltaApply,
         KernelSource::Semiring,
         KernelSource::Persistent,
+        KernelSource::Wave,
     ];
 
     /// The file name in `kernels/`.
@@ -38,6 +41,7 @@ impl KernelSource {
             KernelSource::DeltaApply => "delta_apply.cu",
             KernelSource::Semiring => "semiring.cu",
             KernelSource::Persistent => "persistent.cu",
+            KernelSource::Wave => "wave.cu",
         }
     }
 
@@ -47,6 +51,7 @@ impl KernelSource {
             KernelSource::DeltaApply => include_str!("../../../kernels/delta_apply.cu"),
             KernelSource::Semiring => include_str!("../../../kernels/semiring.cu"),
             KernelSource::Persistent => include_str!("../../../kernels/persistent.cu"),
+            KernelSource::Wave => include_str!("../../../kernels/wave.cu"),
         }
     }
 }

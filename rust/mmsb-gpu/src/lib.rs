@@ -15,8 +15,15 @@
 //!   pinned host-mapped buffers.
 //! * [`delta_gpu`]: delta apply on the device (batch encoding, launches);
 //!   [`semiring_gpu`]: fold_add / fold_mul / accumulate / SpMV on the device;
-//!   [`semiring_cpu`]: the same operations on the CPU (the reference and the
-//!   fallback); [`csr`]: sparse matrices.
+//!   [`semiring_core`]: the semiring and element tags mapped onto mmsb-core's
+//!   semiring layer, whose kernels are the CPU reference and the fallback;
+//!   [`semiring_wave_gpu`]: full semiring-network waves (mmsb-core's
+//!   `WavePlan`) as CSR SpMV + accumulate launches; [`csr`]: sparse matrices.
+//! * [`device_wave`]: propagation waves (planned `CommandBuffer`s) run as
+//!   device kernels for the built-in passthrough and byte transforms
+//!   ([`device_wave_gpu`]: the launches).
+//! * [`gpu_mirror`]: [`GpuMirror`], gpu-sync edges that act by themselves:
+//!   device copies refreshed after each acknowledged commit of a durable store.
 //! * [`persistent`]: the resident kernel fed by a command ring.
 //! * [`graph_replay`]: CUDA-graph capture and replay of steady-state batches.
 //! * [`backend`], [`emulated`]: the device seam the store's fallback logic is
@@ -32,20 +39,27 @@ pub mod csr;
 pub mod cuda_device;
 pub mod delta_gpu;
 pub mod device_pool;
+pub mod device_wave;
+pub mod device_wave_gpu;
 pub mod emulated;
 pub mod gpu_error;
+pub mod gpu_mirror;
 pub mod gpu_store;
 pub mod graph_replay;
 pub mod kernel_cache;
 pub mod persistent;
 pub mod pinned;
 pub mod probe;
-pub mod semiring_cpu;
+pub mod semiring_core;
 pub mod semiring_gpu;
+pub mod semiring_wave_gpu;
 pub mod unified;
 
 pub use csr::Csr;
 pub use cuda_device::CudaDevice;
+pub use device_wave::{DeviceFn, DeviceWaveReport};
+pub use gpu_mirror::{GpuMirror, MirrorStats};
 pub use gpu_store::{FailurePoint, FallbackStats, GpuStore};
 pub use probe::{probe, Probe};
-pub use semiring_cpu::{Elem, ElemType, Semiring};
+pub use semiring_core::{Elem, ElemType, Semiring};
+pub use semiring_wave_gpu::SemiringWaveProgram;

@@ -6,9 +6,10 @@
 //!
 //! * the host writes command `i` into slot `i % capacity` (op and arguments),
 //!   then rings the doorbell by storing `seq = i + 1` in the slot;
-//! * the device (one warp) reads the next 8 slots in one sweep over the bus,
-//!   runs the ready prefix in order, and publishes `done` (commands
-//!   completed) after a system-wide fence;
+//! * the device (two staggered warps) reads the next 8 slots in one sweep
+//!   over the bus, runs the ready prefix in order, and publishes `done`
+//!   (commands completed), then, after a GPU-scope fence, `visible` (their
+//!   effects seen by other device work; [`FenceScope`] has the variants);
 //! * the host reuses a slot only once `done` shows it consumed.
 //!
 //! Commands are consumed strictly in order, and [`PersistentKernel::stop`]
@@ -45,7 +46,9 @@ const CTL_STOPPED: usize = 2;
 const CTL_BAD: usize = 3;
 const CTL_POLL_NS: usize = 4;
 const CTL_POLL_SAMPLES: usize = 5;
-const CTL_WORDS: usize = 8;
+/// `visible`: on its own 128-byte line (word 16 of 32).
+const CTL_VISIBLE: usize = 16;
+const CTL_WORDS: usize = 32;
 /// The scope of the fence the kernel issues before it publishes `done`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FenceScope {
@@ -57,6 +60,11 @@ pub enum FenceScope {
     /// Effects are read after [`PersistentKernel::stop`] (kernel exit orders
     /// them for the host); `done` means consumed and executed in order.
     Block = 2,
+    /// `done` is published as soon as the commands ran (in order, no fence
+    /// beyond the block: the round trip), then a GPU-scope fence publishes
+    /// `visible` ([`PersistentKernel::wait_visible`]): other device work sees
+    /// the effects of every command below `visible`.
+    Deferred = 3,
 }
 
 /// How the kernel polls and publishes: warps (staggered pollers), slots read
@@ -72,13 +80,15 @@ pub struct PollShape {
 }
 
 impl Default for PollShape {
-    /// Two staggered warps reading 8 slots a poll: the best round trip of
-    /// the shapes measured on H200 (see docs/gpu.md), with full-speed pipelining.
+    /// Two staggered warps reading 8 slots a poll (the best round trip of
+    /// the shapes measured, with full-speed pipelining), publishing `done`
+    /// before the GPU-scope fence and `visible` after it
+    /// ([`FenceScope::Deferred`]; see docs/gpu.md).
     fn default() -> PollShape {
         PollShape {
             warps: 2,
             slots: 8,
-            fence: FenceScope::Gpu,
+            fence: FenceScope::Deferred,
         }
     }
 }
@@ -197,6 +207,31 @@ impl PersistentKernel {
     /// Commands the device has completed.
     pub fn done(&self) -> u64 {
         self.ctl_word(CTL_DONE)
+    }
+
+    /// Commands whose effects other device work sees (with
+    /// [`FenceScope::Deferred`] this may trail [`PersistentKernel::done`];
+    /// with the other scopes it equals it).
+    pub fn visible(&self) -> u64 {
+        self.ctl_word(CTL_VISIBLE)
+    }
+
+    /// Waits until the effects of at least `n` commands are visible to other
+    /// device work (10 s limit).
+    pub fn wait_visible(&mut self, n: u64) -> Result<()> {
+        let t0 = Instant::now();
+        while self.visible() < n {
+            self.host_spins += 1;
+            if self.host_spins.is_multiple_of(4096) && t0.elapsed() > Duration::from_secs(10) {
+                return Err(gpu_error::gpu(format!(
+                    "persistent kernel stalled at {} of {n} visible commands",
+                    self.visible()
+                )));
+            }
+            std::hint::spin_loop();
+        }
+        fence(Ordering::SeqCst);
+        Ok(())
     }
 
     /// Commands submitted so far.

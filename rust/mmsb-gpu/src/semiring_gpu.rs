@@ -4,12 +4,12 @@
 //! work stream (benchmarks and waves whose data already lives there); the
 //! `*_host` ones take host slices, copy in, run, and copy out (checks and
 //! one-off calls). Kernel names are `mmsb_<op>_<semiring>_<type>` in
-//! `kernels/semiring.cu`; the CPU reference is [`crate::semiring_cpu`].
+//! `kernels/semiring.cu`; the CPU reference is [`crate::semiring_core`].
 
 use crate::csr::Csr;
 use crate::cuda_device::{Arg, CudaDevice};
 use crate::kernel_cache::KernelSource;
-use crate::semiring_cpu::{check_accumulate, Elem, ElemType, Semiring};
+use crate::semiring_core::{check_accumulate, Elem, ElemType, Semiring};
 use mmsb_core::error::Result;
 
 /// Which fold.

@@ -8,7 +8,7 @@ use mmsb_core::apply::apply_reference;
 use mmsb_core::delta::Delta;
 use mmsb_core::error::ErrorCode;
 use mmsb_core::{PageId, PageLocation};
-use mmsb_gpu::semiring_cpu;
+use mmsb_gpu::semiring_core;
 use mmsb_gpu::{Csr, CudaDevice, FailurePoint, GpuStore, Semiring};
 use proptest::prelude::*;
 
@@ -226,7 +226,7 @@ proptest! {
     #[test]
     fn cpu_fold_add_over_plus_times_is_the_wrapping_sum(x in prop::collection::vec(any::<i32>(), 0..200)) {
         let want = x.iter().fold(0i32, |a, &b| a.wrapping_add(b));
-        prop_assert_eq!(semiring_cpu::fold_add(Semiring::PlusTimes, &x), want);
+        prop_assert_eq!(semiring_core::fold_add(Semiring::PlusTimes, &x).unwrap(), want);
     }
 }
 
@@ -276,4 +276,57 @@ fn gpu_sync_edges_refresh_the_device_copy_of_the_child_after_a_wave() {
     gs.set_forced_failure(None);
     assert_eq!(gs.read(b).unwrap(), vec![3; 16]);
     assert_eq!(gs.location(b).unwrap(), PageLocation::Cpu);
+}
+
+#[test]
+fn graph_replay_captures_once_per_batch_shape_and_gives_reference_bytes() {
+    let mut s = GpuStore::emulated();
+    assert!(!s.graph_replay());
+    for k in 1..=3u64 {
+        s.create_page(PageId(k), 256, PageLocation::Gpu).unwrap();
+    }
+    let mut reference = vec![vec![0u8; 256]; 3];
+    let run = |s: &mut GpuStore, reference: &mut [Vec<u8>], wave: u8, len: usize| {
+        // Same pages, ranges and masks every wave; new payload bytes.
+        let batch: Vec<Delta> = (1..=3u64)
+            .map(|k| {
+                let bytes: Vec<u8> = (0..len).map(|i| wave ^ (i as u8) ^ (k as u8)).collect();
+                let mask: Vec<u64> = vec![0x5555_5555_5555_5555; len.div_ceil(64)];
+                Delta::masked(PageId(k), 8 * k, bytes, mask)
+            })
+            .collect();
+        s.apply_batch(&batch).unwrap();
+        for d in &batch {
+            let page = &mut reference[(d.page.0 - 1) as usize];
+            apply_reference(&mut page[d.offset as usize..(d.offset + d.len) as usize], d).unwrap();
+        }
+    };
+    s.set_graph_replay(true);
+    for wave in 0..5 {
+        run(&mut s, &mut reference, wave, 128);
+    }
+    assert_eq!((s.stats().graph_captures, s.stats().graph_replays), (1, 4));
+    // Another shape is captured anew, then replayed.
+    run(&mut s, &mut reference, 9, 64);
+    run(&mut s, &mut reference, 10, 64);
+    assert_eq!((s.stats().graph_captures, s.stats().graph_replays), (2, 5));
+    // Two deltas on one page make two launch groups: the stream path.
+    let two = [
+        Delta::dense(PageId(1), 0, vec![1; 4]),
+        Delta::dense(PageId(1), 2, vec![2; 4]),
+    ];
+    s.apply_batch(&two).unwrap();
+    for d in &two {
+        apply_reference(
+            &mut reference[0][d.offset as usize..(d.offset + d.len) as usize],
+            d,
+        )
+        .unwrap();
+    }
+    s.set_graph_replay(false);
+    run(&mut s, &mut reference, 11, 64);
+    assert_eq!((s.stats().graph_captures, s.stats().graph_replays), (2, 5));
+    for (k, want) in reference.iter().enumerate() {
+        assert_eq!(&s.read(PageId(k as u64 + 1)).unwrap(), want);
+    }
 }

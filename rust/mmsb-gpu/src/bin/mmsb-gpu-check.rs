@@ -21,7 +21,7 @@ use mmsb_gpu::delta_gpu;
 use mmsb_gpu::graph_replay::SteadyBatch;
 use mmsb_gpu::kernel_cache::KernelSource;
 use mmsb_gpu::persistent::{FenceScope, PersistentKernel, PollShape, RingOp};
-use mmsb_gpu::semiring_cpu::{self, Elem, Semiring};
+use mmsb_gpu::semiring_core::{self, Elem, Semiring};
 use mmsb_gpu::semiring_gpu::{self, FoldOp, Scratch};
 use mmsb_gpu::unified::{PrefetchTuner, UnifiedBuf};
 use mmsb_gpu::{Csr, FailurePoint, GpuStore};
@@ -215,6 +215,83 @@ fn check_delta_apply(
     ))
 }
 
+/// `mmsb_apply_one` and its benchmark variants on one long range with a 1%
+/// mask plus some full and all-zero stretches, dense and sparse payloads, at
+/// the benchmark's grid and at tiny grids, equals a byte loop on the host.
+fn check_apply_one(dev: &Arc<CudaDevice>, rng: &mut StdRng) -> std::result::Result<String, String> {
+    let n: usize = (8 << 20) + 4096 + 200 + 3; // not a multiple of a run or a lane
+    let words = n.div_ceil(64);
+    let mut mask: Vec<u64> = (0..words)
+        .map(|i| match i % 5000 {
+            0..=40 => u64::MAX,
+            41..=2000 => 0,
+            _ if rng.gen_bool(0.01) => rng.gen(),
+            _ => 0,
+        })
+        .collect();
+    mask[words - 1] = rng.gen::<u64>() & ((1u64 << (n % 64)) - 1);
+    let bit = |i: usize| (mask[i / 64] >> (i % 64)) & 1 == 1;
+    let old: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
+    let src: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
+    let set: usize = mask.iter().map(|w| w.count_ones() as usize).sum();
+    let vals: Vec<u8> = (0..set.max(1)).map(|_| rng.gen()).collect();
+    let mut prefix = Vec::with_capacity(words);
+    let mut run = 0u32;
+    for w in &mask {
+        prefix.push(run);
+        run += w.count_ones();
+    }
+    let want_dense: Vec<u8> = (0..n)
+        .map(|i| if bit(i) { src[i] } else { old[i] })
+        .collect();
+    let mut want_sparse = old.clone();
+    let mut k = 0;
+    for (i, b) in want_sparse.iter_mut().enumerate() {
+        if bit(i) {
+            *b = vals[k];
+            k += 1;
+        }
+    }
+    let mut sc = Scratch::new(dev);
+    let dst = s(sc.alloc(n))?;
+    let srcd = s(sc.upload(&src))?;
+    let valsd = s(sc.upload(&vals))?;
+    let maskd = s(sc.upload(semiring_gpu::u64_bytes(&mask)))?;
+    let pred = s(sc.upload(semiring_gpu::u32_bytes(&prefix)))?;
+    let mut runs = 0;
+    for kernel in [
+        "mmsb_apply_one",
+        "mmsb_apply_one_lanes16",
+        "mmsb_apply_one_runs",
+    ] {
+        for blocks in [delta_gpu::one_grid(dev, n as u64), 1, 3] {
+            for (payload, pre, want) in [(srcd, 0u64, &want_dense), (valsd, pred, &want_sparse)] {
+                s(dev.upload(dst, &old))?;
+                s(delta_gpu::launch_one_named(
+                    dev,
+                    kernel,
+                    [dst, payload, maskd, pre, n as u64],
+                    blocks,
+                ))?;
+                let mut got = vec![0u8; n];
+                s(dev.download(dst, &mut got))?;
+                if let Some(i) = (0..n).find(|&i| got[i] != want[i]) {
+                    return Err(format!(
+                        "{kernel} blocks {blocks} sparse={} byte {i}: gpu {} want {}",
+                        pre != 0,
+                        got[i],
+                        want[i]
+                    ));
+                }
+                runs += 1;
+            }
+        }
+    }
+    Ok(format!(
+        "{runs} launches over {n} bytes, {set} mask bits set: equal"
+    ))
+}
+
 /// Equal, or (for float sums, whose order differs) within a relative 1e-3.
 fn close<T: Elem>(a: T, b: T, float_sum: bool) -> bool {
     let (x, y) = (a.as_f64(), b.as_f64());
@@ -282,6 +359,9 @@ fn check_semiring_type<T: Gen>(
 ) -> std::result::Result<String, String> {
     let mut done = 0;
     for sr in Semiring::ALL {
+        if !sr.supports(T::TYPE) {
+            continue; // a pair mmsb-core does not define
+        }
         // Float sums (⊕ of plus-times, ⊗ of min-plus and max-plus) depend on
         // the order of the additions: compared with a tolerance.
         let float_sum = is_float::<T>() && sr == Semiring::PlusTimes;
@@ -309,10 +389,10 @@ fn check_semiring_type<T: Gen>(
                 let mut b = vec![0u8; size];
                 s(dev.download(out, &mut b))?;
                 let got = semiring_gpu::from_bytes::<T>(&b)[0];
-                let want = match op {
-                    FoldOp::Add => semiring_cpu::fold_add(sr, &x),
-                    FoldOp::Mul => semiring_cpu::fold_mul(sr, &x),
-                };
+                let want = s(match op {
+                    FoldOp::Add => semiring_core::fold_add(sr, &x),
+                    FoldOp::Mul => semiring_core::fold_mul(sr, &x),
+                })?;
                 let tol = match op {
                     FoldOp::Add => float_sum,
                     FoldOp::Mul => float_mul_sum,
@@ -342,7 +422,7 @@ fn check_semiring_type<T: Gen>(
                 let mut c_gpu = x.clone();
                 let mut c_cpu = x.clone();
                 s(semiring_gpu::accumulate_host(dev, sr, &mut c_gpu, &t, m))?;
-                s(semiring_cpu::accumulate(sr, &mut c_cpu, &t, m))?;
+                s(semiring_core::accumulate(sr, &mut c_cpu, &t, m))?;
                 if c_gpu.iter().zip(&c_cpu).any(|(a, b)| !close(*a, *b, false)) {
                     return Err(format!(
                         "accumulate {} {} n={n} mask={}",
@@ -359,7 +439,7 @@ fn check_semiring_type<T: Gen>(
             let a = random_csr::<T>(rng, nrows, nrows, avg, sr);
             let x: Vec<T> = (0..nrows).map(|_| T::gen_small(rng, sr)).collect();
             let mut want = vec![T::ZERO; nrows];
-            s(semiring_cpu::spmv(sr, &a, &x, &mut want))?;
+            s(semiring_core::spmv(sr, &a, &x, &mut want))?;
             let mut sc = Scratch::new(dev);
             let ad = s(semiring_gpu::upload_csr(&mut sc, &a))?;
             let xd = s(sc.upload(T::slice_as_bytes(&x)))?;
@@ -454,6 +534,301 @@ fn check_gpu_sync(dev: &Arc<CudaDevice>) -> std::result::Result<String, String> 
         }
     }
     Ok("3 waves: the child's device copy equals the store's page (bytes, epoch)".into())
+}
+
+/// The store's graph-replay toggle: 20 steady waves through a store with
+/// replay on equal the same waves through a store with it off.
+fn check_store_graph_replay(
+    dev: &Arc<CudaDevice>,
+    rng: &mut StdRng,
+) -> std::result::Result<String, String> {
+    let mut on = GpuStore::with_device(dev.clone());
+    let mut off = GpuStore::with_device(dev.clone());
+    on.set_graph_replay(true);
+    let (pages, size) = (64u64, 4096usize);
+    for st in [&mut on, &mut off] {
+        for p in 1..=pages {
+            s(st.create_page(PageId(p), size, PageLocation::Gpu))?;
+        }
+    }
+    let masks: Vec<Vec<u64>> = (0..pages)
+        .map(|_| (0..size / 64).map(|_| rng.gen()).collect())
+        .collect();
+    for _ in 0..20 {
+        let batch: Vec<Delta> = (1..=pages)
+            .map(|p| {
+                let bytes: Vec<u8> = (0..size).map(|_| rng.gen()).collect();
+                Delta::masked(PageId(p), 0, bytes, masks[(p - 1) as usize].clone())
+            })
+            .collect();
+        s(on.apply_batch(&batch))?;
+        s(off.apply_batch(&batch))?;
+    }
+    for p in 1..=pages {
+        if s(on.read(PageId(p)))? != s(off.read(PageId(p)))? {
+            return Err(format!("page {p} differs between replay and stream"));
+        }
+    }
+    let st = on.stats();
+    if (st.graph_captures, st.graph_replays) != (1, 19) || st.kernel_failures != 0 {
+        return Err(format!("unexpected counters {st:?}"));
+    }
+    Ok(format!(
+        "20 waves of {pages} masked 4 KiB deltas: 1 capture, 19 replays, bytes equal"
+    ))
+}
+
+/// `GpuMirror`: device copies follow every commit of the durable store by themselves.
+fn check_gpu_mirror(
+    dev: &Arc<CudaDevice>,
+    rng: &mut StdRng,
+) -> std::result::Result<String, String> {
+    use mmsb_core::{EdgeKind, Op, Store};
+    use std::sync::Mutex;
+    let store = Arc::new(Store::in_memory());
+    let r = s(store.commit(vec![
+        Op::CreatePage {
+            size: 64,
+            location: PageLocation::Cpu,
+        },
+        Op::CreatePage {
+            size: 1 << 16,
+            location: PageLocation::Cpu,
+        },
+    ]))?;
+    let (a, b) = (r.created[0], r.created[1]);
+    s(store.add_edge(a, b, EdgeKind::GpuSync, None))?;
+    let gpu = Arc::new(Mutex::new(GpuStore::with_device(dev.clone())));
+    let mirror = s(mmsb_gpu::GpuMirror::attach(
+        &store,
+        gpu.clone(),
+        PageLocation::Gpu,
+    ))?;
+    for round in 0..5u8 {
+        let bytes: Vec<u8> = (0..1 << 16).map(|_| rng.gen()).collect();
+        s(store.commit(vec![
+            Op::Delta(Delta::dense(b, 0, bytes)),
+            Op::Delta(Delta::dense(a, 0, vec![round + 1; 8])),
+        ]))?;
+        let mut g = gpu.lock().map_err(|_| "poisoned".to_string())?;
+        if s(g.location(b))? != PageLocation::Gpu || s(g.read(b))? != s(store.read(b))? {
+            return Err(format!(
+                "round {round}: the device copy differs from the store"
+            ));
+        }
+    }
+    let st = mirror.stats();
+    if st.refreshes != 5 || st.errors != 0 {
+        return Err(format!("{st:?}"));
+    }
+    Ok(format!(
+        "5 commits, device copy refreshed after each: {st:?}"
+    ))
+}
+
+/// Device waves (`GpuStore::run_wave`) equal the CPU engine's waves on a
+/// random DAG of passthrough / xor / add pages on the device.
+/// A full wave of mmsb-core semiring networks (40 nodes of 20k entries,
+/// random DAG, CSR weights of ~8 nonzeros a row, some scalar and diagonal
+/// weights) on the device equals `SemiringNetwork::run_full` on the CPU:
+/// exactly for min-plus f64, max-plus i64 and or-and u8, within 1e-9 relative
+/// for plus-times f64.
+fn check_semiring_network_wave(
+    dev: &Arc<CudaDevice>,
+    rng: &mut StdRng,
+) -> std::result::Result<String, String> {
+    use mmsb_core::semiring::{MaxPlus, MinPlus, OrAnd, PlusTimes, Semiring as CoreSemiring};
+    use mmsb_core::{SemiringNetwork, Weight};
+    fn run<S: CoreSemiring>(
+        dev: &Arc<CudaDevice>,
+        rng: &mut StdRng,
+        sr: S,
+        gen: impl Fn(&mut StdRng) -> S::Elem,
+        tol: f64,
+    ) -> std::result::Result<String, String>
+    where
+        S::Elem: Elem,
+    {
+        let (n, len) = (40usize, 20_000usize);
+        let mut net = SemiringNetwork::new(sr.clone());
+        for i in 0..n {
+            let input = (i % 3 != 2).then(|| (0..len).map(|_| gen(rng)).collect());
+            s(net.add_node(PageId(i as u64 + 1), len, input))?;
+        }
+        let mut edges = 0;
+        for j in 1..n {
+            for _ in 0..rng.gen_range(1..4usize) {
+                let i = rng.gen_range(0..j);
+                if net
+                    .weight(PageId(i as u64 + 1), PageId(j as u64 + 1))
+                    .is_some()
+                {
+                    continue;
+                }
+                let w = match rng.gen_range(0..5) {
+                    0 => Weight::Scalar(gen(rng)),
+                    1 => Weight::Diagonal((0..len).map(|_| gen(rng)).collect()),
+                    _ => {
+                        let trip: Vec<(usize, usize, S::Elem)> = (0..len * 8)
+                            .map(|_| (rng.gen_range(0..len), rng.gen_range(0..len), gen(rng)))
+                            .collect();
+                        Weight::Matrix(s(mmsb_core::Csr::from_triplets(&sr, len, len, &trip))?)
+                    }
+                };
+                s(net.add_edge(PageId(i as u64 + 1), PageId(j as u64 + 1), w))?;
+                edges += 1;
+            }
+        }
+        let mut gs = GpuStore::with_device(dev.clone());
+        let t = Instant::now();
+        let got = s(gs.run_semiring_wave(&net))?;
+        let dt = t.elapsed();
+        if gs.stats().gpu_ops != 1 || gs.stats().ops_finished_on_cpu != 0 {
+            return Err(format!("not run on the device: {:?}", gs.stats()));
+        }
+        s(net.run_full())?;
+        for (id, v) in &got {
+            let want = s(net.value(*id))?;
+            if let Some(k) = (0..len).find(|&k| !close_tol(v[k], want[k], tol)) {
+                return Err(format!(
+                    "node {id:?} entry {k}: gpu {:?} cpu {:?}",
+                    v[k], want[k]
+                ));
+            }
+        }
+        Ok(format!(
+            "{}: {n} nodes x {len}, {edges} edges, device wave {:.1} ms",
+            std::any::type_name::<S>().rsplit("::").next().unwrap_or(""),
+            dt.as_secs_f64() * 1e3
+        ))
+    }
+    let out = [
+        run(
+            dev,
+            rng,
+            PlusTimes::<f64>::new(),
+            |r| r.gen_range(-0.1..0.1),
+            1e-9,
+        )?,
+        run(
+            dev,
+            rng,
+            MinPlus::<f64>::new(),
+            |r| r.gen_range(0..1000) as f64 * 0.5,
+            0.0,
+        )?,
+        run(
+            dev,
+            rng,
+            MaxPlus::<i64>::new(),
+            |r| r.gen_range(-1000..1000),
+            0.0,
+        )?,
+        run(
+            dev,
+            rng,
+            OrAnd::<u8>::new(),
+            |r| (r.gen_range(0..10) == 0) as u8,
+            0.0,
+        )?,
+    ];
+    Ok(out.join("; "))
+}
+
+/// `a == b`, or within `tol` relative when `tol > 0`.
+fn close_tol<T: Elem>(a: T, b: T, tol: f64) -> bool {
+    if a == b {
+        return true;
+    }
+    let (x, y) = (a.as_f64(), b.as_f64());
+    tol > 0.0 && (x - y).abs() <= tol * x.abs().max(y.abs()).max(1.0)
+}
+
+fn check_device_wave(
+    dev: &Arc<CudaDevice>,
+    rng: &mut StdRng,
+    fail: bool,
+) -> std::result::Result<String, String> {
+    use mmsb_core::propagation::Engine;
+    use mmsb_core::recompute::{ByteTransform, RecomputeFn};
+    use mmsb_core::EdgeKind;
+    use mmsb_gpu::DeviceFn;
+    use std::collections::{BTreeSet, HashMap};
+    let n = 300;
+    let mut engine = Engine::new();
+    let mut gs = GpuStore::with_device(dev.clone());
+    let mut pages = Vec::new();
+    let mut fns = HashMap::new();
+    let mut sources = Vec::new();
+    for i in 0..n {
+        let size = [4096u64, 4099, 65536][i % 3];
+        let id = s(engine.create_page(size, PageLocation::Cpu))?;
+        let at = if i % 10 == 9 {
+            PageLocation::Cpu
+        } else {
+            PageLocation::Gpu
+        };
+        s(gs.create_page(id, size as usize, at))?;
+        pages.push(id);
+        if i < 20 {
+            sources.push(id);
+            continue;
+        }
+        for _ in 0..rng.gen_range(1..3) {
+            let q = pages[rng.gen_range(0..i)];
+            let _ = engine.add_edge(q, id, EdgeKind::Data, None);
+        }
+        let f = match rng.gen_range(0..3) {
+            0 => RecomputeFn::Passthrough,
+            1 => RecomputeFn::Transform(ByteTransform::XorConst(rng.gen())),
+            _ => RecomputeFn::Transform(ByteTransform::AddConst(rng.gen())),
+        };
+        let d = DeviceFn::from_recompute(&f).ok_or("no device form")?;
+        fns.insert(s(engine.set_recompute(id, f))?, d);
+    }
+    if fail {
+        gs.set_forced_failure(Some(FailurePoint::Kernel));
+    }
+    let (mut on_device, mut recomputed) = (0, 0);
+    for round in 0..20 {
+        let mut deltas = Vec::new();
+        for &p in &sources {
+            if !rng.gen_bool(0.3) {
+                continue;
+            }
+            let len = rng.gen_range(1..256);
+            let bytes: Vec<u8> = (0..len).map(|_| rng.gen_range(0..4)).collect();
+            deltas.push(Delta::dense(p, rng.gen_range(0..3000), bytes));
+        }
+        let before: Vec<Vec<u8>> = s(sources.iter().map(|&p| engine.store().read(p)).collect())?;
+        let plan = s(engine.plan_commit(&deltas))?;
+        s(engine.apply_commit(&plan))?;
+        let mut roots = BTreeSet::new();
+        for (k, &p) in sources.iter().enumerate() {
+            if s(engine.store().read(p))? != before[k] {
+                roots.insert(p);
+            }
+        }
+        s(gs.apply_batch(&deltas))?;
+        let rep = s(gs.run_wave(&plan.commands, &fns, &roots))?;
+        if rep.recomputed != plan.recomputed {
+            return Err(format!("round {round}: recomputed pages differ"));
+        }
+        for &p in &pages {
+            if s(gs.read(p))? != s(engine.store().read(p))? {
+                return Err(format!("round {round}: page {p} differs from the CPU wave"));
+            }
+        }
+        on_device += rep.on_device;
+        recomputed += rep.recomputed.len();
+    }
+    if !fail && on_device == 0 {
+        return Err("no command ran on the device".into());
+    }
+    Ok(format!(
+        "{n} pages, 20 waves: {recomputed} commands ({on_device} on the device), every page equals the CPU engine; {:?}",
+        gs.stats().kernel_failures
+    ))
 }
 
 fn check_persistent(dev: &Arc<CudaDevice>, n: u64) -> std::result::Result<String, String> {
@@ -681,7 +1056,6 @@ fn bench_delta(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     let pre = sc.upload(semiring_gpu::u32_bytes(&prefix))?;
     dev.sync()?;
     let reps = 30;
-    let blocks = delta_gpu::one_grid(dev, n as u64);
     // Warm the clocks, then measure each case alternating with the copy
     // (5 rounds of `reps`), and report medians: drift hits both sides.
     time(3 * reps, || {
@@ -702,6 +1076,7 @@ fn bench_delta(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     ] {
         let mut copies = Vec::new();
         let mut applies = Vec::new();
+        let blocks = delta_gpu::one_grid(dev, n as u64);
         for _ in 0..5 {
             copies.push(time(reps, || {
                 dev.copy_dtod_on(dev.stream(), dst, src, n)?;
@@ -739,8 +1114,12 @@ fn bench_delta(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
         ("sparse1_dense", msparse, 0),
         ("sparse1_sparse", msparse, pre),
     ] {
-        for kernel in ["mmsb_apply_one"] {
-            for k in [16u32, 32, 64] {
+        for kernel in [
+            "mmsb_apply_one",
+            "mmsb_apply_one_lanes16",
+            "mmsb_apply_one_runs",
+        ] {
+            for k in [4u32, 8, 16, 32, 64] {
                 let cap = (dev.sm_count() * k).min(blocks_needed(n as u64));
                 let t = time(reps, || {
                     delta_gpu::launch_one_named(
@@ -789,6 +1168,26 @@ fn bench_delta(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
         dev.copy_dtod_on(dev.stream(), dst, src, count * len)?;
         dev.sync()
     })?;
+    // Blocks-per-command sweep of the batched apply (printed only).
+    let fb = dev.function(KernelSource::DeltaApply, "mmsb_apply_batch")?;
+    for x in [1u32, 2, 4, 16] {
+        let tx = time(reps, || {
+            dev.launch(
+                &fb,
+                (x, count as u32, 1),
+                256,
+                &[
+                    mmsb_gpu::cuda_device::Arg::U64(staging),
+                    mmsb_gpu::cuda_device::Arg::U32(count as u32),
+                ],
+            )?;
+            dev.sync()
+        })?;
+        println!(
+            "sweep mmsb_apply_batch 1024x64KiB blocks/command={x}: ratio {:.3}",
+            copy_b / tx
+        );
+    }
     results.push(result(
         "apply_batch_1024x64KiB_full_mask",
         bytes / t / 1e9,
@@ -894,6 +1293,8 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
         (1, 8, FenceScope::Block),
         (2, 8, FenceScope::Block),
         (2, 1, FenceScope::Block),
+        (1, 8, FenceScope::Deferred),
+        (2, 8, FenceScope::Deferred),
     ] {
         let mut pk = PersistentKernel::start_with(
             dev.clone(),
@@ -928,6 +1329,36 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
         i += 1;
         pk.round_trip(RingOp::Write(0, i))
     })?;
+    // The distribution of single round trips (default shape): 100k timed
+    // one by one until `done`, then 100k until `visible`.
+    let mut rt = Vec::with_capacity(100_000);
+    for _ in 0..100_000 {
+        i += 1;
+        let t0 = Instant::now();
+        pk.round_trip(RingOp::Write(0, i))?;
+        rt.push(t0.elapsed().as_secs_f64());
+    }
+    let mut rv = Vec::with_capacity(100_000);
+    for _ in 0..100_000 {
+        i += 1;
+        let t0 = Instant::now();
+        let k = pk.submit(RingOp::Write(0, i))?;
+        pk.wait_visible(k + 1)?;
+        rv.push(t0.elapsed().as_secs_f64());
+    }
+    let pct = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * q) as usize]
+    };
+    let (rt50, rt99) = (pct(&mut rt, 0.5), pct(&mut rt, 0.99));
+    let (rv50, rv99) = (pct(&mut rv, 0.5), pct(&mut rv, 0.99));
+    println!(
+        "persistent round trip (default shape, 100k single samples): done p50 {:.3} us p99 {:.3} us; visible p50 {:.3} us p99 {:.3} us",
+        rt50 * 1e6,
+        rt99 * 1e6,
+        rv50 * 1e6,
+        rv99 * 1e6
+    );
     let n_pipe = 1_000_000u64;
     let t0 = Instant::now();
     for k in 0..n_pipe {
@@ -973,6 +1404,42 @@ fn bench_latency(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
             launch * 1e6,
             launch / persistent,
             json!("<= 3 us"),
+        ),
+        result(
+            "persistent_kernel_round_trip_p50",
+            rt50 * 1e6,
+            "us per command (100k single round trips)",
+            "kernel launch + stream sync",
+            launch * 1e6,
+            launch / rt50,
+            json!("<= 3 us"),
+        ),
+        result(
+            "persistent_kernel_round_trip_p99",
+            rt99 * 1e6,
+            "us per command (100k single round trips)",
+            "kernel launch + stream sync",
+            launch * 1e6,
+            launch / rt99,
+            Value::Null,
+        ),
+        result(
+            "persistent_kernel_round_trip_to_gpu_visible_p50",
+            rv50 * 1e6,
+            "us per command until `visible` (effects fenced GPU-wide)",
+            "kernel launch + stream sync",
+            launch * 1e6,
+            launch / rv50,
+            Value::Null,
+        ),
+        result(
+            "persistent_kernel_round_trip_to_gpu_visible_p99",
+            rv99 * 1e6,
+            "us per command until `visible`",
+            "kernel launch + stream sync",
+            launch * 1e6,
+            launch / rv99,
+            Value::Null,
         ),
         result(
             "graph_replay_round_trip",
@@ -1237,7 +1704,7 @@ fn bench_spmv(dev: &Arc<CudaDevice>, dir: &Path, gpu: &str) -> Result<()> {
     ));
     // Correctness of this very matrix against the CPU (plus-times, tolerance).
     let mut want = vec![0.0f64; nrows];
-    semiring_cpu::spmv(Semiring::PlusTimes, &a, &x, &mut want)?;
+    semiring_core::spmv(Semiring::PlusTimes, &a, &x, &mut want)?;
     semiring_gpu::spmv_device(
         dev,
         Semiring::PlusTimes,
@@ -1375,6 +1842,30 @@ fn main() {
     rep.check(
         "gpu_sync_edge_refreshes_the_device_copy",
         check_gpu_sync(&dev),
+    );
+    rep.check(
+        "gpu_mirror_refreshes_after_each_commit",
+        check_gpu_mirror(&dev, &mut rng),
+    );
+    rep.check(
+        "device_wave_equals_cpu_engine_wave",
+        check_device_wave(&dev, &mut rng, false),
+    );
+    rep.check(
+        "device_wave_forced_failure_equals_cpu_engine_wave",
+        check_device_wave(&dev, &mut rng, true),
+    );
+    rep.check(
+        "apply_one_masked_runs_equal_cpu",
+        check_apply_one(&dev, &mut rng),
+    );
+    rep.check(
+        "semiring_network_wave_equals_cpu_network",
+        check_semiring_network_wave(&dev, &mut rng),
+    );
+    rep.check(
+        "store_graph_replay_equals_stream_path",
+        check_store_graph_replay(&dev, &mut rng),
     );
     rep.check(
         "persistent_kernel_1m_commands_in_order",

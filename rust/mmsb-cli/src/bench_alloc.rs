@@ -1,0 +1,337 @@
+//! `mmsb bench alloc`: the page allocator against the system malloc and
+//! mimalloc, in the same run.
+//!
+//! **Latency.** A sample times a small batch of allocate+free pairs and
+//! divides by the batch size (one pair is ~10 ns, near the clock's own cost, so
+//! single pairs cannot be timed honestly); p50 and p99 are over the samples.
+//! Two patterns: `pair` (allocate a page, write its first byte, free it; 32
+//! times) and `burst32` (allocate 32 pages, writing each, then free all 32).
+//! Every allocator hands out 64-byte aligned, zeroed memory: MMSB's
+//! [`PageAllocator::alloc_zeroed`] (the process-wide allocator `PageBuf`
+//! uses), the system allocator's `alloc_zeroed` (glibc `posix_memalign` plus
+//! `memset`), and mimalloc's `GlobalAlloc::alloc_zeroed`
+//! (`mi_zalloc_aligned`), mimalloc being called directly, not installed as the
+//! global allocator. The three are interleaved in rounds so machine noise hits
+//! them alike. With `--threads 2` (the default runs 1 and 2) each thread runs
+//! the same loop at the same time. The result `ratio` is yardstick latency /
+//! MMSB latency (target >= 1: MMSB no slower).
+//!
+//! **Resident memory.** One million 1 KiB pages (each filled), through a fresh
+//! [`PageAllocator`]: the growth of VmRSS (from `/proc/self/status`) over the
+//! raw bytes; target <= 1.1. The storage for the handles is allocated and
+//! touched before the first reading, so only the allocator's memory counts.
+//! malloc and mimalloc are measured the same way, for information.
+
+use clap::Args;
+use mmsb_core::page_alloc::{Block, PageAllocator};
+use serde_json::{json, Value};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::PathBuf;
+use std::sync::Barrier;
+use std::time::Instant;
+
+/// Arguments of `mmsb bench alloc`.
+#[derive(Args)]
+pub struct BenchAllocArgs {
+    /// Samples per case and allocator.
+    #[arg(long, default_value_t = 20_000)]
+    pub samples: usize,
+    /// Pages for the resident-memory case.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rss_pages: usize,
+    /// Directory for alloc.json (default: benchmark/results of the repository).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A quick smoke run (few samples, 64k pages; numbers not meaningful).
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// Pairs per sample.
+const BATCH: usize = 32;
+/// Page sizes timed.
+const SIZES: [usize; 3] = [64, 1024, 4096];
+
+/// An allocator under test: zeroed, 64-byte aligned pages.
+trait PageAlloc: Sync {
+    type Handle;
+    fn name(&self) -> &'static str;
+    fn alloc(&self, len: usize) -> Self::Handle;
+    fn ptr(h: &Self::Handle) -> *mut u8;
+    fn free(&self, h: Self::Handle, len: usize);
+}
+
+fn layout(len: usize) -> Layout {
+    Layout::from_size_align(len, 64).unwrap_or(Layout::new::<u64>())
+}
+
+struct Mmsb<'a>(&'a PageAllocator);
+impl PageAlloc for Mmsb<'_> {
+    type Handle = Block;
+    fn name(&self) -> &'static str {
+        "mmsb"
+    }
+    fn alloc(&self, len: usize) -> Block {
+        match self.0.alloc_zeroed(len) {
+            Ok(b) => b,
+            Err(_) => std::alloc::handle_alloc_error(layout(len)),
+        }
+    }
+    fn ptr(h: &Block) -> *mut u8 {
+        h.ptr().as_ptr()
+    }
+    fn free(&self, h: Block, _len: usize) {
+        // Frees of blocks just allocated here cannot fail.
+        let _ = self.0.free(h);
+    }
+}
+
+struct Sys<A: GlobalAlloc + Sync>(A, &'static str);
+impl<A: GlobalAlloc + Sync> PageAlloc for Sys<A> {
+    type Handle = *mut u8;
+    fn name(&self) -> &'static str {
+        self.1
+    }
+    fn alloc(&self, len: usize) -> *mut u8 {
+        // SAFETY: the layout has non-zero size (len >= 64).
+        let p = unsafe { self.0.alloc_zeroed(layout(len)) };
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout(len));
+        }
+        p
+    }
+    fn ptr(h: &*mut u8) -> *mut u8 {
+        *h
+    }
+    fn free(&self, h: *mut u8, len: usize) {
+        // SAFETY: h came from alloc of this allocator with this layout and is
+        // freed once.
+        unsafe { self.0.dealloc(h, layout(len)) }
+    }
+}
+
+fn touch(p: *mut u8) {
+    // SAFETY: p is the start of a live allocation of at least 64 bytes.
+    unsafe { std::ptr::write_volatile(p, 1) };
+}
+
+/// `samples` timings (ns per pair) of one pattern on one thread.
+fn samples<A: PageAlloc>(a: &A, len: usize, burst: bool, n: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n);
+    let mut held: Vec<A::Handle> = Vec::with_capacity(BATCH);
+    for _ in 0..n {
+        let t = Instant::now();
+        if burst {
+            for _ in 0..BATCH {
+                let h = a.alloc(len);
+                touch(A::ptr(&h));
+                held.push(h);
+            }
+            while let Some(h) = held.pop() {
+                a.free(h, len);
+            }
+        } else {
+            for _ in 0..BATCH {
+                let h = a.alloc(len);
+                touch(A::ptr(&h));
+                a.free(h, len);
+            }
+        }
+        out.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
+    }
+    out
+}
+
+/// Samples from `threads` threads running the pattern at once.
+fn timed<A: PageAlloc>(a: &A, len: usize, burst: bool, n: usize, threads: usize) -> Vec<f64> {
+    // Warm up: the first samples carve chunks / map memory.
+    samples(a, len, burst, 64);
+    if threads == 1 {
+        return samples(a, len, burst, n);
+    }
+    let barrier = Barrier::new(threads);
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    samples(a, len, burst, 64);
+                    barrier.wait();
+                    samples(a, len, burst, n)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// VmRSS of this process in bytes.
+fn rss_bytes() -> Result<u64, String> {
+    let s = std::fs::read_to_string("/proc/self/status").map_err(|e| format!("/proc: {e}"))?;
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| "no VmRSS in /proc/self/status".into())
+}
+
+/// Resident growth for `n` filled pages of `len` bytes.
+fn rss_growth<A: PageAlloc>(a: &A, n: usize, len: usize) -> Result<u64, String> {
+    let mut held: Vec<Option<A::Handle>> = Vec::new();
+    held.resize_with(n, || None); // touches the handle storage before measuring
+    let before = rss_bytes()?;
+    for slot in held.iter_mut() {
+        let h = a.alloc(len);
+        // SAFETY: h owns len bytes.
+        unsafe { std::ptr::write_bytes(A::ptr(&h), 0x5A, len) };
+        *slot = Some(h);
+    }
+    let after = rss_bytes()?;
+    for h in held.into_iter().flatten() {
+        a.free(h, len);
+    }
+    Ok(after.saturating_sub(before))
+}
+
+struct Out {
+    results: Vec<Value>,
+}
+
+impl Out {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        name: &str,
+        value: f64,
+        unit: &str,
+        yardstick: &str,
+        yv: f64,
+        ratio: f64,
+        target: f64,
+    ) {
+        println!(
+            "{name:<34} {value:>10.2} {unit:<3} {yardstick:<10} {yv:>10.2}  ratio={ratio:.2} target={target}"
+        );
+        self.results.push(json!({
+            "name": name, "value": value, "unit": unit,
+            "yardstick": yardstick, "yardstick_value": yv,
+            "ratio": ratio, "target": target,
+        }));
+    }
+}
+
+/// Runs the benchmark.
+pub fn run(args: BenchAllocArgs) -> Result<(), String> {
+    let (n, rss_pages) = if args.quick {
+        (500, 65_536)
+    } else {
+        (args.samples, args.rss_pages)
+    };
+    if n == 0 || rss_pages == 0 {
+        return Err("--samples and --rss-pages must be at least 1".into());
+    }
+    let mut out = Out { results: vec![] };
+    let sys = Sys(System, "malloc");
+    let mi = Sys(mimalloc::MiMalloc, "mimalloc");
+
+    // Resident memory first, on a fresh allocator (dropped afterwards, so its
+    // chunks go back to the system before the others are measured).
+    let raw = (rss_pages * 1024) as u64;
+    let pages_name = if rss_pages == 1_000_000 {
+        "1M".to_owned()
+    } else {
+        rss_pages.to_string()
+    };
+    {
+        let fresh = PageAllocator::new();
+        let ours = rss_growth(&Mmsb(&fresh), rss_pages, 1024)?;
+        let name = format!("rss/{pages_name}x1KiB");
+        out.push(
+            &name,
+            ours as f64 / 1e6,
+            "MB",
+            "raw_bytes",
+            raw as f64 / 1e6,
+            ours as f64 / raw as f64,
+            1.1,
+        );
+    }
+    for (label, growth) in [
+        ("mimalloc", rss_growth(&mi, rss_pages, 1024)?),
+        ("malloc", rss_growth(&sys, rss_pages, 1024)?),
+    ] {
+        println!(
+            "  ({label}: {:.2} MB resident for the same pages, {:.3}x raw)",
+            growth as f64 / 1e6,
+            growth as f64 / raw as f64
+        );
+    }
+
+    let ours = Mmsb(PageAllocator::global());
+    for threads in [1usize, 2] {
+        for burst in [false, true] {
+            for &len in &SIZES {
+                let (mut m, mut s, mut i) = (Vec::new(), Vec::new(), Vec::new());
+                // Interleave in rounds so noise hits all three alike.
+                let rounds = 4;
+                for _ in 0..rounds {
+                    m.extend(timed(&ours, len, burst, n / rounds, threads));
+                    s.extend(timed(&sys, len, burst, n / rounds, threads));
+                    i.extend(timed(&mi, len, burst, n / rounds, threads));
+                }
+                for v in [&mut m, &mut s, &mut i] {
+                    v.sort_by(f64::total_cmp);
+                }
+                let pattern = if burst { "burst32" } else { "pair" };
+                for (pname, p) in [("p50", 0.5), ("p99", 0.99)] {
+                    let ov = percentile(&m, p);
+                    for (yname, yv) in [
+                        (sys.name(), percentile(&s, p)),
+                        (mi.name(), percentile(&i, p)),
+                    ] {
+                        out.push(
+                            &format!("{pattern}/{len}B/t{threads}/{pname}/vs_{yname}"),
+                            ov,
+                            "ns",
+                            yname,
+                            yv,
+                            yv / ov,
+                            1.0,
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let st = PageAllocator::global().stats().totals();
+    println!(
+        "mmsb allocator: {} allocations, {} frees, {} CAS retries, {} slow-path entries",
+        st.allocations, st.frees, st.cas_retries, st.slow_path
+    );
+
+    let doc = json!({
+        "group": "alloc",
+        "date": crate::machine::today(),
+        "machine": crate::machine::machine_json(),
+        "quick": args.quick,
+        "results": out.results,
+    });
+    let dir = args.out.unwrap_or_else(crate::default_results_dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("alloc.json");
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text + "\n").map_err(|e| format!("writing {}: {e}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,532 @@
+//! Layer 0: the CPU page allocator.
+//!
+//! Every page buffer ([`PageBuf`](crate::page_buf::PageBuf)) gets its memory
+//! here. Pages come in few sizes and are allocated and freed often (each
+//! copy-on-write of a shared page allocates one), from many threads, so small
+//! pages are served by **size-class slabs** with **lock-free freelists**, and
+//! large ones by a plain **mutex path**:
+//!
+//! * [`size_class`]: 36 slot sizes from 64 B to 64 KiB, all multiples of 64, so
+//!   every page is 64-byte aligned.
+//! * [`freelist`]: the lock-free stack of free slot indices, ABA-safe through a
+//!   32-bit generation tag packed with the top index into one 64-bit CAS word;
+//!   model-checked with loom (`tests/loom_freelist.rs`).
+//! * [`slab_class`]: one class: chunks of about 1 MiB carved into slots, and
+//!   [`SHARDS`] freelists so that threads do not contend on one head.
+//! * [`thread_cache`]: per-thread lists in front of the shared freelists, for
+//!   the process-wide allocator: the common allocate and free touch no shared
+//!   line and execute no locked instruction.
+//! * [`large`]: pages above 64 KiB, through the system allocator under a mutex.
+//! * [`stats`]: live pages and bytes per class, allocations, frees, CAS
+//!   retries, slow-path entries.
+//!
+//! The API hands out a [`Block`], an owned token (not `Clone`) naming the
+//! memory; [`PageAllocator::free`] takes it back. Frees are checked: a block
+//! that is not a live allocation of this allocator (a double free through
+//! [`PageAllocator::free_raw`], or a foreign pointer) is an
+//! [`ErrorCode::InvalidArgument`] error, never silent corruption.
+//! `docs/allocator.md` explains the design and its measurements.
+
+pub mod freelist;
+pub mod large;
+pub mod size_class;
+pub mod slab_class;
+pub mod stats;
+pub mod sync;
+pub mod thread_cache;
+
+pub use slab_class::SHARDS;
+pub use stats::{AllocStats, ClassStats};
+
+use crate::error::{Error, ErrorCode, Result};
+use large::LargeAlloc;
+use size_class::{class_of, class_size, NUM_CLASSES};
+use slab_class::SlabClass;
+use std::cell::Cell;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use thread_cache::ThreadCache;
+
+/// `Block::class` of a block from the large path.
+const LARGE: u8 = u8::MAX;
+
+/// An allocated page of memory: 64-byte aligned, `len` bytes, owned by whoever
+/// holds the token until it is given back with [`PageAllocator::free`].
+/// Dropping a `Block` without freeing it leaks the memory (the allocator can
+/// not know its owner went away).
+#[derive(Debug)]
+pub struct Block {
+    ptr: NonNull<u8>,
+    /// Everything else in one word, so a `Block` is two words and travels in
+    /// registers: bits 56..64 the class ([`LARGE`] for the large path); for
+    /// a class, bits 32..56 the length (at most 64 KiB) and bits 0..32 the
+    /// slot index; for a large block, bits 0..56 the length.
+    meta: u64,
+}
+
+/// Largest length a large block can carry in [`Block::meta`] (2^56 - 1).
+const LEN_MASK: u64 = (1 << 56) - 1;
+
+// SAFETY: a Block is the sole owner of its memory region (like a Box<[u8]>
+// without drop glue); it exposes only a raw pointer, so sending or sharing the
+// token across threads cannot create unsynchronised access by itself.
+unsafe impl Send for Block {}
+// SAFETY: as above; `&Block` gives out nothing but the pointer value.
+unsafe impl Sync for Block {}
+
+impl Block {
+    /// Start of the memory (64-byte aligned).
+    #[inline]
+    pub fn ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// Length in bytes, as requested.
+    #[inline]
+    pub fn len(&self) -> usize {
+        if self.class_byte() == LARGE {
+            (self.meta & LEN_MASK) as usize
+        } else {
+            ((self.meta >> 32) & 0xFF_FFFF) as usize
+        }
+    }
+
+    /// Whether the block has no bytes (never: zero-length requests are refused).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The size class serving this block, `None` for the large path.
+    pub fn class(&self) -> Option<usize> {
+        let c = self.class_byte();
+        (c != LARGE).then_some(c as usize)
+    }
+
+    /// A block of size class `class` (len <= 64 KiB).
+    #[inline]
+    fn small(ptr: NonNull<u8>, len: usize, class: u8, index: u32) -> Block {
+        Block {
+            ptr,
+            meta: (u64::from(class) << 56) | ((len as u64) << 32) | u64::from(index),
+        }
+    }
+
+    /// A large block (len < 2^56, checked by the caller).
+    #[inline]
+    fn large(ptr: NonNull<u8>, len: usize) -> Block {
+        Block {
+            ptr,
+            meta: (u64::from(LARGE) << 56) | (len as u64 & LEN_MASK),
+        }
+    }
+
+    #[inline]
+    fn class_byte(&self) -> u8 {
+        (self.meta >> 56) as u8
+    }
+
+    #[inline]
+    fn index(&self) -> u32 {
+        self.meta as u32
+    }
+
+    /// Gives up the token, returning the pointer; free it with
+    /// [`PageAllocator::free_raw`] (same pointer and length).
+    pub fn into_raw(self) -> (NonNull<u8>, usize) {
+        (self.ptr, self.len())
+    }
+}
+
+thread_local! {
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+/// The shard of the calling thread: threads are numbered in order of first
+/// use, round robin over the shards.
+#[inline]
+fn shard_no() -> usize {
+    SHARD
+        .try_with(|s| {
+            let v = s.get();
+            if v != usize::MAX {
+                return v;
+            }
+            let n = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            s.set(n);
+            n
+        })
+        .unwrap_or(0)
+}
+
+/// A thread's cache of the global allocator, registered while the thread lives.
+struct LocalHandle {
+    cache: Arc<ThreadCache>,
+}
+
+impl LocalHandle {
+    fn register() -> LocalHandle {
+        let cache = Arc::new(ThreadCache::new(shard_no()));
+        PageAllocator::global().registry().push(Arc::clone(&cache));
+        LocalHandle { cache }
+    }
+}
+
+impl Drop for LocalHandle {
+    fn drop(&mut self) {
+        // The thread is exiting: give its slots back and fold its counters
+        // into the classes, atomically with respect to `stats`.
+        let a = PageAllocator::global();
+        let mut reg = a.registry();
+        for (c, lc) in self.cache.classes.iter().enumerate() {
+            lc.drain(&a.classes[c], self.cache.shard);
+            let (al, fr) = lc.counts();
+            a.classes[c].add_counts(al, fr);
+        }
+        reg.retain(|x| !Arc::ptr_eq(x, &self.cache));
+    }
+}
+
+thread_local! {
+    static CACHE: LocalHandle = LocalHandle::register();
+}
+
+/// The error of a `Block` whose size class does not exist or cannot hold it.
+#[cold]
+#[inline(never)]
+fn bad_class() -> Error {
+    Error::invalid("free of a block with a bad size class")
+}
+
+/// Zeroes the first `len` bytes of a slot. Small pages are zeroed in whole
+/// 64-byte lines by inline vector stores (slot sizes are multiples of 64 and
+/// slots 64-byte aligned, so the rounded-up range stays inside the slot); a
+/// call to `memset` costs more than the stores for them.
+#[inline]
+fn zero_slot(ptr: NonNull<u8>, len: usize) {
+    if len <= 1024 {
+        let lines = len.div_ceil(64);
+        let p = ptr.as_ptr().cast::<[u64; 8]>();
+        for i in 0..lines {
+            // SAFETY: the slot is 64-byte aligned and at least
+            // lines * 64 bytes long (its size is a multiple of 64 >= len), and
+            // the caller owns it exclusively.
+            unsafe { p.add(i).write([0u64; 8]) };
+        }
+    } else {
+        // SAFETY: the slot holds at least `len` bytes, owned by the caller.
+        unsafe { ptr.as_ptr().write_bytes(0, len) };
+    }
+}
+
+/// The page allocator: size-class slabs with lock-free freelists for pages up
+/// to 64 KiB, a mutex path above. Memory of the slabs is kept (and reused)
+/// until the allocator is dropped; [`PageAllocator::global`] lives for the
+/// whole process.
+pub struct PageAllocator {
+    classes: Box<[SlabClass]>,
+    large: LargeAlloc,
+    /// Whether thread caches serve this allocator (the global one only).
+    cached: bool,
+    /// Live thread caches (for statistics).
+    registry: Mutex<Vec<Arc<ThreadCache>>>,
+}
+
+impl Default for PageAllocator {
+    fn default() -> Self {
+        PageAllocator::new()
+    }
+}
+
+impl std::fmt::Debug for PageAllocator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PageAllocator({} classes)", self.classes.len())
+    }
+}
+
+impl PageAllocator {
+    /// A fresh allocator with no memory reserved yet. It serves every thread
+    /// from the shared (sharded, lock-free) freelists; only
+    /// [`PageAllocator::global`] adds per-thread caches in front.
+    pub fn new() -> PageAllocator {
+        PageAllocator {
+            classes: (0..NUM_CLASSES)
+                .map(|c| SlabClass::new(class_size(c)))
+                .collect(),
+            large: LargeAlloc::default(),
+            cached: false,
+            registry: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The process-wide allocator every [`PageBuf`](crate::page_buf::PageBuf)
+    /// uses, with per-thread caches (see [`thread_cache`]).
+    pub fn global() -> &'static PageAllocator {
+        static GLOBAL: OnceLock<PageAllocator> = OnceLock::new();
+        GLOBAL.get_or_init(|| PageAllocator {
+            cached: true,
+            ..PageAllocator::new()
+        })
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Vec<Arc<ThreadCache>>> {
+        // Registry updates are single push/retain calls: consistent even
+        // after a panic elsewhere.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot of `class`: from the thread cache when this allocator has them
+    /// and the thread's cache is alive, else from the shared freelists.
+    #[inline]
+    fn take_slot(&self, class: usize) -> Result<(NonNull<u8>, u32)> {
+        let sc = &self.classes[class];
+        if self.cached {
+            if let Ok(r) = CACHE.try_with(|h| h.cache.classes[class].take(sc, h.cache.shard)) {
+                let (index, ptr) = r?;
+                return Ok((ptr, index));
+            }
+        }
+        sc.alloc(shard_no())
+    }
+
+    #[inline]
+    fn alloc(&self, len: usize, zeroed: bool) -> Result<Block> {
+        if len == 0 {
+            return Err(Error::invalid("allocation of a zero-length page"));
+        }
+        if let Some(class) = class_of(len) {
+            match self.take_slot(class) {
+                Ok((ptr, index)) => {
+                    if zeroed {
+                        zero_slot(ptr, len);
+                    }
+                    return Ok(Block::small(ptr, len, class as u8, index));
+                }
+                // A full chunk table: serve it from the large path instead.
+                Err(e) if e.code == ErrorCode::OutOfMemory => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if len as u64 > LEN_MASK {
+            return Err(Error::invalid(format!("page size {len} is too large")));
+        }
+        let ptr = self.large.alloc(len, zeroed)?;
+        Ok(Block::large(ptr, len))
+    }
+
+    /// A zeroed, 64-byte aligned block of `len` (> 0) bytes.
+    #[inline]
+    pub fn alloc_zeroed(&self, len: usize) -> Result<Block> {
+        self.alloc(len, true)
+    }
+
+    /// A 64-byte aligned block of `len` (> 0) bytes with unspecified contents
+    /// (for callers that overwrite it at once).
+    #[inline]
+    pub fn alloc_uninit(&self, len: usize) -> Result<Block> {
+        self.alloc(len, false)
+    }
+
+    /// Gives a block back. An error (and nothing freed) if the block is not a
+    /// live allocation of this allocator.
+    #[inline]
+    pub fn free(&self, block: Block) -> Result<()> {
+        if block.class_byte() == LARGE {
+            return self.large.free(block.ptr, block.len());
+        }
+        let class = self
+            .classes
+            .get(block.class_byte() as usize)
+            .filter(|c| c.slot_size() >= block.len())
+            .ok_or_else(bad_class)?;
+        if self.cached {
+            let link = class.check(block.ptr, block.index())?;
+            // No double-free check here: a `Block` is an owned token (not
+            // `Clone`), so freeing one twice takes unsafe forgery. `check`
+            // above is what safe code can get wrong (a block of another
+            // allocator); `free_raw` checks double frees strictly.
+            let c = block.class_byte() as usize;
+            if CACHE
+                .try_with(|h| {
+                    h.cache.classes[c].give(class, h.cache.shard, block.index(), block.ptr, link)
+                })
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        class.free(block.ptr, block.index(), shard_no())
+    }
+
+    /// Frees the block at `ptr` of `len` bytes, as returned by
+    /// [`Block::into_raw`]. Slower than [`PageAllocator::free`] (it scans the
+    /// class's chunk table to find the slot). A pointer that is not the start
+    /// of a live block of this allocator of that size class is an error: a
+    /// double free is detected and refused.
+    ///
+    /// # Safety
+    /// If `ptr` is the start of a block that is live but owned by someone
+    /// else, that owner's memory is freed under it: the caller must own the
+    /// block at `ptr`.
+    pub unsafe fn free_raw(&self, ptr: *mut u8, len: usize) -> Result<()> {
+        let nn = NonNull::new(ptr).ok_or_else(|| Error::invalid("free of a null pointer"))?;
+        if let Some(class) = class_of(len) {
+            if let Some(index) = self.classes[class].index_of(ptr) {
+                // The strict path: a CAS on the slot's link decides between
+                // racing frees, and the slot goes to the shared freelists.
+                return self.classes[class].free(nn, index, shard_no());
+            }
+        }
+        if self.large.len_of(ptr).is_some() {
+            return self.large.free(nn, len);
+        }
+        Err(Error::invalid(format!(
+            "free of {ptr:p} ({len} bytes): not a block of this allocator"
+        )))
+    }
+
+    /// Statistics per class and for the large path.
+    pub fn stats(&self) -> AllocStats {
+        let reg = self.registry();
+        let mut extra = vec![(0u64, 0u64); NUM_CLASSES];
+        for tc in reg.iter() {
+            for (e, lc) in extra.iter_mut().zip(tc.classes.iter()) {
+                let (a, f) = lc.counts();
+                e.0 += a;
+                e.1 += f;
+            }
+        }
+        AllocStats {
+            classes: self
+                .classes
+                .iter()
+                .zip(extra)
+                .map(|(c, e)| c.stats(e))
+                .collect(),
+            large: self.large.stats(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_are_aligned_zeroed_and_distinct() {
+        let a = PageAllocator::new();
+        let mut blocks = Vec::new();
+        for len in [
+            1usize, 63, 64, 65, 1000, 1024, 4096, 65_536, 65_537, 300_000,
+        ] {
+            for _ in 0..3 {
+                let b = a.alloc_zeroed(len).unwrap();
+                assert_eq!(b.ptr().as_ptr() as usize % 64, 0);
+                // SAFETY: the block owns len initialised (zeroed) bytes.
+                let s = unsafe { std::slice::from_raw_parts_mut(b.ptr().as_ptr(), len) };
+                assert!(s.iter().all(|&x| x == 0));
+                s.fill(0xAB);
+                blocks.push(b);
+            }
+        }
+        let mut starts: Vec<(usize, usize)> = blocks
+            .iter()
+            .map(|b| (b.ptr().as_ptr() as usize, b.len()))
+            .collect();
+        starts.sort();
+        for w in starts.windows(2) {
+            assert!(w[0].0 + w[0].1 <= w[1].0, "blocks overlap");
+        }
+        for b in blocks {
+            a.free(b).unwrap();
+        }
+        let t = a.stats().totals();
+        assert_eq!(t.live_pages, 0);
+        assert_eq!(t.allocations, 30);
+        assert_eq!(t.frees, 30);
+    }
+
+    #[test]
+    fn reused_slots_come_back_zeroed() {
+        let a = PageAllocator::new();
+        let b = a.alloc_zeroed(256).unwrap();
+        // SAFETY: the block owns 256 bytes.
+        unsafe { b.ptr().as_ptr().write_bytes(0xFF, 256) };
+        let p = b.ptr();
+        a.free(b).unwrap();
+        let c = a.alloc_zeroed(256).unwrap();
+        assert_eq!(c.ptr(), p, "LIFO reuse of the same slot");
+        // SAFETY: the block owns 256 bytes.
+        let s = unsafe { std::slice::from_raw_parts(c.ptr().as_ptr(), 256) };
+        assert!(s.iter().all(|&x| x == 0));
+        a.free(c).unwrap();
+    }
+
+    #[test]
+    fn zero_length_requests_are_refused() {
+        let a = PageAllocator::new();
+        assert_eq!(
+            a.alloc_zeroed(0).unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn double_free_through_raw_is_an_error() {
+        let a = PageAllocator::new();
+        for len in [100usize, 200_000] {
+            let (p, l) = a.alloc_zeroed(len).unwrap().into_raw();
+            // SAFETY: we own the block from into_raw.
+            unsafe { a.free_raw(p.as_ptr(), l) }.unwrap();
+            // SAFETY: the pointer is no longer live; free_raw must refuse it.
+            let e = unsafe { a.free_raw(p.as_ptr(), l) }.unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidArgument, "len {len}: {e}");
+        }
+        assert_eq!(a.stats().totals().live_pages, 0);
+    }
+
+    #[test]
+    fn foreign_and_interior_pointers_are_refused() {
+        let a = PageAllocator::new();
+        let other = PageAllocator::new();
+        let b = a.alloc_zeroed(1024).unwrap();
+        let ob = other.alloc_zeroed(1024).unwrap();
+        // SAFETY: these pointers are not blocks of `a` (interior, foreign,
+        // stack); free_raw must refuse them without touching anything.
+        unsafe {
+            assert!(a.free_raw(b.ptr().as_ptr().add(64), 1024).is_err());
+            assert!(a.free_raw(ob.ptr().as_ptr(), 1024).is_err());
+            let mut local = [0u8; 8];
+            assert!(a.free_raw(local.as_mut_ptr(), 8).is_err());
+            assert!(a.free_raw(std::ptr::null_mut(), 8).is_err());
+        }
+        // A block of `other` given to `a` by token is refused too.
+        assert!(a.free(ob).is_err());
+        assert_eq!(a.stats().totals().live_pages, 1);
+        a.free(b).unwrap();
+    }
+
+    #[test]
+    fn stats_count_live_pages_and_bytes_per_class() {
+        let a = PageAllocator::new();
+        let b1 = a.alloc_zeroed(1000).unwrap(); // 1024 class
+        let b2 = a.alloc_zeroed(1024).unwrap();
+        let b3 = a.alloc_zeroed(100_000).unwrap(); // large
+        let s = a.stats();
+        let c = class_of(1024).unwrap();
+        assert_eq!(s.classes[c].live_pages, 2);
+        assert_eq!(s.classes[c].live_bytes, 2048);
+        assert_eq!(s.classes[c].slow_path, 1, "one chunk carved");
+        assert!(s.classes[c].reserved_bytes >= 512 * 1024);
+        assert_eq!(s.large.live_pages, 1);
+        assert_eq!(s.large.live_bytes, 100_000);
+        for b in [b1, b2, b3] {
+            a.free(b).unwrap();
+        }
+        let s = a.stats();
+        assert_eq!(s.classes[c].live_pages, 0);
+        assert_eq!(s.classes[c].frees, 2);
+        assert_eq!(s.large.frees, 1);
+    }
+}
