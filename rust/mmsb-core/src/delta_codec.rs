@@ -87,8 +87,12 @@ pub fn encode_into(d: &Delta, out: &mut Vec<u8>) -> Result<()> {
     out.extend_from_slice(&(intent.len() as u32).to_le_bytes());
     out.extend_from_slice(&(d.payload.bytes().len() as u64).to_le_bytes());
     if let Some(m) = &d.mask {
-        for w in m {
-            out.extend_from_slice(&w.to_le_bytes());
+        // One resize, then fixed-size chunks: the copy vectorises (a per-word
+        // extend_from_slice does not).
+        let start = out.len();
+        out.resize(start + m.len() * 8, 0);
+        for (dst, w) in out[start..].chunks_exact_mut(8).zip(m) {
+            dst.copy_from_slice(&w.to_le_bytes());
         }
     }
     out.extend_from_slice(d.payload.bytes());

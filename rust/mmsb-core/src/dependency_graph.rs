@@ -104,13 +104,39 @@ pub struct Edge {
     pub seq: u64,
 }
 
+/// A node's adjacency, kept in flat vectors (a wave walks them for every
+/// page it plans, so they are contiguous rather than tree-shaped).
 #[derive(Clone, Debug, Default)]
 struct Node {
     ord: u64,
-    /// Outgoing edges by (child, kind).
-    out: BTreeMap<(PageId, EdgeKind), Edge>,
-    /// Incoming edges by (parent, kind); the edge itself lives in the parent's `out`.
-    inc: BTreeSet<(PageId, EdgeKind)>,
+    /// Outgoing edges, sorted by (child, kind): found by binary search.
+    out: Vec<Edge>,
+    /// Incoming edges as (parent, kind), in the order they were added (by the
+    /// edge's `seq`, which is a recompute function's input order); the edge
+    /// itself lives in the parent's `out`.
+    inc: Vec<(PageId, EdgeKind)>,
+}
+
+impl Node {
+    /// Where the edge to `(child, kind)` is in `out`, or where it would go.
+    fn out_pos(&self, child: PageId, kind: EdgeKind) -> std::result::Result<usize, usize> {
+        self.out
+            .binary_search_by(|e| (e.child, e.kind).cmp(&(child, kind)))
+    }
+
+    fn out_get(&self, child: PageId, kind: EdgeKind) -> Option<&Edge> {
+        self.out_pos(child, kind).ok().map(|i| &self.out[i])
+    }
+
+    fn out_remove(&mut self, child: PageId, kind: EdgeKind) -> Option<Edge> {
+        self.out_pos(child, kind).ok().map(|i| self.out.remove(i))
+    }
+
+    fn inc_remove(&mut self, parent: PageId, kind: EdgeKind) {
+        if let Some(i) = self.inc.iter().position(|&x| x == (parent, kind)) {
+            self.inc.remove(i);
+        }
+    }
 }
 
 /// A directed acyclic graph of pages. See the module docs.
@@ -173,14 +199,14 @@ impl DependencyGraph {
         let mut removed = Vec::new();
         for &(parent, kind) in &node.inc {
             if let Some(p) = self.nodes.get_mut(&parent) {
-                if let Some(e) = p.out.remove(&(page, kind)) {
+                if let Some(e) = p.out_remove(page, kind) {
                     removed.push(e);
                 }
             }
         }
-        for ((child, kind), e) in node.out {
-            if let Some(c) = self.nodes.get_mut(&child) {
-                c.inc.remove(&(page, kind));
+        for e in node.out {
+            if let Some(c) = self.nodes.get_mut(&e.child) {
+                c.inc_remove(page, e.kind);
             }
             removed.push(e);
         }
@@ -190,7 +216,7 @@ impl DependencyGraph {
 
     /// The edge `parent -> child` of this kind, if present.
     pub fn edge(&self, parent: PageId, child: PageId, kind: EdgeKind) -> Option<&Edge> {
-        self.nodes.get(&parent)?.out.get(&(child, kind))
+        self.nodes.get(&parent)?.out_get(child, kind)
     }
 
     /// Adds the edge `parent -> child`, adding missing nodes.
@@ -234,10 +260,13 @@ impl DependencyGraph {
             seq,
         };
         if let Some(n) = self.nodes.get_mut(&parent) {
-            n.out.insert((child, kind), edge);
+            if let Err(i) = n.out_pos(child, kind) {
+                n.out.insert(i, edge);
+            }
         }
         if let Some(n) = self.nodes.get_mut(&child) {
-            n.inc.insert((parent, kind));
+            // `seq` only grows: pushing keeps `inc` in input order.
+            n.inc.push((parent, kind));
         }
         self.edges += 1;
         Ok(())
@@ -252,7 +281,7 @@ impl DependencyGraph {
         let mut seen_f: BTreeSet<PageId> = BTreeSet::from([v]);
         let mut stack = vec![v];
         while let Some(w) = stack.pop() {
-            for &(x, _) in self.out_keys(w) {
+            for x in self.out_children(w) {
                 if x == u {
                     let mut path = vec![u, w];
                     let mut cur = w;
@@ -307,8 +336,11 @@ impl DependencyGraph {
         Ok(())
     }
 
-    fn out_keys(&self, page: PageId) -> impl Iterator<Item = &(PageId, EdgeKind)> {
-        self.nodes.get(&page).into_iter().flat_map(|n| n.out.keys())
+    fn out_children(&self, page: PageId) -> impl Iterator<Item = PageId> + '_ {
+        self.nodes
+            .get(&page)
+            .into_iter()
+            .flat_map(|n| n.out.iter().map(|e| e.child))
     }
 
     fn ord_of(&self, page: PageId) -> u64 {
@@ -321,7 +353,7 @@ impl DependencyGraph {
         let e = self
             .nodes
             .get_mut(&parent)
-            .and_then(|n| n.out.remove(&(child, kind)))
+            .and_then(|n| n.out_remove(child, kind))
             .ok_or_else(|| {
                 Error::not_found(format!(
                     "no {} edge {parent} -> {child} in the dependency graph",
@@ -329,7 +361,7 @@ impl DependencyGraph {
                 ))
             })?;
         if let Some(n) = self.nodes.get_mut(&child) {
-            n.inc.remove(&(parent, kind));
+            n.inc_remove(parent, kind);
         }
         self.edges -= 1;
         Ok(e)
@@ -337,10 +369,7 @@ impl DependencyGraph {
 
     /// The edges leaving `page`, by child then kind (empty for an unknown page).
     pub fn children(&self, page: PageId) -> impl Iterator<Item = &Edge> {
-        self.nodes
-            .get(&page)
-            .into_iter()
-            .flat_map(|n| n.out.values())
+        self.nodes.get(&page).into_iter().flat_map(|n| n.out.iter())
     }
 
     /// The edges entering `page`, by parent then kind (empty for an unknown page).
@@ -355,19 +384,13 @@ impl DependencyGraph {
     /// The parents of `page` along edges of `kind`, in the order the edges were
     /// added (the input order of a recompute function).
     pub fn parents_of_kind(&self, page: PageId, kind: EdgeKind) -> Vec<PageId> {
-        let Some(node) = self.nodes.get(&page) else {
-            return Vec::new();
-        };
-        let mut es: Vec<(u64, PageId)> = node
-            .inc
-            .iter()
-            .filter(|&&(_, k)| k == kind)
-            .filter_map(|&(p, k)| self.edge(p, page, k).map(|e| (e.seq, p)))
-            .collect();
-        if es.len() > 1 {
-            es.sort_unstable();
-        }
-        es.into_iter().map(|(_, p)| p).collect()
+        self.nodes.get(&page).map_or_else(Vec::new, |n| {
+            n.inc
+                .iter()
+                .filter(|&&(_, k)| k == kind)
+                .map(|&(p, _)| p)
+                .collect()
+        })
     }
 
     /// Every page reachable from `roots` along edges accepted by `follow`,
@@ -530,21 +553,38 @@ impl DependencyGraph {
                     e.parent, e.child, e.seq, parts.next_seq
                 )));
             }
-            let key = (e.child, e.kind);
             let (parent, child, kind) = (e.parent, e.child, e.kind);
             let Some(pn) = g.nodes.get_mut(&parent) else {
                 return Err(Error::invalid(format!("edge from unknown node {parent}")));
             };
-            if pn.out.insert(key, e).is_some() {
-                return Err(Error::invalid(format!(
-                    "edge {parent} -> {child} appears twice"
-                )));
+            match pn.out_pos(child, kind) {
+                Ok(_) => {
+                    return Err(Error::invalid(format!(
+                        "edge {parent} -> {child} appears twice"
+                    )))
+                }
+                Err(i) => pn.out.insert(i, e),
             }
             let Some(cn) = g.nodes.get_mut(&child) else {
                 return Err(Error::invalid(format!("edge to unknown node {child}")));
             };
-            cn.inc.insert((parent, kind));
+            cn.inc.push((parent, kind));
             g.edges += 1;
+        }
+        // Incoming edges were pushed by parent: put them back in input order.
+        let mut incs: Vec<(PageId, Vec<(PageId, EdgeKind)>)> = g
+            .nodes
+            .iter_mut()
+            .filter(|(_, n)| n.inc.len() > 1)
+            .map(|(&id, n)| (id, std::mem::take(&mut n.inc)))
+            .collect();
+        for (id, inc) in &mut incs {
+            inc.sort_by_key(|&(p, k)| g.edge(p, *id, k).map_or(0, |e| e.seq));
+        }
+        for (id, inc) in incs {
+            if let Some(n) = g.nodes.get_mut(&id) {
+                n.inc = inc;
+            }
         }
         g.check_invariants()
             .map_err(|e| Error::invalid(format!("graph parts: {}", e.message)))?;
@@ -564,13 +604,28 @@ impl DependencyGraph {
             if self.by_ord.get(&n.ord) != Some(&id) {
                 return Err(internal(format!("{id} is not at its order slot")));
             }
-            for (&(c, k), e) in &n.out {
+            if n.out
+                .windows(2)
+                .any(|w| (w[0].child, w[0].kind) >= (w[1].child, w[1].kind))
+            {
+                return Err(internal(format!("{id}: outgoing edges out of order")));
+            }
+            let seqs: Vec<u64> = n
+                .inc
+                .iter()
+                .map(|&(p, k)| self.edge(p, id, k).map_or(u64::MAX, |e| e.seq))
+                .collect();
+            if seqs.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(internal(format!("{id}: incoming edges out of input order")));
+            }
+            for e in &n.out {
+                let (c, k) = (e.child, e.kind);
                 count += 1;
                 let cn = self
                     .nodes
                     .get(&c)
                     .ok_or_else(|| internal(format!("{id} -> {c}: child missing")))?;
-                if !cn.inc.contains(&(id, k)) || e.parent != id || e.child != c || e.kind != k {
+                if !cn.inc.contains(&(id, k)) || e.parent != id {
                     return Err(internal(format!("{id} -> {c}: indexes disagree")));
                 }
                 if n.ord >= cn.ord {

@@ -326,7 +326,7 @@ impl Store {
             .max()
             .unwrap_or(0)
             + 1;
-        let writer = TLogWriter::create(
+        let mut writer = TLogWriter::create(
             Arc::clone(&vfs),
             &log_dir,
             number,
@@ -334,6 +334,8 @@ impl Store {
             opts.segment_bytes,
             opts.compression,
         )?;
+        // Preallocation makes each commit's sync cheaper; only immediate durability syncs per commit.
+        writer.set_preallocate(opts.durability == Durability::Immediate);
         segments.push((number, lsn + 1));
         let ts = rec.report.timestamp_ns;
         let mut store = Store::from_parts(

@@ -164,6 +164,29 @@ impl VfsFile for FaultFile {
         }
     }
 
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let mut g = self.fs.lock();
+        let fault = g.fire(&[Fault::WriteError, Fault::ShortWrite, Fault::NoSpace]);
+        let f = g
+            .files
+            .get_mut(&self.path)
+            .ok_or_else(|| not_found(&self.path))?;
+        let at = usize::try_from(offset).map_err(|_| eio("write_at offset"))?;
+        let (n, r) = match fault {
+            Some(Fault::NoSpace) => (0, Err(io::Error::from_raw_os_error(28))),
+            Some(Fault::ShortWrite) => (buf.len() / 2, Err(eio("short write"))),
+            Some(_) => (0, Err(eio("write"))),
+            None => (buf.len(), Ok(())),
+        };
+        if n > 0 {
+            if f.data.len() < at + n {
+                f.data.resize(at + n, 0);
+            }
+            f.data[at..at + n].copy_from_slice(&buf[..n]);
+        }
+        r
+    }
+
     fn sync(&self) -> io::Result<()> {
         let mut g = self.fs.lock();
         let fault = g.fire(&[Fault::FsyncError]);
@@ -303,6 +326,22 @@ mod tests {
         fs.crash();
         assert_eq!(fs.read(&d.join("a")).unwrap(), b"durable");
         assert!(!fs.exists(&d.join("b")));
+    }
+
+    #[test]
+    fn crash_reverts_unsynced_overwrites_of_synced_bytes() {
+        let fs = FaultFs::new();
+        let d = Path::new("/d");
+        fs.create_dir_all(d).unwrap();
+        let a = fs.create(&d.join("a")).unwrap();
+        a.write_at(0, &[0; 8]).unwrap();
+        a.sync().unwrap();
+        fs.sync_dir(d).unwrap();
+        a.write_at(2, b"abc").unwrap();
+        a.write_at(10, b"z").unwrap();
+        assert_eq!(fs.read(&d.join("a")).unwrap(), b"\0\0abc\0\0\0\0\0z");
+        fs.crash();
+        assert_eq!(fs.read(&d.join("a")).unwrap(), [0; 8]);
     }
 
     #[test]

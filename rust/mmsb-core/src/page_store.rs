@@ -188,6 +188,40 @@ impl PageStore {
         self.apply_checked(delta, false)
     }
 
+    /// Writes `bytes` at `offset` of `id` and bumps its epoch, without the
+    /// checks of [`PageStore::apply_delta`]: for the derived deltas of a
+    /// planned wave, which the engine built itself from the staged copy of
+    /// exactly this state (the range lies inside the page, the bytes differ,
+    /// the provenance is well-formed), so validating them again (the intent
+    /// JSON included) would only repeat the plan. A range outside the page is
+    /// still an error (`Internal`), never a panic; nothing changes then.
+    pub(crate) fn write_planned(
+        &mut self,
+        id: PageId,
+        offset: usize,
+        bytes: &[u8],
+    ) -> Result<ApplyOutcome> {
+        let p = self.page_mut(id)?;
+        let dst = p
+            .bytes_mut()?
+            .get_mut(offset..offset.saturating_add(bytes.len()))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Internal,
+                    format!("planned write {offset}+{} lies outside {id}", bytes.len()),
+                )
+            })?;
+        dst.copy_from_slice(bytes);
+        p.bump_epoch();
+        let epoch = p.epoch();
+        self.stats.deltas_applied += 1;
+        self.stats.bytes_written += bytes.len() as u64;
+        Ok(ApplyOutcome {
+            changed: true,
+            epoch,
+        })
+    }
+
     /// Raises the id the next created page gets to at least `id` (checkpoint
     /// restore: ids of deleted pages are never reused).
     pub fn reserve_page_ids_below(&mut self, id: PageId) {

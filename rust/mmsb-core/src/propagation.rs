@@ -56,6 +56,18 @@
 //! afterwards (the write is the fresh value); a mark made in the same commit
 //! as a write of that page is dropped for the same reason.
 //!
+//! **Fast paths of [`Engine::commit`] and [`Engine::propagate`].** Their plan
+//! is applied at once and never shown, so they skip what nobody would see:
+//! derived deltas are not built (each changed page's recomputed buffer moves
+//! out of the staging overlay and its differing range is written into the
+//! page, without provenance strings or a second validation); a wave with
+//! nothing forced over an unchanged graph reuses the last wave's command
+//! buffer when its roots are the same, and the whole graph's (planned once
+//! per shape) when it has many roots; output buffers are reused across waves
+//! (bounded). [`Engine::apply_commit`] writes a plan's derived deltas without
+//! validating them again: the wave built them from the staged copy of exactly
+//! the state the version check guarantees. See docs/propagation.md.
+//!
 //! **Modes.** [`PropagationMode::Immediate`]: every commit runs its wave.
 //! [`PropagationMode::Deferred`]: a commit applies its input deltas only and
 //! the changed pages become dirty; [`Engine::propagate`] later runs one wave for
@@ -64,7 +76,7 @@
 
 use crate::apply;
 use crate::byte_diff::{first_difference, last_difference};
-use crate::command_buffer::CommandBuffer;
+use crate::command_buffer::{Command, CommandBuffer};
 use crate::delta::{Delta, MAX_SOURCE_LEN};
 use crate::dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
 use crate::error::{Error, ErrorCode, Result};
@@ -75,6 +87,7 @@ use crate::page_store::PageStore;
 use crate::recompute::{FunctionId, RecomputeFn, RecomputeInputs};
 use crate::tlog_record::Record;
 use rayon::prelude::*;
+use smallvec::SmallVec;
 use std::borrow::Cow;
 // Ids are hashed with the fast id hash (the wave hashes several per page).
 use crate::id_hash::{IdHashMap as HashMap, IdHashSet as HashSet};
@@ -118,12 +131,30 @@ pub struct CommitPlan {
     made_forced: Vec<PageId>,
     deleted: Vec<PageId>,
     derived_count: usize,
+    /// The derived writes of a plan made without provenance (only inside
+    /// [`Engine::commit`] and [`Engine::propagate`], whose plan is applied at
+    /// once and never shown): each page's recomputed buffer, moved out of the
+    /// staging overlay, and the range of it that differs from the page. They
+    /// stand for derived deltas that nobody would read.
+    writes: Vec<PlannedWrite>,
+    /// Output buffers of cut-off pages in such a plan: `(page, epoch, bytes)`,
+    /// the page's bytes at that epoch (kept as shadows, see `Buffers`).
+    kept: Vec<(PageId, u64, Vec<u8>)>,
     version: u64,
     /// Set by the unlinked fast path of [`Engine::plan_records`]: the pages its
     /// deltas touch with their epochs before the commit. The pages that
     /// changed are found after applying (an epoch moves only on a change),
     /// instead of staging a copy of each page.
     unlinked: Option<Vec<(PageId, u64)>>,
+}
+
+/// A derived page's new bytes in a plan without provenance: `bytes[range]`
+/// goes to the same range of `page`.
+#[derive(Clone, Debug)]
+struct PlannedWrite {
+    page: PageId,
+    range: std::ops::Range<usize>,
+    bytes: Vec<u8>,
 }
 
 impl CommitPlan {
@@ -201,7 +232,56 @@ pub struct Engine {
     events: EventBus,
     version: u64,
     stats: EngineStats,
+    /// Output buffers of earlier waves, reused by the next one on one thread
+    /// (a fresh buffer per recomputed page made the allocator return and
+    /// re-fault the memory every wave). At most [`SPARE_BYTES`], and never more
+    /// than the store's page bytes, are kept.
+    spare: std::sync::Mutex<Buffers>,
+    /// Changes with every change to the graph or the functions (not with
+    /// commits that only write pages): the key of `last_wave`.
+    shape: u64,
+    /// The last wave's command buffer, reused by a wave from the same roots
+    /// over the same shape with nothing forced (a steady-state wave plans
+    /// nothing).
+    last_wave: std::sync::Mutex<Option<CachedWave>>,
+    /// The command buffer of a wave from every page (all that any wave
+    /// without forced pages can run), for the current `shape`; used by
+    /// waves from many roots (see `Engine::wave_commands`).
+    full_wave: std::sync::Mutex<Option<(u64, Arc<CommandBuffer>)>>,
 }
+
+/// A planned wave kept for reuse (see `Engine::last_wave`).
+#[derive(Debug)]
+struct CachedWave {
+    shape: u64,
+    roots: Vec<PageId>,
+    commands: Arc<CommandBuffer>,
+}
+
+/// Output buffers kept between waves. A *shadow* is the buffer a page's last
+/// recompute produced, with the epoch the page got: while the page is still
+/// at that epoch the buffer holds exactly its bytes, so the next recompute
+/// starts from it without copying the page. Other buffers are *spare*.
+#[derive(Debug, Default)]
+struct Buffers {
+    spare: Vec<Vec<u8>>,
+    shadows: HashMap<PageId, (u64, Vec<u8>)>,
+    /// Capacity held by both.
+    held: usize,
+}
+
+/// A buffer for one command's output.
+enum OutBuf {
+    /// None kept: allocate.
+    Fresh,
+    /// A spare buffer: the page's bytes are copied in.
+    Spare(Vec<u8>),
+    /// The page's shadow at this epoch (used as is if the epoch is current).
+    Shadow(u64, Vec<u8>),
+}
+
+/// The most bytes of spare output buffers an engine keeps between waves.
+const SPARE_BYTES: usize = 64 << 20;
 
 /// Copies of the pages a planned commit touches, with the epochs they will
 /// have, and the graph as the commit leaves it (borrowed until the commit
@@ -227,23 +307,16 @@ impl<'a> Staging<'a> {
         Error::not_found(format!("{page} is deleted by this commit"))
     }
 
-    fn bytes(&self, page: PageId) -> Result<&[u8]> {
-        if self.deleted.contains(&page) {
+    fn bytes_and_epoch(&self, page: PageId) -> Result<(&[u8], u64)> {
+        if !self.deleted.is_empty() && self.deleted.contains(&page) {
             return Err(Staging::gone(page));
         }
         match self.pages.get(&page) {
-            Some((b, _)) => Ok(b),
-            None => Ok(self.store.page(page)?.bytes()),
-        }
-    }
-
-    fn epoch(&self, page: PageId) -> Result<u64> {
-        if self.deleted.contains(&page) {
-            return Err(Staging::gone(page));
-        }
-        match self.pages.get(&page) {
-            Some((_, e)) => Ok(*e),
-            None => Ok(self.store.page(page)?.epoch()),
+            Some((b, e)) => Ok((b, *e)),
+            None => {
+                let p = self.store.page(page)?;
+                Ok((p.bytes(), p.epoch()))
+            }
         }
     }
 
@@ -281,6 +354,13 @@ impl<'a> Staging<'a> {
         apply::apply(&mut bytes[r], d)?;
         *epoch += 1;
         Ok(true)
+    }
+
+    /// Stages a recomputed page: its function's output buffer becomes the
+    /// staged copy (moved, not copied), one epoch on. No validation: the
+    /// buffer was made from the staged page, so it has the page's size.
+    fn put_output(&mut self, page: PageId, out: Vec<u8>, old_epoch: u64) {
+        self.pages.insert(page, (out, old_epoch + 1));
     }
 
     /// Stages one record of a durable commit. Returns whether it changed a
@@ -379,6 +459,7 @@ impl Engine {
     pub fn set_mode(&mut self, mode: PropagationMode) {
         self.mode = mode;
         self.version += 1;
+        self.shape += 1;
     }
 
     /// The engine's counters.
@@ -395,6 +476,7 @@ impl Engine {
     pub fn create_page(&mut self, size: u64, location: PageLocation) -> Result<PageId> {
         let id = self.store.create_page(size, location)?;
         self.version += 1;
+        self.shape += 1;
         Ok(id)
     }
 
@@ -411,6 +493,7 @@ impl Engine {
         }
         self.forget_page(page);
         self.version += 1;
+        self.shape += 1;
         Ok(())
     }
 
@@ -435,6 +518,7 @@ impl Engine {
             self.forced.insert(child);
         }
         self.version += 1;
+        self.shape += 1;
         Ok(())
     }
 
@@ -445,6 +529,7 @@ impl Engine {
             self.forced.insert(child);
         }
         self.version += 1;
+        self.shape += 1;
         Ok(e)
     }
 
@@ -477,6 +562,7 @@ impl Engine {
             self.forced.remove(&page);
         }
         self.version += 1;
+        self.shape += 1;
         Ok(id)
     }
 
@@ -489,6 +575,7 @@ impl Engine {
         self.functions.remove(&f);
         self.forced.remove(&page);
         self.version += 1;
+        self.shape += 1;
         Ok(())
     }
 
@@ -548,14 +635,20 @@ impl Engine {
 
     /// Plans and applies a commit of `deltas` (one wave in immediate mode).
     pub fn commit(&mut self, deltas: &[Delta]) -> Result<CommitReport> {
-        let plan = self.plan_commit(deltas)?;
-        self.apply_commit(&plan)
+        // The plan is applied at once and dropped: its derived deltas would
+        // never be read, so their provenance is not built.
+        let plan = self.plan(deltas, self.mode == PropagationMode::Immediate, false)?;
+        let report = self.apply_plan(&plan, deltas);
+        self.recycle(plan);
+        report
     }
 
     /// Runs one wave for everything pending (dirty pages, forced recomputes), in any mode.
     pub fn propagate(&mut self) -> Result<CommitReport> {
-        let plan = self.plan_propagate()?;
-        self.apply_commit(&plan)
+        let plan = self.plan(&[], true, false)?;
+        let report = self.apply_commit(&plan);
+        self.recycle(plan);
+        report
     }
 
     /// Forces every derived page to be recomputed, and runs the wave.
@@ -568,20 +661,24 @@ impl Engine {
     pub fn force_all(&mut self) {
         self.forced.extend(self.page_fn.keys().copied());
         self.version += 1;
+        self.shape += 1;
     }
 
     /// The whole commit `deltas` would make (inputs, then derived deltas), without
     /// changing anything. In deferred mode no wave runs.
     pub fn plan_commit(&self, deltas: &[Delta]) -> Result<CommitPlan> {
-        self.plan(deltas, self.mode == PropagationMode::Immediate)
+        self.plan(deltas, self.mode == PropagationMode::Immediate, true)
     }
 
     /// The commit [`Engine::propagate`] would make, without changing anything.
     pub fn plan_propagate(&self) -> Result<CommitPlan> {
-        self.plan(&[], true)
+        self.plan(&[], true, true)
     }
 
-    fn plan(&self, deltas: &[Delta], wave: bool) -> Result<CommitPlan> {
+    /// `provenance`: build the derived deltas (with their source and intent);
+    /// without it the plan holds [`PlannedWrite`]s instead, for
+    /// [`Engine::apply_commit`] right away.
+    fn plan(&self, deltas: &[Delta], wave: bool, provenance: bool) -> Result<CommitPlan> {
         let mut st = Staging::new(&self.store, &self.graph);
         let mut changed = Changed::default();
         for d in deltas {
@@ -589,7 +686,14 @@ impl Engine {
                 changed.add(d.page);
             }
         }
-        let plan = self.plan_wave(st, changed, BTreeSet::new(), deltas.to_vec(), wave)?;
+        // Without provenance the plan is applied at once, by
+        // `Engine::apply_plan` given the same inputs: they are not copied.
+        let inputs = if provenance {
+            deltas.to_vec()
+        } else {
+            Vec::new()
+        };
+        let plan = self.plan_wave(st, changed, BTreeSet::new(), inputs, wave, provenance)?;
         Ok(plan)
     }
 
@@ -621,7 +725,7 @@ impl Engine {
             changed.list.retain(|p| !st.deleted.contains(p));
             changed.set.retain(|p| !st.deleted.contains(p));
         }
-        let mut plan = self.plan_wave(st, changed, forced, Vec::new(), wave)?;
+        let mut plan = self.plan_wave(st, changed, forced, Vec::new(), wave, true)?;
         plan.input_count = 0;
         plan.deleted = deleted;
         Ok(plan)
@@ -679,6 +783,8 @@ impl Engine {
             made_forced: Vec::new(),
             deleted,
             derived_count: 0,
+            writes: Vec::new(),
+            kept: Vec::new(),
             version: self.version,
             unlinked: Some(touched),
         })
@@ -694,6 +800,7 @@ impl Engine {
         new_forced: BTreeSet<PageId>,
         deltas: Vec<Delta>,
         wave: bool,
+        provenance: bool,
     ) -> Result<CommitPlan> {
         let Changed {
             list: mut changed,
@@ -715,6 +822,8 @@ impl Engine {
             made_forced: Vec::new(),
             deleted: Vec::new(),
             derived_count: 0,
+            writes: Vec::new(),
+            kept: Vec::new(),
             version: self.version,
             unlinked: None,
         };
@@ -730,88 +839,217 @@ impl Engine {
         roots.extend(self.dirty.iter().copied());
         let mut forced = new_forced;
         forced.extend(self.forced.iter().copied());
-        let cb = CommandBuffer::plan(&st.graph, &self.page_fn, &roots, &forced);
-        let mut wave_changed: HashSet<PageId> = roots.iter().copied().collect();
+        let cb = self.wave_commands(&st, &roots, &forced, !provenance);
+        let mut wave_changed: HashSet<PageId> = HashSet::default();
+        wave_changed.reserve(roots.len() + cb.len());
+        wave_changed.extend(roots.iter().copied());
+        changed_set.reserve(cb.len());
+        // One timestamp for the wave's derived deltas (they are one commit).
+        let wave = WaveOut {
+            timestamp_ns: crate::delta::now_ns(),
+            provenance,
+        };
+        plan.deltas.reserve(cb.len());
+        plan.recomputed.reserve(cb.len());
+        st.pages.reserve(cb.len());
+        let parallel_pool = rayon::current_num_threads() > 1;
+        let mut spare = if parallel_pool {
+            Buffers::default()
+        } else {
+            self.spare
+                .lock()
+                .map(|mut g| std::mem::take(&mut *g))
+                .unwrap_or_default()
+        };
         for level in &cb.levels {
-            let run: Vec<&crate::command_buffer::Command> = cb.commands[level.clone()]
-                .iter()
-                .filter(|c| c.forced || c.inputs.iter().any(|i| wave_changed.contains(i)))
-                .collect();
-            let stage = &st;
-            let exec = |c: &&crate::command_buffer::Command| -> Result<(PageId, Vec<u8>)> {
-                let f = self.functions.get(&c.function).ok_or_else(|| {
-                    Error::new(
-                        ErrorCode::Internal,
-                        format!("{} of {} is not registered", c.function, c.page),
-                    )
-                })?;
-                let inputs = c
-                    .inputs
-                    .iter()
-                    .map(|&q| stage.bytes(q))
-                    .collect::<Result<Vec<&[u8]>>>()?;
-                let epochs = c
-                    .inputs
-                    .iter()
-                    .map(|&q| stage.epoch(q))
-                    .collect::<Result<Vec<u64>>>()?;
-                let mut out = stage.bytes(c.page)?.to_vec();
-                f.call(
-                    &RecomputeInputs {
-                        page: c.page,
-                        parents: &c.inputs,
-                        inputs: &inputs,
-                        epochs: &epochs,
-                    },
-                    &mut out,
-                )?;
-                Ok((c.page, out))
+            let cmds = &cb.commands[level.clone()];
+            let runs = |c: &Command, changed: &HashSet<PageId>| {
+                c.forced || c.inputs.iter().any(|i| changed.contains(i))
             };
-            let parallel = run.len() > 1
-                && run.iter().all(|c| {
-                    self.functions
-                        .get(&c.function)
-                        .is_some_and(|f| f.is_thread_safe())
-                });
-            let results: Vec<Result<(PageId, Vec<u8>)>> = if parallel {
-                run.par_iter().map(exec).collect()
-            } else {
-                run.iter().map(exec).collect()
-            };
-            for (c, r) in run.iter().zip(results) {
-                let (page, out) = r?;
-                plan.recomputed.push(page);
-                let old = st.bytes(page)?;
-                let Some(first) = first_difference(old, &out) else {
-                    continue; // cutoff: same bytes, nothing downstream from here
+            if parallel_pool && cmds.len() > 1 {
+                let run: Vec<&Command> = cmds.iter().filter(|c| runs(c, &wave_changed)).collect();
+                let parallel = run.len() > 1
+                    && run.iter().all(|c| {
+                        self.functions
+                            .get(&c.function)
+                            .is_some_and(|f| f.is_thread_safe())
+                    });
+                let stage = &st;
+                let results: Vec<Result<Output<'_>>> = if parallel {
+                    run.par_iter()
+                        .map(|c| self.exec(stage, c, OutBuf::Fresh))
+                        .collect()
+                } else {
+                    run.iter()
+                        .map(|c| self.exec(stage, c, OutBuf::Fresh))
+                        .collect()
                 };
-                let last = last_difference(old, &out).unwrap_or(first);
-                let causes: Vec<PageId> = c
-                    .inputs
-                    .iter()
-                    .copied()
-                    .filter(|i| wave_changed.contains(i))
-                    .collect();
-                let fname = self
-                    .functions
-                    .get(&c.function)
-                    .map_or("unknown", |f| f.name());
-                let d = derived_delta(page, first, &out[first..=last], &causes, c, fname)?;
-                st.apply(&d, true)?;
-                plan.deltas.push(d);
-                wave_changed.insert(page);
-                if changed_set.insert(page) {
-                    changed.push(page);
+                for (c, r) in run.iter().zip(results) {
+                    wave.absorb(
+                        &mut st,
+                        &mut plan,
+                        &mut wave_changed,
+                        (&mut changed, &mut changed_set),
+                        c,
+                        r?,
+                    )?;
+                }
+            } else {
+                // One thread: run and absorb each command in turn (the
+                // commands of a level are independent), with no per-level lists.
+                for c in cmds {
+                    if !runs(c, &wave_changed) {
+                        continue;
+                    }
+                    let buf = match spare.shadows.remove(&c.page) {
+                        Some((e, b)) => {
+                            spare.held -= b.capacity();
+                            OutBuf::Shadow(e, b)
+                        }
+                        None => match spare.spare.pop() {
+                            Some(b) => {
+                                spare.held -= b.capacity();
+                                OutBuf::Spare(b)
+                            }
+                            None => OutBuf::Fresh,
+                        },
+                    };
+                    let o = self.exec(&st, c, buf)?;
+                    wave.absorb(
+                        &mut st,
+                        &mut plan,
+                        &mut wave_changed,
+                        (&mut changed, &mut changed_set),
+                        c,
+                        o,
+                    )?;
                 }
             }
         }
-        plan.commands = cb;
-        plan.derived_count = plan.deltas.len() - plan.input_count;
+        plan.commands = if provenance {
+            Arc::unwrap_or_clone(cb)
+        } else {
+            CommandBuffer::default() // never shown: keep the cached one shared
+        };
+        self.keep_buffers(spare, Vec::new(), Vec::new());
+        if !plan.writes.is_empty() {
+            // Move each written page's final buffer out of the staging overlay.
+            for w in &mut plan.writes {
+                if let Some((bytes, _)) = st.pages.remove(&w.page) {
+                    w.bytes = bytes;
+                }
+            }
+        }
+        plan.derived_count = plan.deltas.len() - plan.input_count + plan.writes.len();
         plan.dirty_consumed = self.dirty.iter().copied().collect();
         plan.forced_consumed = forced.into_iter().collect();
         self.mark(&st.graph, &mut plan, &changed, &changed_set);
         plan.changed = changed;
         Ok(plan)
+    }
+
+    /// The wave's command buffer: the cached one if the roots and the shape
+    /// are those of the last wave and nothing is forced (and the commit edits
+    /// no graph), else a fresh plan (kept for the next wave).
+    ///
+    /// `wide`: the plan is applied at once and never shown (no provenance),
+    /// so its command buffer may be the whole graph's (see below).
+    fn wave_commands(
+        &self,
+        st: &Staging<'_>,
+        roots: &BTreeSet<PageId>,
+        forced: &BTreeSet<PageId>,
+        wide: bool,
+    ) -> Arc<CommandBuffer> {
+        let cacheable = forced.is_empty() && matches!(st.graph, Cow::Borrowed(_));
+        if cacheable && wide && roots.len().saturating_mul(16) >= self.page_fn.len() {
+            // Many roots (at least one per 16 derived pages): the whole
+            // graph's commands, planned once per shape. The commands no root
+            // reaches have no changed input and are skipped, so the same
+            // pages run, in an order that is still topological.
+            if let Ok(mut g) = self.full_wave.lock() {
+                if let Some((shape, cb)) = g.as_ref() {
+                    if *shape == self.shape {
+                        return Arc::clone(cb);
+                    }
+                }
+                let all: BTreeSet<PageId> = st.graph.topo_order().into_iter().collect();
+                let cb = Arc::new(CommandBuffer::plan(&st.graph, &self.page_fn, &all, forced));
+                *g = Some((self.shape, Arc::clone(&cb)));
+                return cb;
+            }
+        }
+        if cacheable {
+            if let Ok(g) = self.last_wave.lock() {
+                if let Some(c) = g.as_ref() {
+                    if c.shape == self.shape
+                        && c.roots.len() == roots.len()
+                        && c.roots.iter().eq(roots.iter())
+                    {
+                        return Arc::clone(&c.commands);
+                    }
+                }
+            }
+        }
+        let cb = Arc::new(CommandBuffer::plan(&st.graph, &self.page_fn, roots, forced));
+        if cacheable {
+            if let Ok(mut g) = self.last_wave.lock() {
+                *g = Some(CachedWave {
+                    shape: self.shape,
+                    roots: roots.iter().copied().collect(),
+                    commands: Arc::clone(&cb),
+                });
+            }
+        }
+        cb
+    }
+
+    /// Runs one command's function on the staged inputs; returns its output
+    /// (the page's staged bytes as the function left them) and the function's name.
+    /// `buf`: a kept buffer to use for the output.
+    fn exec<'s>(&'s self, st: &Staging<'_>, c: &Command, buf: OutBuf) -> Result<Output<'s>> {
+        let f = self.functions.get(&c.function).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("{} of {} is not registered", c.function, c.page),
+            )
+        })?;
+        let mut inputs: SmallVec<[&[u8]; 8]> = SmallVec::with_capacity(c.inputs.len());
+        let mut epochs: SmallVec<[u64; 8]> = SmallVec::with_capacity(c.inputs.len());
+        for &q in &c.inputs {
+            let (b, e) = st.bytes_and_epoch(q)?;
+            inputs.push(b);
+            epochs.push(e);
+        }
+        let (old, epoch) = st.bytes_and_epoch(c.page)?;
+        let mut out = match buf {
+            // The page is still at the epoch its shadow was made at: the
+            // shadow holds its bytes (a page's bytes change only with its epoch).
+            OutBuf::Shadow(e, b) if e == epoch && b.len() == old.len() => b,
+            OutBuf::Shadow(_, mut b) | OutBuf::Spare(mut b) => {
+                b.clear();
+                b.extend_from_slice(old);
+                b
+            }
+            OutBuf::Fresh => old.to_vec(),
+        };
+        f.call(
+            &RecomputeInputs {
+                page: c.page,
+                parents: &c.inputs,
+                inputs: &inputs,
+                epochs: &epochs,
+            },
+            &mut out,
+        )?;
+        let diff = first_difference(old, &out)
+            .map(|first| (first, last_difference(old, &out).unwrap_or(first)));
+        Ok(Output {
+            bytes: out,
+            diff,
+            epoch,
+            fname: f.name(),
+        })
     }
 
     /// Fills the plan's non-data marks: the children, along control, gpu-sync
@@ -852,15 +1090,112 @@ impl Engine {
     /// on this engine. Fails with `TransactionConflict` (retryable: plan again)
     /// if the engine changed since the plan was made; then nothing changes.
     pub fn apply_commit(&mut self, plan: &CommitPlan) -> Result<CommitReport> {
+        self.apply_plan(plan, &[])
+    }
+
+    /// Keeps an applied plan's output buffers for the next wave: each
+    /// written page's buffer (which now equals the page) as its shadow at the
+    /// page's new epoch, and the buffers of cut-off pages (which equal the
+    /// page at its unchanged epoch) likewise.
+    fn recycle(&self, plan: CommitPlan) {
+        let mut shadows = Vec::with_capacity(plan.writes.len() + plan.kept.len());
+        for w in plan.writes {
+            if let Ok(p) = self.store.page(w.page) {
+                shadows.push((w.page, p.epoch(), w.bytes));
+            }
+        }
+        shadows.extend(plan.kept);
+        self.keep_buffers(Buffers::default(), Vec::new(), shadows);
+    }
+
+    /// Puts `back` (buffers taken for a wave) and new shadows and spares
+    /// among the kept buffers, up to the cap (below).
+    fn keep_buffers(
+        &self,
+        back: Buffers,
+        spares: Vec<Vec<u8>>,
+        shadows: Vec<(PageId, u64, Vec<u8>)>,
+    ) {
+        if back.held == 0 && spares.is_empty() && shadows.is_empty() {
+            return;
+        }
+        let Ok(mut g) = self.spare.lock() else {
+            return;
+        };
+        // Never more than the store's own pages: a wave writes no more.
+        let cap = usize::try_from(self.store.stats().page_bytes)
+            .unwrap_or(usize::MAX)
+            .min(SPARE_BYTES);
+        if g.held == 0 {
+            *g = back;
+        } else {
+            let held = back.held;
+            g.spare.extend(back.spare);
+            g.shadows.extend(back.shadows);
+            g.held += held;
+        }
+        for (page, epoch, b) in shadows {
+            if g.held + b.capacity() > cap {
+                break;
+            }
+            g.held += b.capacity();
+            if let Some((_, old)) = g.shadows.insert(page, (epoch, b)) {
+                g.held -= old.capacity();
+            }
+        }
+        for b in spares {
+            if g.held + b.capacity() > cap {
+                break;
+            }
+            g.held += b.capacity();
+            g.spare.push(b);
+        }
+    }
+
+    /// Applies `inputs` (the input deltas a plan without provenance was made
+    /// from, not copied into it), then the plan.
+    fn apply_plan(&mut self, plan: &CommitPlan, inputs: &[Delta]) -> Result<CommitReport> {
         self.check_version(plan)?;
-        // The plan was simulated on exactly this state, so every delta applies.
-        for d in &plan.deltas {
-            self.store.apply_delta(d).map_err(|e| {
-                Error::new(
-                    ErrorCode::Internal,
-                    format!("a planned delta failed to apply: {e}"),
-                )
+        // The plan was simulated on exactly this state, so every delta
+        // applies. The derived ones were built by the wave itself from the
+        // staged pages (in range, well-formed, changing bytes): they are
+        // written without being validated again.
+        let failed = |e: Error| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("a planned delta failed to apply: {e}"),
+            )
+        };
+        for d in inputs {
+            self.store.apply_delta(d).map_err(failed)?;
+        }
+        for (i, d) in plan.deltas.iter().enumerate() {
+            let planned_write = i >= plan.input_count
+                && d.mask.is_none()
+                && d.expected_epoch.is_none()
+                && !d.payload.is_sparse()
+                && d.accumulator == crate::delta::Accumulator::Overwrite;
+            if planned_write {
+                let offset = usize::try_from(d.offset).map_err(|_| {
+                    failed(Error::invalid(format!("offset {} does not fit", d.offset)))
+                })?;
+                self.store
+                    .write_planned(d.page, offset, d.payload.bytes())
+                    .map_err(failed)?;
+            } else {
+                self.store.apply_delta(d).map_err(failed)?;
+            }
+        }
+        for w in &plan.writes {
+            let bytes = w.bytes.get(w.range.clone()).ok_or_else(|| {
+                failed(Error::invalid(format!(
+                    "planned write {:?} lies outside its buffer",
+                    w.range
+                )))
             })?;
+            self.store
+                .write_planned(w.page, w.range.start, bytes)
+                .map_err(failed)?;
         }
         let (report, events) = self.finish(plan);
         for ev in &events {
@@ -882,6 +1217,14 @@ impl Engine {
         plan: &CommitPlan,
     ) -> Result<(CommitReport, Vec<Event>)> {
         self.check_version(plan)?;
+        if records.iter().any(|r| {
+            matches!(
+                r,
+                Record::AddEdge { .. } | Record::RemoveEdge { .. } | Record::DeletePage { .. }
+            )
+        }) {
+            self.shape += 1;
+        }
         crate::commit::apply_records(&mut self.store, &mut self.graph, records).map_err(|e| {
             Error::new(
                 ErrorCode::Internal,
@@ -936,6 +1279,11 @@ impl Engine {
 
     /// Drops a deleted page's function and marks.
     fn forget_page(&mut self, page: PageId) {
+        if let Ok(g) = self.spare.get_mut() {
+            if let Some((_, b)) = g.shadows.remove(&page) {
+                g.held -= b.capacity();
+            }
+        }
         if let Some(f) = self.page_fn.remove(&page) {
             self.functions.remove(&f);
         }
@@ -1012,6 +1360,77 @@ impl Engine {
     }
 }
 
+/// One command's result: the recomputed page, the range `first..=last` where
+/// it differs from the staged page (`None`: unchanged, cutoff), the staged
+/// page's epoch, and the function's name.
+struct Output<'s> {
+    bytes: Vec<u8>,
+    diff: Option<(usize, usize)>,
+    epoch: u64,
+    fname: &'s str,
+}
+
+/// What the wave's commands share when their outputs are absorbed.
+struct WaveOut {
+    timestamp_ns: u64,
+    /// Build derived deltas (else [`PlannedWrite`]s).
+    provenance: bool,
+}
+
+impl WaveOut {
+    /// Takes one command's output into the plan: cutoff if the bytes did not
+    /// change; otherwise the derived delta (the range of differing bytes, with
+    /// provenance) and the output buffer as the page's staged copy.
+    #[allow(clippy::too_many_arguments)]
+    fn absorb(
+        &self,
+        st: &mut Staging<'_>,
+        plan: &mut CommitPlan,
+        wave_changed: &mut HashSet<PageId>,
+        (changed, changed_set): (&mut Vec<PageId>, &mut HashSet<PageId>),
+        c: &Command,
+        o: Output<'_>,
+    ) -> Result<()> {
+        let page = c.page;
+        plan.recomputed.push(page);
+        let Some((first, last)) = o.diff else {
+            if !self.provenance {
+                plan.kept.push((page, o.epoch, o.bytes));
+            }
+            return Ok(()); // cutoff: same bytes, nothing downstream from here
+        };
+        let out = o.bytes;
+        if !self.provenance {
+            plan.writes.push(PlannedWrite {
+                page,
+                range: first..last + 1,
+                bytes: Vec::new(), // filled from the staging overlay at the end
+            });
+            st.put_output(page, out, o.epoch);
+            wave_changed.insert(page);
+            if changed_set.insert(page) {
+                changed.push(page);
+            }
+            return Ok(());
+        }
+        let causes: SmallVec<[PageId; 8]> = c
+            .inputs
+            .iter()
+            .copied()
+            .filter(|i| wave_changed.contains(i))
+            .collect();
+        let mut d = derived_delta(page, first, &out[first..=last], &causes, c, o.fname)?;
+        d.timestamp_ns = self.timestamp_ns;
+        st.put_output(page, out, o.epoch);
+        plan.deltas.push(d);
+        wave_changed.insert(page);
+        if changed_set.insert(page) {
+            changed.push(page);
+        }
+        Ok(())
+    }
+}
+
 /// The derived delta for `page`: `bytes` at `offset`, with provenance.
 ///
 /// The source and the intent are written by hand rather than through
@@ -1023,7 +1442,7 @@ fn derived_delta(
     offset: usize,
     bytes: &[u8],
     causes: &[PageId],
-    cmd: &crate::command_buffer::Command,
+    cmd: &Command,
     fname: &str,
 ) -> Result<Delta> {
     use std::fmt::Write as _;
@@ -1034,7 +1453,8 @@ fn derived_delta(
         if i > 0 {
             source.push(',');
         }
-        let _ = write!(source, "{c}");
+        source.push_str("page#");
+        push_u64(&mut source, c.get());
         if source.len() + 32 > MAX_SOURCE_LEN {
             source.truncate(mark);
             let _ = write!(source, ",+{} more", causes.len() - i);
@@ -1042,28 +1462,62 @@ fn derived_delta(
         }
     }
     if causes.is_empty() {
-        let _ = write!(source, "{page}");
+        source.push_str("page#");
+        push_u64(&mut source, page.get());
     }
     // The keys in the order docs/propagation.md shows.
     let mut intent = String::with_capacity(128 + 12 * causes.len());
-    let _ = write!(
-        intent,
-        "{{\"cause\":\"propagation\",\"page\":{},\"function\":{},\"function_kind\":",
-        page.get(),
-        cmd.function.0
-    );
+    intent.push_str("{\"cause\":\"propagation\",\"page\":");
+    push_u64(&mut intent, page.get());
+    intent.push_str(",\"function\":");
+    push_u64(&mut intent, cmd.function.0);
+    intent.push_str(",\"function_kind\":");
     push_json_string(&mut intent, fname);
-    let _ = write!(intent, ",\"forced\":{},\"changed_parents\":[", cmd.forced);
+    intent.push_str(if cmd.forced {
+        ",\"forced\":true,\"changed_parents\":["
+    } else {
+        ",\"forced\":false,\"changed_parents\":["
+    });
     for (i, c) in causes.iter().enumerate() {
         if i > 0 {
             intent.push(',');
         }
-        let _ = write!(intent, "{}", c.get());
+        push_u64(&mut intent, c.get());
     }
     intent.push_str("]}");
-    let mut d = Delta::dense(page, offset as u64, bytes.to_vec()).with_source(source);
-    d.intent = Some(intent);
-    Ok(d)
+    // Built field by field (not `Delta::dense`), so no clock is read here:
+    // the caller stamps the wave's time.
+    Ok(Delta {
+        page,
+        offset: offset as u64,
+        len: bytes.len() as u64,
+        mask: None,
+        payload: crate::delta::Payload::Dense(bytes.to_vec()),
+        accumulator: crate::delta::Accumulator::Overwrite,
+        source,
+        intent: Some(intent),
+        expected_epoch: None,
+        timestamp_ns: 0,
+    })
+}
+
+/// Appends the decimal digits of `n` to `out` (what `write!("{n}")` gives,
+/// without the formatting machinery: this runs for every id of every
+/// derived delta's provenance).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        out.push(char::from(b));
+    }
 }
 
 /// Appends `s` to `out` as a JSON string literal.

@@ -2,7 +2,8 @@
 //!
 //! The store never calls `std::fs` directly. It talks to a [`Vfs`] (directory
 //! operations, whole-file reads) and to the [`VfsFile`] handles it returns
-//! (appends, `fsync`, truncation). Production uses [`RealVfs`], a thin layer
+//! (appends, positional writes, `fsync`, truncation), and reads the log through
+//! [`VfsReader`] windows. Production uses [`RealVfs`], a thin layer
 //! over `std::fs` whose calls go through [`retry_io`](crate::retry::retry_io),
 //! so interrupted system calls are retried in one place. Tests substitute the
 //! in-memory [`FaultFs`](crate::fault_fs::FaultFs) (feature `failpoints`), which
@@ -19,6 +20,7 @@ use crate::retry::retry_io;
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -26,10 +28,47 @@ use std::sync::Arc;
 pub trait VfsFile: Send + Sync + Debug {
     /// Appends all of `buf` at the end of the file.
     fn append(&self, buf: &[u8]) -> io::Result<()>;
-    /// Makes every appended byte durable (`fsync`).
+    /// Writes all of `buf` at byte `offset` (`pwrite`), extending the file if
+    /// it ends before `offset + buf.len()`. The log writer writes this way, so
+    /// it can fill space it preallocated (see [`tlog_writer`](crate::tlog_writer)).
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// Makes every written byte durable (`fdatasync`: the data and the metadata
+    /// needed to read it back, such as a grown size; not timestamps).
     fn sync(&self) -> io::Result<()>;
     /// Cuts or extends the file to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
+}
+
+/// An open file the store reads piece by piece (the log scan), so that
+/// reading a log needs memory for one window, not for a whole segment.
+pub trait VfsReader: Send + Debug {
+    /// The file's size in bytes when it was opened.
+    fn len(&self) -> u64;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many (0 at the end).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+/// A [`VfsReader`] over bytes already in memory.
+#[derive(Debug)]
+pub struct MemReader(pub Vec<u8>);
+
+impl VfsReader for MemReader {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.0.len());
+        let n = buf.len().min(self.0.len() - start);
+        buf[..n].copy_from_slice(&self.0[start..start + n]);
+        Ok(n)
+    }
 }
 
 /// The file-system operations the store uses.
@@ -42,6 +81,11 @@ pub trait Vfs: Send + Sync + Debug {
     fn open_append(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>>;
     /// The whole contents of a file.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Opens a file for reading piece by piece. The default reads it whole
+    /// (right for in-memory file systems); [`RealVfs`] reads from the file.
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn VfsReader>> {
+        Ok(Box::new(MemReader(self.read(path)?)))
+    }
     /// The names of the entries of a directory (no particular order).
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Renames a file, replacing `to` if it exists.
@@ -95,12 +139,44 @@ impl VfsFile for RealFile {
         Ok(())
     }
 
+    fn write_at(&self, mut offset: u64, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = retry_io(|| self.0.write_at(buf, offset))?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "pwrite returned 0 bytes",
+                ));
+            }
+            buf = &buf[n..];
+            offset += n as u64;
+        }
+        Ok(())
+    }
+
     fn sync(&self) -> io::Result<()> {
         retry_io(|| self.0.sync_data())
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         retry_io(|| self.0.set_len(len))
+    }
+}
+
+/// A real file opened for reading.
+#[derive(Debug)]
+struct RealReader {
+    file: File,
+    len: u64,
+}
+
+impl VfsReader for RealReader {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        retry_io(|| self.file.read_at(buf, offset))
     }
 }
 
@@ -143,6 +219,12 @@ impl Vfs for RealVfs {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         retry_io(|| std::fs::read(path))
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn VfsReader>> {
+        let f = retry_io(|| File::open(path))?;
+        let len = retry_io(|| f.metadata())?.len();
+        Ok(Box::new(RealReader { file: f, len }))
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
