@@ -11,6 +11,7 @@ use crate::delta_gpu;
 use crate::device_wave::WaveCommand;
 use crate::emulated::EmulatedDevice;
 use crate::graph_replay::{batch_shape, SteadyBatch};
+use crate::numeric_apply;
 use crate::semiring_core::{self, Elem, Semiring};
 use crate::semiring_gpu::{self, FoldOp};
 use crate::unified::UnifiedBuf;
@@ -196,6 +197,60 @@ impl Backend {
                 }
                 r.map(|()| run)
             }
+        }
+    }
+
+    /// Applies one numeric (accumulate) delta to `buf` in place: the masked
+    /// accumulate kernel where the pair has one (returns `true`), otherwise
+    /// the CPU on the range read back and written again (`false`). See
+    /// [`crate::numeric_apply`].
+    pub fn accumulate_delta(&mut self, buf: &DevBuf, d: &Delta) -> Result<bool> {
+        let (lo, hi) = (d.offset as usize, (d.offset + d.len) as usize);
+        let pair = numeric_apply::device_pair(d.accumulator);
+        match self {
+            Backend::Emulated(e) => {
+                let range = e.range_mut(buf, lo, hi)?;
+                match pair {
+                    Some((s, t)) => {
+                        let op = numeric_apply::operands(d, t.size())?;
+                        numeric_apply::accumulate_cpu(s, t, range, &op)?;
+                        Ok(true)
+                    }
+                    None => {
+                        mmsb_core::apply::apply(range, d)?;
+                        Ok(false)
+                    }
+                }
+            }
+            Backend::Cuda(c) => match pair {
+                Some((s, t)) => {
+                    let op = numeric_apply::operands(d, t.size())?;
+                    let mut sc = semiring_gpu::Scratch::new(&c.dev);
+                    let td = sc.upload(&op.t)?;
+                    let md = match &op.mask {
+                        Some(m) => sc.upload(semiring_gpu::u64_bytes(m))?,
+                        None => 0,
+                    };
+                    semiring_gpu::accumulate_device(
+                        &c.dev,
+                        s,
+                        t,
+                        buf.addr + d.offset,
+                        td,
+                        md,
+                        op.n,
+                    )?;
+                    c.dev.sync()?;
+                    Ok(true)
+                }
+                None => {
+                    let mut range = vec![0u8; hi - lo];
+                    c.dev.download(buf.addr + d.offset, &mut range)?;
+                    mmsb_core::apply::apply(&mut range, d)?;
+                    c.dev.upload(buf.addr + d.offset, &range)?;
+                    Ok(false)
+                }
+            },
         }
     }
 

@@ -63,6 +63,13 @@ impl EmulatedDevice {
         Ok(())
     }
 
+    /// The bytes `lo..hi` of a buffer, to change in place.
+    pub(crate) fn range_mut(&mut self, buf: &DevBuf, lo: usize, hi: usize) -> Result<&mut [u8]> {
+        self.get(buf)?
+            .get_mut(lo..hi)
+            .ok_or_else(|| Error::invalid("range outside the buffer"))
+    }
+
     /// Copies the buffer into `out` (which has the buffer's length).
     pub fn download(&mut self, buf: &DevBuf, out: &mut [u8]) -> Result<()> {
         let b = self.get(buf)?;

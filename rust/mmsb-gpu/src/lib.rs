@@ -47,6 +47,7 @@ pub mod gpu_mirror;
 pub mod gpu_store;
 pub mod graph_replay;
 pub mod kernel_cache;
+pub mod numeric_apply;
 pub mod persistent;
 pub mod pinned;
 pub mod probe;

@@ -578,6 +578,130 @@ fn check_store_graph_replay(
     ))
 }
 
+/// A random numeric (accumulate) delta over small integer values (exact in
+/// every dtype): dense, masked or sparse, over any (semiring, dtype) pair
+/// mmsb-core defines (those without device kernels take the CPU range path).
+fn random_numeric_delta(rng: &mut StdRng, page: PageId, page_len: usize) -> Delta {
+    use mmsb_core::delta::Payload;
+    use mmsb_core::dtype::DType;
+    use mmsb_core::semiring::SemiringKind;
+    let pairs: Vec<(SemiringKind, DType)> = SemiringKind::ALL
+        .iter()
+        .flat_map(|&k| DType::ALL.iter().map(move |&d| (k, d)))
+        .filter(|&(k, d)| k.supports(d))
+        .collect();
+    let (kind, dtype) = pairs[rng.gen_range(0..pairs.len())];
+    let size = dtype.size() as usize;
+    let elems = page_len / size;
+    let count = rng.gen_range(1..elems.min(4096));
+    let first = rng.gen_range(0..elems - count);
+    let bytes: Vec<u8> = (0..count)
+        .flat_map(|_| {
+            let v: i16 = rng.gen_range(-5..6);
+            match dtype {
+                DType::U8 => vec![v as u8],
+                DType::Bool => vec![(v & 1) as u8],
+                DType::I32 => (v as i32).to_le_bytes().to_vec(),
+                DType::U32 => (v as u32).to_le_bytes().to_vec(),
+                DType::I64 => (v as i64).to_le_bytes().to_vec(),
+                DType::U64 => (v as u64).to_le_bytes().to_vec(),
+                DType::F32 => (v as f32).to_le_bytes().to_vec(),
+                DType::F64 => (v as f64).to_le_bytes().to_vec(),
+            }
+        })
+        .collect();
+    let form = rng.gen_range(0..3);
+    let flags: Vec<bool> = (0..count).map(|_| rng.gen_bool(0.3)).collect();
+    let mut d = match mmsb_core::numeric_delta::accumulate_bytes(
+        page,
+        kind,
+        dtype,
+        first as u64,
+        bytes,
+        (form > 0).then_some(&flags[..]),
+    ) {
+        Ok(d) => d,
+        Err(_) => return Delta::dense(page, 0, vec![1]),
+    };
+    if form == 2 {
+        let packed: Vec<u8> = (0..count)
+            .filter(|&j| flags[j])
+            .flat_map(|j| d.payload.bytes()[j * size..(j + 1) * size].to_vec())
+            .collect();
+        d.payload = Payload::Sparse(packed);
+    }
+    d
+}
+
+/// Numeric deltas (`page ⊕= payload`) mixed with overwrite deltas on device
+/// pages equal mmsb-core's `apply_reference` on host vectors, with and
+/// without a forced kernel failure and host copies.
+fn check_numeric_deltas(
+    dev: &Arc<CudaDevice>,
+    rng: &mut StdRng,
+    batches: usize,
+) -> std::result::Result<String, String> {
+    use mmsb_core::apply::apply_reference;
+    let (pages, size) = (8u64, 1usize << 16);
+    let mut summary = Vec::new();
+    for (fail, host_copy) in [(false, false), (true, false), (true, true)] {
+        let mut st = GpuStore::with_device(dev.clone());
+        s(st.set_host_copy(host_copy))?;
+        let mut model = vec![vec![0u8; size]; pages as usize];
+        for p in 1..=pages {
+            let at = if p % 4 == 0 {
+                PageLocation::Unified
+            } else {
+                PageLocation::Gpu
+            };
+            s(st.create_page(PageId(p), size, at))?;
+        }
+        for b in 0..batches {
+            let batch: Vec<Delta> = (0..rng.gen_range(1..12))
+                .map(|_| {
+                    let page = PageId(rng.gen_range(1..=pages));
+                    if rng.gen_bool(0.25) {
+                        // Zeros over whole 8-byte words: valid in every
+                        // dtype (random bytes would make NaNs and denormals).
+                        let words = rng.gen_range(1..size / 64);
+                        let at = rng.gen_range(0..size / 8 - words);
+                        Delta::dense(page, (at * 8) as u64, vec![0; words * 8])
+                    } else {
+                        random_numeric_delta(rng, page, size)
+                    }
+                })
+                .collect();
+            st.set_forced_failure((fail && b % 5 == 1).then_some(FailurePoint::Kernel));
+            s(st.apply_batch(&batch))?;
+            for d in &batch {
+                let (lo, hi) = (d.offset as usize, (d.offset + d.len) as usize);
+                s(apply_reference(
+                    &mut model[(d.page.0 - 1) as usize][lo..hi],
+                    d,
+                ))?;
+            }
+        }
+        st.set_forced_failure(None);
+        for p in 1..=pages {
+            if s(st.read(PageId(p)))? != model[(p - 1) as usize] {
+                return Err(format!(
+                    "fail={fail} host_copy={host_copy}: page {p} differs from apply_reference; {:?}",
+                    st.stats()
+                ));
+            }
+        }
+        let stt = st.stats();
+        if !fail && stt.numeric_deltas_on_gpu == 0 {
+            return Err("no numeric delta ran on the device".into());
+        }
+        summary.push(format!(
+            "fail={fail} host_copy={host_copy}: {} on the device, {} on the CPU range, {} kernel failures",
+            stt.numeric_deltas_on_gpu, stt.numeric_deltas_on_cpu, stt.kernel_failures
+        ));
+    }
+    Ok(format!("{batches} batches each: {}", summary.join("; ")))
+}
+
 /// `GpuMirror`: device copies follow every commit of the durable store by themselves.
 fn check_gpu_mirror(
     dev: &Arc<CudaDevice>,
@@ -1839,6 +1963,10 @@ fn main() {
             other => Err(format!("{other:?} {:?}", st.stats())),
         }
     });
+    rep.check(
+        "numeric_deltas_on_device_equal_apply_reference",
+        check_numeric_deltas(&dev, &mut rng, batches / 2),
+    );
     rep.check(
         "gpu_sync_edge_refreshes_the_device_copy",
         check_gpu_sync(&dev),
