@@ -15,6 +15,7 @@ use crate::numeric_apply;
 use crate::semiring_core::{self, Elem, Semiring};
 use crate::semiring_gpu::{self, FoldOp};
 use crate::unified::UnifiedBuf;
+use crate::wave_replay::WaveGraphs;
 use mmsb_core::delta::Delta;
 use mmsb_core::error::Result;
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ pub struct CudaBackend {
     pub dev: Arc<CudaDevice>,
     unified: HashMap<u64, UnifiedBuf>,
     steady: Option<SteadyBatch>,
+    waves: Option<WaveGraphs>,
 }
 
 /// What a group applied with graph replay did.
@@ -63,6 +65,7 @@ impl Backend {
             dev,
             unified: HashMap::new(),
             steady: None,
+            waves: None,
         })
     }
 
@@ -263,11 +266,56 @@ impl Backend {
         }
     }
 
+    /// Runs one level of a device wave through CUDA-graph replay (see
+    /// [`crate::wave_replay`]): a level whose command table was seen before
+    /// replays its graph, a new one is captured. `None`: the stream path ran.
+    /// The emulated device runs the level and reports what a GPU would do.
+    pub fn wave_level_replayed(
+        &mut self,
+        cmds: &[WaveCommand],
+    ) -> Result<(Vec<bool>, Option<ReplayRun>)> {
+        match self {
+            Backend::Emulated(e) => {
+                let key = crate::device_wave::encode_level(cmds);
+                let changed = e.wave_level(cmds)?;
+                if cmds.is_empty() {
+                    return Ok((changed, None));
+                }
+                if e.wave_keys.len() >= crate::wave_replay::MAX_GRAPHS
+                    && !e.wave_keys.contains(&key)
+                {
+                    e.wave_keys.clear();
+                }
+                let run = if e.wave_keys.insert(key) {
+                    ReplayRun::Captured
+                } else {
+                    ReplayRun::Replayed
+                };
+                Ok((changed, Some(run)))
+            }
+            Backend::Cuda(c) => {
+                if c.waves.is_none() {
+                    c.waves = Some(WaveGraphs::new(c.dev.clone())?);
+                }
+                match c.waves.as_mut() {
+                    Some(w) => w.run_level(cmds),
+                    None => Err(crate::gpu_error::gpu("no wave graph cache")),
+                }
+            }
+        }
+    }
+
     /// Drops a captured graph (when replay is turned off).
     pub fn drop_graph(&mut self) {
         match self {
-            Backend::Emulated(e) => e.graph_shape = None,
-            Backend::Cuda(c) => c.steady = None,
+            Backend::Emulated(e) => {
+                e.graph_shape = None;
+                e.wave_keys.clear();
+            }
+            Backend::Cuda(c) => {
+                c.steady = None;
+                c.waves = None;
+            }
         }
     }
 

@@ -250,6 +250,12 @@ impl GpuStore {
         self.backend.as_mut()
     }
 
+    /// Counts wave levels captured into, or replayed from, CUDA graphs.
+    pub(crate) fn note_wave_graphs(&mut self, captures: usize, replays: usize) {
+        self.stats.graph_captures += captures as u64;
+        self.stats.graph_replays += replays as u64;
+    }
+
     /// Counts a kernel failure whose work finished on the CPU.
     pub(crate) fn note_kernel_failure(&mut self) {
         self.stats.kernel_failures += 1;
@@ -285,6 +291,8 @@ impl GpuStore {
     /// count, longest delta) and replayed for every later batch of that
     /// shape: one launch call for the whole wave, for repetitive workloads.
     /// Batches of several groups, and forced failures, take the stream path.
+    /// Device waves ([`GpuStore::run_wave`]) replay too: each level is captured
+    /// once per command table (see [`crate::wave_replay`]).
     /// `stats()` counts captures and replays. Off by default.
     pub fn set_graph_replay(&mut self, on: bool) {
         self.graph_replay = on;

@@ -55,6 +55,7 @@ pub mod semiring_core;
 pub mod semiring_gpu;
 pub mod semiring_wave_gpu;
 pub mod unified;
+pub mod wave_replay;
 
 pub use csr::Csr;
 pub use cuda_device::CudaDevice;

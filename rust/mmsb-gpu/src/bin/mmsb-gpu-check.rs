@@ -872,6 +872,7 @@ fn check_device_wave(
     dev: &Arc<CudaDevice>,
     rng: &mut StdRng,
     fail: bool,
+    replay: bool,
 ) -> std::result::Result<String, String> {
     use mmsb_core::propagation::Engine;
     use mmsb_core::recompute::{ByteTransform, RecomputeFn};
@@ -881,6 +882,9 @@ fn check_device_wave(
     let n = 300;
     let mut engine = Engine::new();
     let mut gs = GpuStore::with_device(dev.clone());
+    // With replay: a twin store runs the same waves on the stream path.
+    let mut twin = GpuStore::with_device(dev.clone());
+    gs.set_graph_replay(replay);
     let mut pages = Vec::new();
     let mut fns = HashMap::new();
     let mut sources = Vec::new();
@@ -893,6 +897,9 @@ fn check_device_wave(
             PageLocation::Gpu
         };
         s(gs.create_page(id, size as usize, at))?;
+        if replay {
+            s(twin.create_page(id, size as usize, at))?;
+        }
         pages.push(id);
         if i < 20 {
             sources.push(id);
@@ -917,6 +924,13 @@ fn check_device_wave(
     for round in 0..20 {
         let mut deltas = Vec::new();
         for &p in &sources {
+            if replay {
+                // Steady: every source changes each round, so every wave
+                // runs the same commands.
+                let bytes: Vec<u8> = (0..256).map(|_| rng.gen()).collect();
+                deltas.push(Delta::dense(p, 0, bytes));
+                continue;
+            }
             if !rng.gen_bool(0.3) {
                 continue;
             }
@@ -938,6 +952,22 @@ fn check_device_wave(
         if rep.recomputed != plan.recomputed {
             return Err(format!("round {round}: recomputed pages differ"));
         }
+        if replay {
+            s(twin.apply_batch(&deltas))?;
+            let rep2 = s(twin.run_wave(&plan.commands, &fns, &roots))?;
+            if rep2.recomputed != rep.recomputed || rep2.changed != rep.changed {
+                return Err(format!(
+                    "round {round}: replayed and stream waves ran differently"
+                ));
+            }
+            for &p in &pages {
+                if s(gs.read(p))? != s(twin.read(p))? {
+                    return Err(format!(
+                        "round {round}: page {p} differs between replay and stream"
+                    ));
+                }
+            }
+        }
         for &p in &pages {
             if s(gs.read(p))? != s(engine.store().read(p))? {
                 return Err(format!("round {round}: page {p} differs from the CPU wave"));
@@ -949,9 +979,14 @@ fn check_device_wave(
     if !fail && on_device == 0 {
         return Err("no command ran on the device".into());
     }
+    let st = gs.stats();
+    if replay && (st.graph_replays == 0 || st.kernel_failures != 0) {
+        return Err(format!("no level was replayed: {st:?}"));
+    }
     Ok(format!(
-        "{n} pages, 20 waves: {recomputed} commands ({on_device} on the device), every page equals the CPU engine; {:?}",
-        gs.stats().kernel_failures
+        "{n} pages, 20 waves: {recomputed} commands ({on_device} on the device), every page equals the CPU engine{}; kernel failures {}, graph captures {}, replays {}",
+        if replay { " and the stream-path twin" } else { "" },
+        st.kernel_failures, st.graph_captures, st.graph_replays
     ))
 }
 
@@ -1977,11 +2012,15 @@ fn main() {
     );
     rep.check(
         "device_wave_equals_cpu_engine_wave",
-        check_device_wave(&dev, &mut rng, false),
+        check_device_wave(&dev, &mut rng, false, false),
     );
     rep.check(
         "device_wave_forced_failure_equals_cpu_engine_wave",
-        check_device_wave(&dev, &mut rng, true),
+        check_device_wave(&dev, &mut rng, true, false),
+    );
+    rep.check(
+        "device_wave_graph_replay_equals_stream_wave",
+        check_device_wave(&dev, &mut rng, false, true),
     );
     rep.check(
         "apply_one_masked_runs_equal_cpu",
