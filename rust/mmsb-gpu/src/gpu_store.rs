@@ -250,6 +250,20 @@ impl GpuStore {
         self.backend.as_mut()
     }
 
+    /// The ids of the pages here, in order.
+    pub fn page_ids(&self) -> Vec<PageId> {
+        self.pages.keys().copied().collect()
+    }
+
+    /// Sets a page's epoch (a mirror following another store's epochs).
+    pub(crate) fn set_epoch(&mut self, id: PageId, epoch: u64) -> Result<()> {
+        self.pages
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found(format!("no page {id} in the GPU store")))?
+            .epoch = epoch;
+        Ok(())
+    }
+
     /// Counts wave levels captured into, or replayed from, CUDA graphs.
     pub(crate) fn note_wave_graphs(&mut self, captures: usize, replays: usize) {
         self.stats.graph_captures += captures as u64;

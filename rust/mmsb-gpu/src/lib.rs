@@ -35,6 +35,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod commit_wave;
 pub mod csr;
 pub mod cuda_device;
 pub mod delta_gpu;

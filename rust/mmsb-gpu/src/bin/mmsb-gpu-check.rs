@@ -702,6 +702,77 @@ fn check_numeric_deltas(
     Ok(format!("{batches} batches each: {}", summary.join("; ")))
 }
 
+/// `GpuStore::follow_commit`: each commit's wave of a durable store runs on
+/// the device (built-in functions as kernels) and every page equals the
+/// store's (bytes and epochs), 20 commits on 200 pages of 4-64 KiB.
+fn check_commit_wave(
+    dev: &Arc<CudaDevice>,
+    rng: &mut StdRng,
+) -> std::result::Result<String, String> {
+    use mmsb_core::recompute::{ByteTransform, RecomputeFn};
+    use mmsb_core::{EdgeKind, Op, Store};
+    use mmsb_gpu::DeviceFn;
+    use std::collections::HashMap;
+    let store = Store::in_memory();
+    let n = 200;
+    let ops = (0..n)
+        .map(|i| Op::CreatePage {
+            size: [4096u64, 4099, 65536][i % 3],
+            location: PageLocation::Cpu,
+        })
+        .collect();
+    let pages = s(store.commit(ops))?.created;
+    let mut fns = HashMap::new();
+    for i in 20..n {
+        for _ in 0..rng.gen_range(1..3) {
+            let q = pages[rng.gen_range(0..i)];
+            let _ = store.add_edge(q, pages[i], EdgeKind::Data, None);
+        }
+        let f = match rng.gen_range(0..3) {
+            0 => RecomputeFn::Passthrough,
+            1 => RecomputeFn::Transform(ByteTransform::XorConst(rng.gen())),
+            _ => RecomputeFn::Transform(ByteTransform::AddConst(rng.gen())),
+        };
+        let d = DeviceFn::from_recompute(&f).ok_or("no device form")?;
+        fns.insert(s(store.set_recompute(pages[i], f))?, d);
+    }
+    let mut gs = GpuStore::with_device(dev.clone());
+    for (i, &p) in pages.iter().enumerate() {
+        let page = s(store.page(p))?;
+        let at = if i % 10 == 9 {
+            PageLocation::Cpu
+        } else {
+            PageLocation::Gpu
+        };
+        s(gs.mirror_page(p, page.bytes(), page.epoch(), at))?;
+    }
+    let mut on_device = 0;
+    for round in 0..20 {
+        let mut deltas = Vec::new();
+        for &p in &pages[..20] {
+            if rng.gen_bool(0.4) {
+                let bytes: Vec<u8> = (0..rng.gen_range(1..256)).map(|_| rng.gen()).collect();
+                deltas.push(Delta::dense(p, rng.gen_range(0..3000), bytes));
+            }
+        }
+        let receipt = s(store.commit(deltas.iter().cloned().map(Op::Delta).collect()))?;
+        let rep = s(gs.follow_commit(&store, &deltas, &receipt, &fns, true))?;
+        on_device += rep.on_device;
+        for &p in &pages {
+            let page = s(store.page(p))?;
+            if s(gs.read(p))? != page.bytes() || s(gs.epoch(p))? != page.epoch() {
+                return Err(format!("round {round}: page {p} differs from the store"));
+            }
+        }
+    }
+    if on_device == 0 || gs.stats().kernel_failures != 0 {
+        return Err(format!("on device {on_device}, {:?}", gs.stats()));
+    }
+    Ok(format!(
+        "{n} pages, 20 commits: {on_device} commands on the device, every page equals the store"
+    ))
+}
+
 /// `GpuMirror`: device copies follow every commit of the durable store by themselves.
 fn check_gpu_mirror(
     dev: &Arc<CudaDevice>,
@@ -2017,6 +2088,10 @@ fn main() {
     rep.check(
         "device_wave_forced_failure_equals_cpu_engine_wave",
         check_device_wave(&dev, &mut rng, true, false),
+    );
+    rep.check(
+        "commit_wave_follows_the_durable_store_on_the_device",
+        check_commit_wave(&dev, &mut rng),
     );
     rep.check(
         "device_wave_graph_replay_equals_stream_wave",
