@@ -234,6 +234,7 @@ impl Backend {
                         Some(m) => sc.upload(semiring_gpu::u64_bytes(m))?,
                         None => 0,
                     };
+                    c.dev.sync()?;
                     semiring_gpu::accumulate_device(
                         &c.dev,
                         s,
