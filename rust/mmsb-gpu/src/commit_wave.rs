@@ -9,17 +9,17 @@
 //! receipt — it applies the deltas to the pages mirrored here, plans the
 //! commit's wave from the store's graph and recompute functions
 //! (`CommandBuffer::plan`, the planner the CPU engine uses, with the
-//! commit's changed source pages as roots), and runs the plan with
+//! commit's changed source pages as roots and the pages the store's wave
+//! recomputed as forced: a page whose function was set since the last wave
+//! is recomputed once whatever its inputs did), and runs the plan with
 //! [`GpuStore::run_wave`]: built-in device functions (passthrough,
 //! xor-const, add-const; `functions` maps the store's function ids to them)
 //! run as device kernels on pages that live on the device, host pages run
 //! on the CPU. The roots are the pages whose bytes the commit changed (this
 //! mirror's bytes before, the store's after). The pages the device wave
-//! recomputes must be among those the store's wave recomputed; the store
-//! may run more (it may count a page a delta rewrote with equal bytes as
-//! changed, so its children run and cut off there). With `verify`, every
-//! page the store recomputed is compared with the store's bytes. Changed
-//! pages take the store's epochs.
+//! recomputes must be among those the store's wave recomputed (checked).
+//! With `verify`, every page the store recomputed is compared with the
+//! store's bytes. Changed pages take the store's epochs.
 //!
 //! Limits (checked, nothing changes when they fail): every page of the wave's
 //! region must be mirrored here (`NotFound` otherwise); every function of the
@@ -83,7 +83,10 @@ impl GpuStore {
                 page_fn.insert(p, f);
             }
         }
-        let plan = store.with_graph(|g| CommandBuffer::plan(g, &page_fn, &roots, &BTreeSet::new()));
+        // Forced: every page the store's wave recomputed, so the device runs
+        // what the store ran — including pages the store forced (a function
+        // set since the last wave runs once whatever its inputs did).
+        let plan = store.with_graph(|g| CommandBuffer::plan(g, &page_fn, &roots, &recomputed));
         // Everything the wave touches must be here, and have a device form,
         // before any byte changes.
         for c in &plan.commands {

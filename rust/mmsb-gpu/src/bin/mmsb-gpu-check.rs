@@ -796,7 +796,38 @@ fn check_commit_wave(
             }
         }
         let receipt = s(store.commit(deltas.iter().cloned().map(Op::Delta).collect()))?;
-        let rep = s(gs.follow_commit(&store, &deltas, &receipt, &fns, true))?;
+        let rep = match gs.follow_commit(&store, &deltas, &receipt, &fns, true) {
+            Ok(r) => r,
+            Err(e) => {
+                let pr = &receipt.propagation;
+                let info: Vec<String> = pages
+                    .iter()
+                    .filter(|&&p| pr.recomputed.contains(&p))
+                    .filter(|&&p| gs.read(p).ok() != store.read(p).ok())
+                    .map(|&p| {
+                        let ins: Vec<String> = store
+                            .edges()
+                            .iter()
+                            .filter(|x| x.child == p && x.kind == EdgeKind::Data)
+                            .map(|x| {
+                                format!(
+                                    "{}(delta {}, changed {}, recomputed {})",
+                                    x.parent,
+                                    deltas.iter().any(|d| d.page == x.parent),
+                                    pr.changed.iter().any(|c| c.0 == x.parent),
+                                    pr.recomputed.contains(&x.parent)
+                                )
+                            })
+                            .collect();
+                        format!("{p} <- [{}]", ins.join(", "))
+                    })
+                    .collect();
+                return Err(format!(
+                    "round {round}: {e}; differing: {}",
+                    info.join("; ")
+                ));
+            }
+        };
         on_device += rep.on_device;
         for &p in &pages {
             let page = s(store.page(p))?;
