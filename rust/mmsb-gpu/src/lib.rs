@@ -21,7 +21,11 @@
 //!   `WavePlan`) as CSR SpMV + accumulate launches; [`csr`]: sparse matrices.
 //! * [`device_wave`]: propagation waves (planned `CommandBuffer`s) run as
 //!   device kernels for the built-in passthrough and byte transforms
-//!   ([`device_wave_gpu`]: the launches).
+//!   ([`device_wave_gpu`]: the launches; [`wave_replay`]: their levels
+//!   captured into CUDA graphs and replayed); [`commit_wave`]: a durable
+//!   store's commit waves recomputed on the device (`GpuStore::follow_commit`).
+//! * [`numeric_apply`]: numeric (accumulate) deltas on device pages, through
+//!   the masked accumulate kernel.
 //! * [`gpu_mirror`]: [`GpuMirror`], gpu-sync edges that act by themselves:
 //!   device copies refreshed after each acknowledged commit of a durable store.
 //! * [`persistent`]: the resident kernel fed by a command ring.
