@@ -66,6 +66,17 @@ template <> struct Num<u8> {
     __device__ static u8 sadd(u8 a, u8 b) { const u32 r = (u32)a + (u32)b; return r > 255u ? 255 : (u8)r; }
 };
 
+// min / max for ⊕: a select for integers; IEEE minNum / maxNum for floats
+// (fminf / fmax: a NaN operand yields the other one), as mmsb-core's
+// `f32::min` / `f64::max`, so a NaN already in a page (bytes written as
+// another type, say) gives the CPU's result.
+template <class T> __device__ __forceinline__ T min2(T a, T b) { return b < a ? b : a; }
+template <class T> __device__ __forceinline__ T max2(T a, T b) { return b > a ? b : a; }
+template <> __device__ __forceinline__ float min2<float>(float a, float b) { return fminf(a, b); }
+template <> __device__ __forceinline__ float max2<float>(float a, float b) { return fmaxf(a, b); }
+template <> __device__ __forceinline__ double min2<double>(double a, double b) { return fmin(a, b); }
+template <> __device__ __forceinline__ double max2<double>(double a, double b) { return fmax(a, b); }
+
 struct PlusTimes {
     template <class T> __device__ static T zero() { return (T)0; }
     template <class T> __device__ static T one() { return (T)1; }
@@ -75,7 +86,7 @@ struct PlusTimes {
 struct MinPlus {
     template <class T> __device__ static T zero() { return Num<T>::maxv(); }
     template <class T> __device__ static T one() { return (T)0; }
-    template <class T> __device__ static T add(T a, T b) { return b < a ? b : a; }
+    template <class T> __device__ static T add(T a, T b) { return min2<T>(a, b); }
     template <class T> __device__ static T mul(T a, T b) {
         if (a == Num<T>::maxv() || b == Num<T>::maxv()) return Num<T>::maxv();
         return Num<T>::sadd(a, b);
@@ -84,7 +95,7 @@ struct MinPlus {
 struct MaxPlus {
     template <class T> __device__ static T zero() { return Num<T>::minv(); }
     template <class T> __device__ static T one() { return (T)0; }
-    template <class T> __device__ static T add(T a, T b) { return b > a ? b : a; }
+    template <class T> __device__ static T add(T a, T b) { return max2<T>(a, b); }
     template <class T> __device__ static T mul(T a, T b) {
         if (a == Num<T>::minv() || b == Num<T>::minv()) return Num<T>::minv();
         return Num<T>::sadd(a, b);

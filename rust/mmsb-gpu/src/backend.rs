@@ -11,9 +11,11 @@ use crate::delta_gpu;
 use crate::device_wave::WaveCommand;
 use crate::emulated::EmulatedDevice;
 use crate::graph_replay::{batch_shape, SteadyBatch};
+use crate::numeric_apply;
 use crate::semiring_core::{self, Elem, Semiring};
 use crate::semiring_gpu::{self, FoldOp};
 use crate::unified::UnifiedBuf;
+use crate::wave_replay::WaveGraphs;
 use mmsb_core::delta::Delta;
 use mmsb_core::error::Result;
 use std::collections::HashMap;
@@ -36,6 +38,7 @@ pub struct CudaBackend {
     pub dev: Arc<CudaDevice>,
     unified: HashMap<u64, UnifiedBuf>,
     steady: Option<SteadyBatch>,
+    waves: Option<WaveGraphs>,
 }
 
 /// What a group applied with graph replay did.
@@ -62,6 +65,7 @@ impl Backend {
             dev,
             unified: HashMap::new(),
             steady: None,
+            waves: None,
         })
     }
 
@@ -199,6 +203,61 @@ impl Backend {
         }
     }
 
+    /// Applies one numeric (accumulate) delta to `buf` in place: the masked
+    /// accumulate kernel where the pair has one (returns `true`), otherwise
+    /// the CPU on the range read back and written again (`false`). See
+    /// [`crate::numeric_apply`].
+    pub fn accumulate_delta(&mut self, buf: &DevBuf, d: &Delta) -> Result<bool> {
+        let (lo, hi) = (d.offset as usize, (d.offset + d.len) as usize);
+        let pair = numeric_apply::device_pair(d.accumulator);
+        match self {
+            Backend::Emulated(e) => {
+                let range = e.range_mut(buf, lo, hi)?;
+                match pair {
+                    Some((s, t)) => {
+                        let op = numeric_apply::operands(d, t.size())?;
+                        numeric_apply::accumulate_cpu(s, t, range, &op)?;
+                        Ok(true)
+                    }
+                    None => {
+                        mmsb_core::apply::apply(range, d)?;
+                        Ok(false)
+                    }
+                }
+            }
+            Backend::Cuda(c) => match pair {
+                Some((s, t)) => {
+                    let op = numeric_apply::operands(d, t.size())?;
+                    let mut sc = semiring_gpu::Scratch::new(&c.dev);
+                    let td = sc.upload(&op.t)?;
+                    let md = match &op.mask {
+                        Some(m) => sc.upload(semiring_gpu::u64_bytes(m))?,
+                        None => 0,
+                    };
+                    c.dev.sync()?;
+                    semiring_gpu::accumulate_device(
+                        &c.dev,
+                        s,
+                        t,
+                        buf.addr + d.offset,
+                        td,
+                        md,
+                        op.n,
+                    )?;
+                    c.dev.sync()?;
+                    Ok(true)
+                }
+                None => {
+                    let mut range = vec![0u8; hi - lo];
+                    c.dev.download(buf.addr + d.offset, &mut range)?;
+                    mmsb_core::apply::apply(&mut range, d)?;
+                    c.dev.upload(buf.addr + d.offset, &range)?;
+                    Ok(false)
+                }
+            },
+        }
+    }
+
     /// Runs one level of a device wave (`kernels/wave.cu`); returns, per
     /// command, whether its page's bytes changed.
     pub fn wave_level(&mut self, cmds: &[WaveCommand]) -> Result<Vec<bool>> {
@@ -208,11 +267,56 @@ impl Backend {
         }
     }
 
+    /// Runs one level of a device wave through CUDA-graph replay (see
+    /// [`crate::wave_replay`]): a level whose command table was seen before
+    /// replays its graph, a new one is captured. `None`: the stream path ran.
+    /// The emulated device runs the level and reports what a GPU would do.
+    pub fn wave_level_replayed(
+        &mut self,
+        cmds: &[WaveCommand],
+    ) -> Result<(Vec<bool>, Option<ReplayRun>)> {
+        match self {
+            Backend::Emulated(e) => {
+                let key = crate::device_wave::encode_level(cmds);
+                let changed = e.wave_level(cmds)?;
+                if cmds.is_empty() {
+                    return Ok((changed, None));
+                }
+                if e.wave_keys.len() >= crate::wave_replay::MAX_GRAPHS
+                    && !e.wave_keys.contains(&key)
+                {
+                    e.wave_keys.clear();
+                }
+                let run = if e.wave_keys.insert(key) {
+                    ReplayRun::Captured
+                } else {
+                    ReplayRun::Replayed
+                };
+                Ok((changed, Some(run)))
+            }
+            Backend::Cuda(c) => {
+                if c.waves.is_none() {
+                    c.waves = Some(WaveGraphs::new(c.dev.clone())?);
+                }
+                match c.waves.as_mut() {
+                    Some(w) => w.run_level(cmds),
+                    None => Err(crate::gpu_error::gpu("no wave graph cache")),
+                }
+            }
+        }
+    }
+
     /// Drops a captured graph (when replay is turned off).
     pub fn drop_graph(&mut self) {
         match self {
-            Backend::Emulated(e) => e.graph_shape = None,
-            Backend::Cuda(c) => c.steady = None,
+            Backend::Emulated(e) => {
+                e.graph_shape = None;
+                e.wave_keys.clear();
+            }
+            Backend::Cuda(c) => {
+                c.steady = None;
+                c.waves = None;
+            }
         }
     }
 

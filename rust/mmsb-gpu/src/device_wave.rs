@@ -19,6 +19,11 @@
 //! form (a Rust closure, a C function, a general byte map) is `Unsupported`
 //! before anything runs: run that wave on the CPU engine.
 //!
+//! With the store's graph-replay toggle on, each level runs through a CUDA
+//! graph captured once per level (command table) and replayed afterwards
+//! ([`crate::wave_replay`]); the report and `FallbackStats` count captures
+//! and replays. The bytes and the cutoff are those of the stream path.
+//!
 //! Failures: a level whose launch fails (or is forced to fail) runs on the
 //! CPU from the device bytes. A kernel writes `dst[i] = f(src[i])`, so
 //! re-running it over a partial launch gives the same bytes; since the old
@@ -27,7 +32,7 @@
 //! recompute and epochs count one change more). A forced failure fails before
 //! launching, so it matches the CPU exactly.
 
-use crate::backend::DevBuf;
+use crate::backend::{DevBuf, ReplayRun};
 use crate::gpu_error;
 use crate::gpu_store::{FailurePoint, GpuStore};
 use mmsb_core::command_buffer::{Command, CommandBuffer};
@@ -132,6 +137,10 @@ pub struct DeviceWaveReport {
     pub on_cpu: usize,
     /// Device launches (one per level with device commands).
     pub launches: usize,
+    /// Levels captured into a CUDA graph (graph replay on).
+    pub graph_captures: usize,
+    /// Levels run by replaying a captured graph.
+    pub graph_replays: usize,
 }
 
 impl GpuStore {
@@ -193,13 +202,28 @@ impl GpuStore {
             let mut flags: Vec<(PageId, bool)> = Vec::new();
             if !device.is_empty() {
                 let cmds: Vec<WaveCommand> = device.iter().map(|(_, w)| *w).collect();
+                let replay = self.graph_replay();
                 let r = if self.forced_failure(FailurePoint::Kernel) {
                     Err(gpu_error::gpu("forced kernel failure"))
                 } else {
                     self.backend_mut()
                         .ok_or_else(|| gpu_error::unavailable("no device"))
-                        .and_then(|b| b.wave_level(&cmds))
+                        .and_then(|b| {
+                            if replay {
+                                b.wave_level_replayed(&cmds)
+                            } else {
+                                b.wave_level(&cmds).map(|c| (c, None))
+                            }
+                        })
                 };
+                let r = r.map(|(changed, run)| {
+                    match run {
+                        Some(ReplayRun::Captured) => report.graph_captures += 1,
+                        Some(ReplayRun::Replayed) => report.graph_replays += 1,
+                        None => {}
+                    }
+                    changed
+                });
                 match r {
                     Ok(changed) => {
                         report.launches += 1;
@@ -244,6 +268,7 @@ impl GpuStore {
         for &p in &report.changed {
             self.bump_after_wave(p)?;
         }
+        self.note_wave_graphs(report.graph_captures, report.graph_replays);
         Ok(report)
     }
 

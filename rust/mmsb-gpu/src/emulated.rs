@@ -12,7 +12,7 @@ use crate::backend::DevBuf;
 use crate::device_wave::WaveCommand;
 use mmsb_core::delta::Delta;
 use mmsb_core::error::{Error, Result};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Host-memory emulation of a device.
 #[derive(Debug, Default)]
@@ -21,6 +21,8 @@ pub struct EmulatedDevice {
     next: u64,
     /// The batch shape of the last "captured graph" (graph replay emulation).
     pub(crate) graph_shape: Option<(usize, usize, u64)>,
+    /// The wave levels "captured" (graph replay emulation of device waves).
+    pub(crate) wave_keys: HashSet<Vec<u8>>,
 }
 
 impl EmulatedDevice {
@@ -30,6 +32,7 @@ impl EmulatedDevice {
             bufs: HashMap::new(),
             next: 1 << 20,
             graph_shape: None,
+            wave_keys: HashSet::new(),
         }
     }
 
@@ -61,6 +64,13 @@ impl EmulatedDevice {
             .ok_or_else(|| Error::invalid("upload outside the buffer"))?;
         b[offset..end].copy_from_slice(bytes);
         Ok(())
+    }
+
+    /// The bytes `lo..hi` of a buffer, to change in place.
+    pub(crate) fn range_mut(&mut self, buf: &DevBuf, lo: usize, hi: usize) -> Result<&mut [u8]> {
+        self.get(buf)?
+            .get_mut(lo..hi)
+            .ok_or_else(|| Error::invalid("range outside the buffer"))
     }
 
     /// Copies the buffer into `out` (which has the buffer's length).

@@ -18,6 +18,12 @@
 //! and there is no host copy, the batch fails with `GpuError` and the caller
 //! restores the page from the log.
 //!
+//! **Numeric deltas.** A delta with a semiring accumulator (`page ⊕= payload`)
+//! on a device page runs the masked accumulate kernel in place, or the CPU
+//! over its range for pairs without a kernel (see [`crate::numeric_apply`]);
+//! each is a launch group of its own, so a failed group never replays a
+//! partially applied accumulate.
+//!
 //! **Gpu-sync edges.** [`GpuStore::sync_from`] takes the pending device
 //! syncs of a durable store (children of gpu-sync edges whose parent changed in
 //! a wave) and refreshes their device copies here, bytes and epoch.
@@ -35,7 +41,7 @@ use crate::emulated::EmulatedDevice;
 use crate::gpu_error;
 use crate::semiring_core::{self, Elem, Semiring};
 use crate::semiring_gpu::FoldOp;
-use mmsb_core::delta::Delta;
+use mmsb_core::delta::{Accumulator, Delta};
 use mmsb_core::error::{Error, ErrorCode, Result};
 use mmsb_core::{PageId, PageLocation};
 use std::collections::{BTreeMap, HashSet};
@@ -103,6 +109,11 @@ pub struct FallbackStats {
     pub graph_captures: u64,
     /// Launch groups run by replaying a captured graph.
     pub graph_replays: u64,
+    /// Numeric (accumulate) deltas on device pages run by the accumulate kernel.
+    pub numeric_deltas_on_gpu: u64,
+    /// Numeric deltas on device pages whose (semiring, dtype) pair has no
+    /// device kernel: applied on the CPU to the range read back.
+    pub numeric_deltas_on_cpu: u64,
 }
 
 enum Mem {
@@ -239,6 +250,26 @@ impl GpuStore {
         self.backend.as_mut()
     }
 
+    /// The ids of the pages here, in order.
+    pub fn page_ids(&self) -> Vec<PageId> {
+        self.pages.keys().copied().collect()
+    }
+
+    /// Sets a page's epoch (a mirror following another store's epochs).
+    pub(crate) fn set_epoch(&mut self, id: PageId, epoch: u64) -> Result<()> {
+        self.pages
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found(format!("no page {id} in the GPU store")))?
+            .epoch = epoch;
+        Ok(())
+    }
+
+    /// Counts wave levels captured into, or replayed from, CUDA graphs.
+    pub(crate) fn note_wave_graphs(&mut self, captures: usize, replays: usize) {
+        self.stats.graph_captures += captures as u64;
+        self.stats.graph_replays += replays as u64;
+    }
+
     /// Counts a kernel failure whose work finished on the CPU.
     pub(crate) fn note_kernel_failure(&mut self) {
         self.stats.kernel_failures += 1;
@@ -274,6 +305,8 @@ impl GpuStore {
     /// count, longest delta) and replayed for every later batch of that
     /// shape: one launch call for the whole wave, for repetitive workloads.
     /// Batches of several groups, and forced failures, take the stream path.
+    /// Device waves ([`GpuStore::run_wave`]) replay too: each level is captured
+    /// once per command table (see [`crate::wave_replay`]).
     /// `stats()` counts captures and replays. Off by default.
     pub fn set_graph_replay(&mut self, on: bool) {
         self.graph_replay = on;
@@ -619,7 +652,7 @@ impl GpuStore {
 
     fn apply_on_device(&mut self, deltas: &[&Delta]) -> Result<()> {
         let pages: Vec<PageId> = deltas.iter().map(|d| d.page).collect();
-        let groups = split_by_page(&pages);
+        let groups = split_numeric(split_by_page(&pages), deltas);
         let mut bufs = Vec::with_capacity(deltas.len());
         for d in deltas {
             bufs.push(self.buf(d.page)?);
@@ -633,11 +666,27 @@ impl GpuStore {
             .ok_or_else(|| gpu_error::unavailable("no device"))?;
         let _ = backend.prefetch(&bufs);
         let mut failed: Option<(usize, Error)> = None;
-        let steady = self.graph_replay && groups.len() == 1 && fail_at.is_none();
+        let steady = self.graph_replay
+            && groups.len() == 1
+            && fail_at.is_none()
+            && deltas
+                .iter()
+                .all(|d| d.accumulator == Accumulator::Overwrite);
         for (g, range) in groups.iter().enumerate() {
             let items: Vec<(DevBuf, &Delta)> =
                 range.clone().map(|i| (bufs[i], deltas[i])).collect();
-            let r = if steady {
+            let numeric = items.len() == 1 && items[0].1.accumulator != Accumulator::Overwrite;
+            let r = if numeric && fail_at != Some(g) {
+                backend
+                    .accumulate_delta(&items[0].0, items[0].1)
+                    .map(|on_gpu| {
+                        if on_gpu {
+                            self.stats.numeric_deltas_on_gpu += 1;
+                        } else {
+                            self.stats.numeric_deltas_on_cpu += 1;
+                        }
+                    })
+            } else if steady {
                 backend.apply_group_replayed(&items).map(|run| match run {
                     ReplayRun::Captured => self.stats.graph_captures += 1,
                     ReplayRun::Replayed => self.stats.graph_replays += 1,
@@ -824,6 +873,32 @@ impl GpuStore {
             semiring_core::spmv(s, a, x, y)
         }
     }
+}
+
+/// Gives every numeric (accumulate) delta a launch group of its own: it is
+/// one accumulate launch, and a failed group is replayed from its start,
+/// which only overwrite deltas tolerate after a partial run.
+fn split_numeric(
+    groups: Vec<std::ops::Range<usize>>,
+    deltas: &[&Delta],
+) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::with_capacity(groups.len());
+    for g in groups {
+        let mut start = g.start;
+        for i in g.clone() {
+            if deltas[i].accumulator != Accumulator::Overwrite {
+                if start < i {
+                    out.push(start..i);
+                }
+                out.push(i..i + 1);
+                start = i + 1;
+            }
+        }
+        if start < g.end {
+            out.push(start..g.end);
+        }
+    }
+    out
 }
 
 fn mem_location(m: &Mem) -> PageLocation {

@@ -21,7 +21,11 @@
 //!   `WavePlan`) as CSR SpMV + accumulate launches; [`csr`]: sparse matrices.
 //! * [`device_wave`]: propagation waves (planned `CommandBuffer`s) run as
 //!   device kernels for the built-in passthrough and byte transforms
-//!   ([`device_wave_gpu`]: the launches).
+//!   ([`device_wave_gpu`]: the launches; [`wave_replay`]: their levels
+//!   captured into CUDA graphs and replayed); [`commit_wave`]: a durable
+//!   store's commit waves recomputed on the device (`GpuStore::follow_commit`).
+//! * [`numeric_apply`]: numeric (accumulate) deltas on device pages, through
+//!   the masked accumulate kernel.
 //! * [`gpu_mirror`]: [`GpuMirror`], gpu-sync edges that act by themselves:
 //!   device copies refreshed after each acknowledged commit of a durable store.
 //! * [`persistent`]: the resident kernel fed by a command ring.
@@ -35,6 +39,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod commit_wave;
 pub mod csr;
 pub mod cuda_device;
 pub mod delta_gpu;
@@ -47,6 +52,7 @@ pub mod gpu_mirror;
 pub mod gpu_store;
 pub mod graph_replay;
 pub mod kernel_cache;
+pub mod numeric_apply;
 pub mod persistent;
 pub mod pinned;
 pub mod probe;
@@ -54,6 +60,7 @@ pub mod semiring_core;
 pub mod semiring_gpu;
 pub mod semiring_wave_gpu;
 pub mod unified;
+pub mod wave_replay;
 
 pub use csr::Csr;
 pub use cuda_device::CudaDevice;

@@ -7,7 +7,8 @@
 //! command buffer with device kernels (some pages kept in host memory, some
 //! in device or unified memory). Every page's bytes, the pages recomputed and
 //! the pages changed must equal the engine's; a forced kernel failure
-//! finishes on the CPU with the same result.
+//! finishes on the CPU with the same result, and so does a wave run with
+//! graph replay on (levels captured once, replayed afterwards).
 
 use mmsb_core::propagation::Engine;
 use mmsb_core::recompute::{ByteTransform, FunctionId, RecomputeFn};
@@ -137,8 +138,10 @@ proptest! {
         kinds in prop::collection::vec(any::<u8>(), 24),
         seeds in prop::collection::vec(any::<u64>(), 1..8),
         fail_at in 0usize..10,
+        replay in any::<bool>(),
     ) {
         let mut s = build(n, &parents, &derived, &kinds);
+        s.gs.set_graph_replay(replay);
         for (k, seed) in seeds.iter().enumerate() {
             if k == fail_at {
                 s.gs.set_forced_failure(Some(FailurePoint::Kernel));
@@ -199,4 +202,37 @@ fn a_plan_with_a_function_that_has_no_device_form_is_unsupported_and_changes_not
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::Unsupported);
     assert_eq!(gs.read(b).unwrap(), vec![0; 16]);
+}
+
+#[test]
+fn steady_waves_with_graph_replay_capture_each_level_once_and_equal_the_engine() {
+    // a -> b (xor) -> c (passthrough) -> d (add 3), all on the device.
+    let mut s = build(
+        4,
+        &[(0, 0), (0, 0), (1, 1), (2, 2)],
+        &[false, true, true, true],
+        &[0, 1, 0, 2],
+    );
+    for p in 0..4 {
+        let id = s.pages[p];
+        if s.gs.location(id).unwrap() != PageLocation::Gpu {
+            s.gs.migrate_page(id, PageLocation::Gpu).unwrap();
+        }
+    }
+    s.gs.set_graph_replay(true);
+    let a = s.pages[0];
+    for round in 0..6u8 {
+        assert!(commit_both(
+            &mut s,
+            &[Delta::dense(a, 0, vec![round + 1; 8])]
+        ));
+    }
+    // Every device level is captured in the first wave and replayed in the
+    // five after it (the same commands each time).
+    let st = s.gs.stats().clone();
+    assert!(st.graph_captures >= 3, "{st:?}");
+    assert_eq!(st.graph_replays, 5 * st.graph_captures, "{st:?}");
+    s.gs.set_graph_replay(false);
+    assert!(commit_both(&mut s, &[Delta::dense(a, 0, vec![9; 8])]));
+    assert_eq!(s.gs.stats().graph_replays, st.graph_replays);
 }

@@ -578,6 +578,272 @@ fn check_store_graph_replay(
     ))
 }
 
+/// A random numeric (accumulate) delta over small integer values (exact in
+/// every dtype): dense, masked or sparse, over any (semiring, dtype) pair
+/// mmsb-core defines for the page's dtype (page `p` holds
+/// `DType::ALL[p - 1]`; pairs without device kernels take the CPU range path).
+fn random_numeric_delta(rng: &mut StdRng, page: PageId, page_len: usize) -> Delta {
+    use mmsb_core::delta::Payload;
+    use mmsb_core::dtype::DType;
+    use mmsb_core::semiring::SemiringKind;
+    let pairs: Vec<(SemiringKind, DType)> = SemiringKind::ALL
+        .iter()
+        .flat_map(|&k| DType::ALL.iter().map(move |&d| (k, d)))
+        .filter(|&(k, d)| k.supports(d))
+        // One dtype per page, as numeric pages have: bytes of another type
+        // read as floats would be NaNs, whose bit patterns the device's
+        // float sums do not promise to keep (see docs/gpu.md).
+        .filter(|&(_, d)| d == DType::ALL[(page.0 as usize - 1) % DType::ALL.len()])
+        .collect();
+    let (kind, dtype) = pairs[rng.gen_range(0..pairs.len())];
+    let size = dtype.size() as usize;
+    let elems = page_len / size;
+    let count = rng.gen_range(1..elems.min(4096));
+    let first = rng.gen_range(0..elems - count);
+    let bytes: Vec<u8> = (0..count)
+        .flat_map(|_| {
+            let v: i16 = rng.gen_range(-5..6);
+            match dtype {
+                DType::U8 => vec![v as u8],
+                DType::Bool => vec![(v & 1) as u8],
+                DType::I32 => (v as i32).to_le_bytes().to_vec(),
+                DType::U32 => (v as u32).to_le_bytes().to_vec(),
+                DType::I64 => (v as i64).to_le_bytes().to_vec(),
+                DType::U64 => (v as u64).to_le_bytes().to_vec(),
+                DType::F32 => (v as f32).to_le_bytes().to_vec(),
+                DType::F64 => (v as f64).to_le_bytes().to_vec(),
+            }
+        })
+        .collect();
+    let form = rng.gen_range(0..3);
+    let flags: Vec<bool> = (0..count).map(|_| rng.gen_bool(0.3)).collect();
+    let mut d = match mmsb_core::numeric_delta::accumulate_bytes(
+        page,
+        kind,
+        dtype,
+        first as u64,
+        bytes,
+        (form > 0).then_some(&flags[..]),
+    ) {
+        Ok(d) => d,
+        Err(_) => return Delta::dense(page, 0, vec![1]),
+    };
+    if form == 2 {
+        let packed: Vec<u8> = (0..count)
+            .filter(|&j| flags[j])
+            .flat_map(|j| d.payload.bytes()[j * size..(j + 1) * size].to_vec())
+            .collect();
+        d.payload = Payload::Sparse(packed);
+    }
+    d
+}
+
+/// Numeric deltas (`page ⊕= payload`) mixed with overwrite deltas on device
+/// pages equal mmsb-core's `apply_reference` on host vectors, with and
+/// without a forced kernel failure and host copies.
+fn check_numeric_deltas(
+    dev: &Arc<CudaDevice>,
+    rng: &mut StdRng,
+    batches: usize,
+) -> std::result::Result<String, String> {
+    use mmsb_core::apply::apply_reference;
+    let (pages, size) = (8u64, 1usize << 16);
+    let mut summary = Vec::new();
+    for (fail, host_copy) in [(false, false), (true, false), (true, true)] {
+        let mut st = GpuStore::with_device(dev.clone());
+        s(st.set_host_copy(host_copy))?;
+        let mut model = vec![vec![0u8; size]; pages as usize];
+        for p in 1..=pages {
+            let at = if p % 4 == 0 {
+                PageLocation::Unified
+            } else {
+                PageLocation::Gpu
+            };
+            s(st.create_page(PageId(p), size, at))?;
+        }
+        for b in 0..batches {
+            let before = model.clone();
+            let batch: Vec<Delta> = (0..rng.gen_range(1..12))
+                .map(|_| {
+                    let page = PageId(rng.gen_range(1..=pages));
+                    if rng.gen_bool(0.25) {
+                        // Zeros over whole 8-byte words: valid in every
+                        // dtype (random bytes would make NaNs and denormals).
+                        let words = rng.gen_range(1..size / 64);
+                        let at = rng.gen_range(0..size / 8 - words);
+                        Delta::dense(page, (at * 8) as u64, vec![0; words * 8])
+                    } else {
+                        random_numeric_delta(rng, page, size)
+                    }
+                })
+                .collect();
+            st.set_forced_failure((fail && b % 5 == 1).then_some(FailurePoint::Kernel));
+            s(st.apply_batch(&batch))?;
+            for d in &batch {
+                let (lo, hi) = (d.offset as usize, (d.offset + d.len) as usize);
+                s(apply_reference(
+                    &mut model[(d.page.0 - 1) as usize][lo..hi],
+                    d,
+                ))?;
+            }
+            st.set_forced_failure(None);
+            for p in 1..=pages {
+                let got = s(st.read(PageId(p)))?;
+                let want = &model[(p - 1) as usize];
+                if let Some(i) = (0..size).find(|&i| got[i] != want[i]) {
+                    let ds: Vec<String> = batch
+                        .iter()
+                        .map(|d| {
+                            format!(
+                                "{}:{:?}@{}+{} mask={} sparse={}",
+                                d.page,
+                                d.accumulator,
+                                d.offset,
+                                d.len,
+                                d.mask.is_some(),
+                                d.payload.is_sparse()
+                            )
+                        })
+                        .collect();
+                    let d0 = &batch[0];
+                    let rel = i.saturating_sub(d0.offset as usize);
+                    let mb = d0.mask.as_ref().map(|m| (m[rel / 64] >> (rel % 64)) & 1);
+                    let pl = d0.payload.bytes();
+                    return Err(format!(
+                        "fail={fail} host_copy={host_copy} batch {b}: page {p} byte {i}: got {:?} want {:?} before {:?}; mask bit {mb:?}; payload len {} head {:?}; batch [{}]",
+                        &got[i & !7..(i & !7) + 8],
+                        &want[i & !7..(i & !7) + 8],
+                        &before[(p - 1) as usize][i & !7..(i & !7) + 8],
+                        pl.len(),
+                        &pl[..pl.len().min(16)],
+                        ds.join(", ")
+                    ));
+                }
+            }
+        }
+        st.set_forced_failure(None);
+        for p in 1..=pages {
+            if s(st.read(PageId(p)))? != model[(p - 1) as usize] {
+                return Err(format!(
+                    "fail={fail} host_copy={host_copy}: page {p} differs from apply_reference; {:?}",
+                    st.stats()
+                ));
+            }
+        }
+        let stt = st.stats();
+        if !fail && stt.numeric_deltas_on_gpu == 0 {
+            return Err("no numeric delta ran on the device".into());
+        }
+        summary.push(format!(
+            "fail={fail} host_copy={host_copy}: {} on the device, {} on the CPU range, {} kernel failures",
+            stt.numeric_deltas_on_gpu, stt.numeric_deltas_on_cpu, stt.kernel_failures
+        ));
+    }
+    Ok(format!("{batches} batches each: {}", summary.join("; ")))
+}
+
+/// `GpuStore::follow_commit`: each commit's wave of a durable store runs on
+/// the device (built-in functions as kernels) and every page equals the
+/// store's (bytes and epochs), 20 commits on 200 pages of 4-64 KiB.
+fn check_commit_wave(
+    dev: &Arc<CudaDevice>,
+    rng: &mut StdRng,
+) -> std::result::Result<String, String> {
+    use mmsb_core::recompute::{ByteTransform, RecomputeFn};
+    use mmsb_core::{EdgeKind, Op, Store};
+    use mmsb_gpu::DeviceFn;
+    use std::collections::HashMap;
+    let store = Store::in_memory();
+    let n = 200;
+    let ops = (0..n)
+        .map(|i| Op::CreatePage {
+            size: [4096u64, 4099, 65536][i % 3],
+            location: PageLocation::Cpu,
+        })
+        .collect();
+    let pages = s(store.commit(ops))?.created;
+    let mut fns = HashMap::new();
+    for i in 20..n {
+        for _ in 0..rng.gen_range(1..3) {
+            let q = pages[rng.gen_range(0..i)];
+            let _ = store.add_edge(q, pages[i], EdgeKind::Data, None);
+        }
+        let f = match rng.gen_range(0..3) {
+            0 => RecomputeFn::Passthrough,
+            1 => RecomputeFn::Transform(ByteTransform::XorConst(rng.gen())),
+            _ => RecomputeFn::Transform(ByteTransform::AddConst(rng.gen())),
+        };
+        let d = DeviceFn::from_recompute(&f).ok_or("no device form")?;
+        fns.insert(s(store.set_recompute(pages[i], f))?, d);
+    }
+    let mut gs = GpuStore::with_device(dev.clone());
+    for (i, &p) in pages.iter().enumerate() {
+        let page = s(store.page(p))?;
+        let at = if i % 10 == 9 {
+            PageLocation::Cpu
+        } else {
+            PageLocation::Gpu
+        };
+        s(gs.mirror_page(p, page.bytes(), page.epoch(), at))?;
+    }
+    let mut on_device = 0;
+    for round in 0..20 {
+        let mut deltas = Vec::new();
+        for &p in &pages[..20] {
+            if rng.gen_bool(0.4) {
+                let bytes: Vec<u8> = (0..rng.gen_range(1..256)).map(|_| rng.gen()).collect();
+                deltas.push(Delta::dense(p, rng.gen_range(0..3000), bytes));
+            }
+        }
+        let receipt = s(store.commit(deltas.iter().cloned().map(Op::Delta).collect()))?;
+        let rep = match gs.follow_commit(&store, &deltas, &receipt, &fns, true) {
+            Ok(r) => r,
+            Err(e) => {
+                let pr = &receipt.propagation;
+                let info: Vec<String> = pages
+                    .iter()
+                    .filter(|&&p| pr.recomputed.contains(&p))
+                    .filter(|&&p| gs.read(p).ok() != store.read(p).ok())
+                    .map(|&p| {
+                        let ins: Vec<String> = store
+                            .edges()
+                            .iter()
+                            .filter(|x| x.child == p && x.kind == EdgeKind::Data)
+                            .map(|x| {
+                                format!(
+                                    "{}(delta {}, changed {}, recomputed {})",
+                                    x.parent,
+                                    deltas.iter().any(|d| d.page == x.parent),
+                                    pr.changed.iter().any(|c| c.0 == x.parent),
+                                    pr.recomputed.contains(&x.parent)
+                                )
+                            })
+                            .collect();
+                        format!("{p} <- [{}]", ins.join(", "))
+                    })
+                    .collect();
+                return Err(format!(
+                    "round {round}: {e}; differing: {}",
+                    info.join("; ")
+                ));
+            }
+        };
+        on_device += rep.on_device;
+        for &p in &pages {
+            let page = s(store.page(p))?;
+            if s(gs.read(p))? != page.bytes() || s(gs.epoch(p))? != page.epoch() {
+                return Err(format!("round {round}: page {p} differs from the store"));
+            }
+        }
+    }
+    if on_device == 0 || gs.stats().kernel_failures != 0 {
+        return Err(format!("on device {on_device}, {:?}", gs.stats()));
+    }
+    Ok(format!(
+        "{n} pages, 20 commits: {on_device} commands on the device, every page equals the store"
+    ))
+}
+
 /// `GpuMirror`: device copies follow every commit of the durable store by themselves.
 fn check_gpu_mirror(
     dev: &Arc<CudaDevice>,
@@ -748,6 +1014,7 @@ fn check_device_wave(
     dev: &Arc<CudaDevice>,
     rng: &mut StdRng,
     fail: bool,
+    replay: bool,
 ) -> std::result::Result<String, String> {
     use mmsb_core::propagation::Engine;
     use mmsb_core::recompute::{ByteTransform, RecomputeFn};
@@ -757,6 +1024,9 @@ fn check_device_wave(
     let n = 300;
     let mut engine = Engine::new();
     let mut gs = GpuStore::with_device(dev.clone());
+    // With replay: a twin store runs the same waves on the stream path.
+    let mut twin = GpuStore::with_device(dev.clone());
+    gs.set_graph_replay(replay);
     let mut pages = Vec::new();
     let mut fns = HashMap::new();
     let mut sources = Vec::new();
@@ -769,6 +1039,9 @@ fn check_device_wave(
             PageLocation::Gpu
         };
         s(gs.create_page(id, size as usize, at))?;
+        if replay {
+            s(twin.create_page(id, size as usize, at))?;
+        }
         pages.push(id);
         if i < 20 {
             sources.push(id);
@@ -793,6 +1066,13 @@ fn check_device_wave(
     for round in 0..20 {
         let mut deltas = Vec::new();
         for &p in &sources {
+            if replay {
+                // Steady: every source changes each round, so every wave
+                // runs the same commands.
+                let bytes: Vec<u8> = (0..256).map(|_| rng.gen()).collect();
+                deltas.push(Delta::dense(p, 0, bytes));
+                continue;
+            }
             if !rng.gen_bool(0.3) {
                 continue;
             }
@@ -814,6 +1094,22 @@ fn check_device_wave(
         if rep.recomputed != plan.recomputed {
             return Err(format!("round {round}: recomputed pages differ"));
         }
+        if replay {
+            s(twin.apply_batch(&deltas))?;
+            let rep2 = s(twin.run_wave(&plan.commands, &fns, &roots))?;
+            if rep2.recomputed != rep.recomputed || rep2.changed != rep.changed {
+                return Err(format!(
+                    "round {round}: replayed and stream waves ran differently"
+                ));
+            }
+            for &p in &pages {
+                if s(gs.read(p))? != s(twin.read(p))? {
+                    return Err(format!(
+                        "round {round}: page {p} differs between replay and stream"
+                    ));
+                }
+            }
+        }
         for &p in &pages {
             if s(gs.read(p))? != s(engine.store().read(p))? {
                 return Err(format!("round {round}: page {p} differs from the CPU wave"));
@@ -825,9 +1121,14 @@ fn check_device_wave(
     if !fail && on_device == 0 {
         return Err("no command ran on the device".into());
     }
+    let st = gs.stats();
+    if replay && (st.graph_replays == 0 || st.kernel_failures != 0) {
+        return Err(format!("no level was replayed: {st:?}"));
+    }
     Ok(format!(
-        "{n} pages, 20 waves: {recomputed} commands ({on_device} on the device), every page equals the CPU engine; {:?}",
-        gs.stats().kernel_failures
+        "{n} pages, 20 waves: {recomputed} commands ({on_device} on the device), every page equals the CPU engine{}; kernel failures {}, graph captures {}, replays {}",
+        if replay { " and the stream-path twin" } else { "" },
+        st.kernel_failures, st.graph_captures, st.graph_replays
     ))
 }
 
@@ -1840,6 +2141,10 @@ fn main() {
         }
     });
     rep.check(
+        "numeric_deltas_on_device_equal_apply_reference",
+        check_numeric_deltas(&dev, &mut rng, batches / 2),
+    );
+    rep.check(
         "gpu_sync_edge_refreshes_the_device_copy",
         check_gpu_sync(&dev),
     );
@@ -1849,11 +2154,19 @@ fn main() {
     );
     rep.check(
         "device_wave_equals_cpu_engine_wave",
-        check_device_wave(&dev, &mut rng, false),
+        check_device_wave(&dev, &mut rng, false, false),
     );
     rep.check(
         "device_wave_forced_failure_equals_cpu_engine_wave",
-        check_device_wave(&dev, &mut rng, true),
+        check_device_wave(&dev, &mut rng, true, false),
+    );
+    rep.check(
+        "commit_wave_follows_the_durable_store_on_the_device",
+        check_commit_wave(&dev, &mut rng),
+    );
+    rep.check(
+        "device_wave_graph_replay_equals_stream_wave",
+        check_device_wave(&dev, &mut rng, false, true),
     );
     rep.check(
         "apply_one_masked_runs_equal_cpu",
