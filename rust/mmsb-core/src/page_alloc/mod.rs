@@ -50,6 +50,12 @@ use thread_cache::ThreadCache;
 
 /// `Block::class` of a block from the large path.
 const LARGE: u8 = u8::MAX;
+/// Bit of a small block's class byte set when the block comes from
+/// [`PageAllocator::global`]: the global allocator's ownership check on
+/// [`PageAllocator::free`] is then a bit test on the token, no memory access
+/// (classes number fewer than 64, so the bit is free; [`LARGE`] is tested
+/// first).
+const GLOBAL_BIT: u8 = 0x40;
 
 /// An allocated page of memory: 64-byte aligned, `len` bytes, owned by whoever
 /// holds the token until it is given back with [`PageAllocator::free`].
@@ -59,7 +65,8 @@ const LARGE: u8 = u8::MAX;
 pub struct Block {
     ptr: NonNull<u8>,
     /// Everything else in one word, so a `Block` is two words and travels in
-    /// registers: bits 56..64 the class ([`LARGE`] for the large path); for
+    /// registers: bits 56..64 the class ([`LARGE`] for the large path; plus
+    /// [`GLOBAL_BIT`] for a small block of the global allocator); for
     /// a class, bits 32..56 the length (at most 64 KiB) and bits 0..32 the
     /// slot index; for a large block, bits 0..56 the length.
     meta: u64,
@@ -100,7 +107,7 @@ impl Block {
     /// The size class serving this block, `None` for the large path.
     pub fn class(&self) -> Option<usize> {
         let c = self.class_byte();
-        (c != LARGE).then_some(c as usize)
+        (c != LARGE).then_some((c & !GLOBAL_BIT) as usize)
     }
 
     /// A block of size class `class` (len <= 64 KiB).
@@ -175,8 +182,10 @@ impl LocalHandle {
 
 impl Drop for LocalHandle {
     fn drop(&mut self) {
-        // The thread is exiting: give its slots back and fold its counters
-        // into the classes, atomically with respect to `stats`.
+        // The thread is exiting: stop the fast path from seeing the cache,
+        // give its slots back and fold its counters into the classes,
+        // atomically with respect to `stats`.
+        FAST.with(|f| f.set(std::ptr::null()));
         let a = PageAllocator::global();
         let mut reg = a.registry();
         for (c, lc) in self.cache.classes.iter().enumerate() {
@@ -190,6 +199,39 @@ impl Drop for LocalHandle {
 
 thread_local! {
     static CACHE: LocalHandle = LocalHandle::register();
+    /// The calling thread's cache, or null before [`CACHE`] is initialised
+    /// and from the start of its destructor on. A `const` cell without drop
+    /// glue: reading it is one TLS-relative load, with none of the lazy
+    /// initialisation and destructor-state checks of `CACHE.try_with`.
+    static FAST: Cell<*const ThreadCache> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The calling thread's cache of the global allocator, if it has one alive.
+#[inline(always)]
+fn local_cache() -> Option<&'static ThreadCache> {
+    let p = FAST.with(|f| f.get());
+    if !p.is_null() {
+        // SAFETY: a non-null FAST points into the `Arc<ThreadCache>` held by
+        // this thread's live `CACHE` handle; `LocalHandle::drop` nulls FAST
+        // before it gives anything back, and the registry keeps a second
+        // `Arc`, so the cache outlives every use the calling thread can make
+        // of the reference. The 'static is a lie only towards other threads,
+        // which never see it (the function returns the caller's own cache
+        // and the reference is not `Send`-stored anywhere).
+        return Some(unsafe { &*p });
+    }
+    local_cache_slow()
+}
+
+/// First use on this thread: initialise [`CACHE`] (which sets [`FAST`]);
+/// `None` while the thread is exiting.
+#[cold]
+#[inline(never)]
+fn local_cache_slow() -> Option<&'static ThreadCache> {
+    let p = CACHE.try_with(|h| Arc::as_ptr(&h.cache)).ok()?;
+    FAST.with(|f| f.set(p));
+    // SAFETY: as in `local_cache`: `p` is this thread's live cache.
+    Some(unsafe { &*p })
 }
 
 /// The error of a `Block` whose size class does not exist or cannot hold it.
@@ -282,8 +324,8 @@ impl PageAllocator {
     fn take_slot(&self, class: usize) -> Result<(NonNull<u8>, u32)> {
         let sc = &self.classes[class];
         if self.cached {
-            if let Ok(r) = CACHE.try_with(|h| h.cache.classes[class].take(sc, h.cache.shard)) {
-                let (index, ptr) = r?;
+            if let Some(tc) = local_cache() {
+                let (index, ptr) = tc.classes[class].take(sc, tc.shard)?;
                 return Ok((ptr, index));
             }
         }
@@ -301,7 +343,8 @@ impl PageAllocator {
                     if zeroed {
                         zero_slot(ptr, len);
                     }
-                    return Ok(Block::small(ptr, len, class as u8, index));
+                    let tag = if self.cached { GLOBAL_BIT } else { 0 };
+                    return Ok(Block::small(ptr, len, class as u8 | tag, index));
                 }
                 // A full chunk table: serve it from the large path instead.
                 Err(e) if e.code == ErrorCode::OutOfMemory => {}
@@ -335,27 +378,36 @@ impl PageAllocator {
         if block.class_byte() == LARGE {
             return self.large.free(block.ptr, block.len());
         }
+        let cb = block.class_byte();
+        if self.cached {
+            // The typed fast path of the global allocator. Ownership: only
+            // the global allocator sets GLOBAL_BIT, and a `Block` cannot be
+            // forged or copied in safe code, so a set bit proves the block is
+            // a live slot of class `cb & !GLOBAL_BIT` of this allocator, at
+            // the index it carries: no chunk-table lookup. No double-free
+            // check either: a `Block` is an owned token (not `Clone`), so
+            // freeing one twice takes unsafe forgery (`free_raw` checks
+            // double frees strictly). Debug builds check both anyway.
+            if cb & GLOBAL_BIT != 0 {
+                let c = (cb & !GLOBAL_BIT) as usize;
+                let Some(class) = self.classes.get(c) else {
+                    return Err(bad_class());
+                };
+                debug_assert!(class.check(block.ptr, block.index()).is_ok());
+                debug_assert_eq!(class.next_of(block.index()), freelist::LIVE);
+                if let Some(tc) = local_cache() {
+                    tc.classes[c].give(class, tc.shard, block.index(), block.ptr);
+                    return Ok(());
+                }
+                return class.free(block.ptr, block.index(), shard_no());
+            }
+            return Err(bad_class());
+        }
         let class = self
             .classes
-            .get(block.class_byte() as usize)
+            .get(cb as usize)
             .filter(|c| c.slot_size() >= block.len())
             .ok_or_else(bad_class)?;
-        if self.cached {
-            let link = class.check(block.ptr, block.index())?;
-            // No double-free check here: a `Block` is an owned token (not
-            // `Clone`), so freeing one twice takes unsafe forgery. `check`
-            // above is what safe code can get wrong (a block of another
-            // allocator); `free_raw` checks double frees strictly.
-            let c = block.class_byte() as usize;
-            if CACHE
-                .try_with(|h| {
-                    h.cache.classes[c].give(class, h.cache.shard, block.index(), block.ptr, link)
-                })
-                .is_ok()
-            {
-                return Ok(());
-            }
-        }
         class.free(block.ptr, block.index(), shard_no())
     }
 
@@ -505,6 +557,64 @@ mod tests {
         assert!(a.free(ob).is_err());
         assert_eq!(a.stats().totals().live_pages, 1);
         a.free(b).unwrap();
+    }
+
+    #[test]
+    fn global_and_private_blocks_are_refused_by_the_other_allocator() {
+        // The global allocator's typed free trusts its own tag bit instead of
+        // a chunk-table lookup; a block of another allocator must still be
+        // refused there, and a global block elsewhere.
+        let g = PageAllocator::global();
+        let a = PageAllocator::new();
+        let len = 3008; // the 3072 B class, used by no other test here
+        let gb = g.alloc_zeroed(len).unwrap();
+        let ab = a.alloc_zeroed(len).unwrap();
+        assert_eq!(
+            gb.class(),
+            ab.class(),
+            "the tag bit is not part of the class"
+        );
+        assert_eq!(a.free(gb).unwrap_err().code, ErrorCode::InvalidArgument);
+        assert_eq!(g.free(ab).unwrap_err().code, ErrorCode::InvalidArgument);
+        // Both were leaked by the refused frees; `a` still counts its one.
+        assert_eq!(a.stats().totals().live_pages, 1);
+    }
+
+    #[test]
+    fn global_blocks_freed_on_other_threads_and_after_their_thread_exits() {
+        // Oracle: every block keeps the pattern its allocating thread wrote
+        // until it is freed, wherever and whenever that happens (a thread's
+        // cache is gone once it exits: its blocks take the shared path).
+        let g = PageAllocator::global();
+        let len = 1984; // the 2048 B class, used by no other test here
+        let blocks: Vec<Block> = std::thread::spawn(move || {
+            (0..300u32)
+                .map(|i| {
+                    let b = g.alloc_uninit(len).unwrap();
+                    // SAFETY: the block owns len bytes.
+                    unsafe { b.ptr().as_ptr().write_bytes(i as u8, len) };
+                    b
+                })
+                .collect()
+        })
+        .join()
+        .unwrap();
+        let (left, right): (Vec<_>, Vec<_>) = blocks
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| i % 2 == 0);
+        let check_and_free = move |v: Vec<(usize, Block)>| {
+            for (i, b) in v {
+                // SAFETY: the block owns len initialised bytes.
+                let s = unsafe { std::slice::from_raw_parts(b.ptr().as_ptr(), len) };
+                assert!(s.iter().all(|&x| x == i as u8), "block {i} was reused");
+                g.free(b).unwrap();
+            }
+        };
+        std::thread::spawn(move || check_and_free(left))
+            .join()
+            .unwrap();
+        check_and_free(right);
     }
 
     #[test]

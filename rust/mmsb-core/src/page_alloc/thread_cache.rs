@@ -89,7 +89,7 @@ impl LocalClass {
 
     /// A free slot of `class` for the owning thread, marked LIVE: its index
     /// and address.
-    #[inline]
+    #[inline(always)]
     pub fn take(
         &self,
         class: &SlabClass,
@@ -102,7 +102,7 @@ impl LocalClass {
             self.free_head.store(next, Ordering::Relaxed);
             let n = self.free_count.load(Ordering::Relaxed);
             self.free_count.store(n - 1, Ordering::Relaxed);
-            class.slot(index).0.store(LIVE, Ordering::Relaxed);
+            class.set_link(index, LIVE);
             bump(&self.allocs);
             return Ok((index, p));
         }
@@ -120,18 +120,11 @@ impl LocalClass {
         Ok((index, ptr))
     }
 
-    /// Takes back a slot the owning thread frees (already checked): slot
-    /// `index` at `ptr`, whose link word is `link`.
-    #[inline]
-    pub fn give(
-        &self,
-        class: &SlabClass,
-        shard: usize,
-        index: u32,
-        ptr: NonNull<u8>,
-        link: &AtomicU32,
-    ) {
-        link.store(NIL, Ordering::Relaxed);
+    /// Takes back a slot of `class` the owning thread frees (already
+    /// checked): slot `index` at `ptr`.
+    #[inline(always)]
+    pub fn give(&self, class: &SlabClass, shard: usize, index: u32, ptr: NonNull<u8>) {
+        class.set_link(index, NIL);
         let head = self.free_head.load(Ordering::Relaxed);
         // SAFETY: the slot (64-byte aligned, at least 64 bytes) was just given
         // up by its owner and now belongs to this thread's free list alone.
@@ -193,14 +186,15 @@ impl LocalClass {
 /// The cache of one thread: one [`LocalClass`] per size class.
 pub(crate) struct ThreadCache {
     pub shard: usize,
-    pub classes: Box<[LocalClass]>,
+    /// Inline (not boxed): one load fewer from the thread's pointer to a class.
+    pub classes: [LocalClass; NUM_CLASSES],
 }
 
 impl ThreadCache {
     pub fn new(shard: usize) -> ThreadCache {
         ThreadCache {
             shard,
-            classes: (0..NUM_CLASSES).map(|_| LocalClass::new()).collect(),
+            classes: std::array::from_fn(|_| LocalClass::new()),
         }
     }
 }
