@@ -4,8 +4,8 @@
     python3 scripts/check_julia.py [--lib PATH] [--root DIR]
     python3 scripts/check_julia.py --self-test
 
-Parses every .jl file under src/, test/, deps/, benchmark/ and examples/ with
-tree-sitter-julia and checks:
+Parses every .jl file under src/, ext/ (package extensions), test/, deps/,
+benchmark/ and examples/ with tree-sitter-julia and checks:
 
   parse    every file parses with no ERROR or MISSING node;
   ccall    every `ccall((:sym, lib), Ret, (T1, ...), args...)` (and `@ccall`)
@@ -50,7 +50,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import gen_libmmsb_jl as gen  # noqa: E402  (the header parser is shared with the generator)
 
-CHECKED_DIRS = ("src", "test", "deps", "benchmark", "examples")
+CHECKED_DIRS = ("src", "ext", "test", "deps", "benchmark", "examples")
 DYNAMIC_INCLUDE_PRAGMA = "check_julia: allow-dynamic-include"
 
 # C scalar type -> the Julia spellings accepted for it (in ccall signatures and struct fields).
@@ -691,6 +691,12 @@ SELF_TEST_CASES = [
         "src/other.jl": "helper() = LibMMSB.mmsb_store_close(LibMMSB.MMSB_OK)\n",
     }, [], {"ccalls_checked": 4, "libcalls_checked": 1, "exports": 7}),
     ("syntax error", {"src/Bad.jl": "function f(x\n    x +\nend\n"}, [("parse", "")]),
+    ("package extensions (ext/) are checked too", {
+        "ext/BadExt.jl": "module BadExt\nf() = ccall((:mmsb_does_not_exist, libmmsb), Int32, ())\n"
+                         "g(a) = MMSB.LibMMSB.mmsb_store_close(a, a)\nend\n",
+    }, [("ccall", "mmsb_does_not_exist is not exported"), ("ccall", "not declared in the header"),
+        ("libcall", "takes 1 arguments")]),
+
     ("ccall to a missing symbol", {
         "src/Bad.jl": "f() = ccall((:mmsb_does_not_exist, libmmsb), Int32, ())\n",
     }, [("ccall", "mmsb_does_not_exist is not exported"), ("ccall", "not declared in the header")]),

@@ -13,8 +13,9 @@ kernel or copy that fails mid-batch finishes on the CPU with identical bytes;
 [`gpu_stats`](@ref) counts what happened.
 
 Open one with [`open_gpu_store`](@ref) (do-block form recommended); `close`
-releases it. Device views (CUDA.jl `CuArray`s over device pages) are not
-provided: read pages with [`read_page`](@ref).
+releases it. Read pages with [`read_page`](@ref) (a copy); with CUDA.jl loaded,
+[`device_view`](@ref) wraps a `:gpu` or `:unified` page as a `CuArray` without
+copying ([`device_pointer`](@ref) gives the raw address).
 """
 mutable struct GpuStore
     handle::UInt64  # a LibMMSB.MmsbGpuStore; 0 once closed
@@ -156,6 +157,59 @@ function apply_deltas!(s::GpuStore, deltas::AbstractVector{Delta})
     hs = UInt64[d.handle for d in deltas]
     GC.@preserve deltas check(LibMMSB.mmsb_gpu_apply_deltas(s.handle, hs, length(hs)))
     return nothing
+end
+
+"""
+    device_pointer(store::GpuStore, page) -> (ptr::UInt64, len::Int)
+
+The device address and length in bytes of a page at `:gpu` or `:unified`, for
+zero-copy use by other CUDA code in this process (the store uses device 0's
+primary context, as CUDA.jl does); the store's work stream is waited for
+first, so every batch already applied is visible. Most users want
+[`device_view`](@ref).
+
+The address is valid until the page is migrated ([`migrate_page!`](@ref)) or
+deleted, the store is closed (or garbage-collected: keep `store` referenced),
+or a device failure during [`apply_deltas!`](@ref) moves the page to `:cpu`.
+Later `apply_deltas!` calls run on the store's own stream: synchronise your
+stream before calling into the store again, and do not use the address while
+a store call is running.
+
+Throws `NotFoundError` for an unknown page, `GpuUnavailableError` when the
+store has no device (pages asked for at `:gpu` were placed at `:cpu`) or runs
+on the emulated device, `InvalidArgumentError` for a page at `:cpu`.
+"""
+function device_pointer(s::GpuStore, page::PageRef)
+    ptr = Ref{UInt64}(0)
+    len = Ref{UInt64}(0)
+    check(LibMMSB.mmsb_gpu_page_device_ptr(s.handle, page_value(page), ptr, len))
+    return (ptr[], Int(len[]))
+end
+
+"""
+    device_view(store::GpuStore, page; T=UInt8) -> CuArray{T,1}
+
+A CUDA.jl `CuArray` over the page's device memory (no copy): writes through
+it change the page, and the store's later batches show in it. The page must be
+at `:gpu` or `:unified`; its size must be a multiple of `sizeof(T)`.
+Provided by the package extension `MMSBCUDAExt`, which loads when CUDA.jl is
+loaded (`using CUDA`); without it this throws `UnsupportedError`. CUDA.jl is
+an optional (weak) dependency of MMSB.
+
+The view borrows the page: it is valid under the same conditions as
+[`device_pointer`](@ref) (not after a migration, a delete or closing the
+store), and is never freed by CUDA.jl. Call `CUDA.synchronize()` after writing
+through it and before the next store call.
+"""
+function device_view end
+
+function device_view(store, page; T::Type = UInt8)
+    if Base.get_extension(@__MODULE__, :MMSBCUDAExt) === nothing
+        throw(UnsupportedError("device_view needs CUDA.jl: run `using CUDA` (it loads MMSB's " *
+                               "MMSBCUDAExt extension), then call device_view again"))
+    end
+    throw(InvalidArgumentError("device_view(store::GpuStore, page; T) takes a GpuStore and a page id, " *
+                               "got $(typeof(store)) and $(typeof(page))"))
 end
 
 const FAILURE_POINTS = Dict{Symbol,Int32}(

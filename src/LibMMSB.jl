@@ -1469,6 +1469,37 @@ function mmsb_gpu_page_info(store, page, out_location, out_epoch, out_size)
 end
 
 """
+    mmsb_gpu_page_device_ptr(store, page, out_ptr, out_len) -> Int32
+
+C: `int32_t mmsb_gpu_page_device_ptr(MmsbGpuStore store, MmsbPageId page, uint64_t *out_ptr, uint64_t *out_len)`
+
+Writes the device address and length in bytes of a page in GPU or
+unified memory into `*out_ptr` and `*out_len`, for zero-copy views by
+other CUDA code in this process (CUDA.jl's `unsafe_wrap(CuArray, ...)`;
+the store uses device 0's primary context, as CUDA.jl does). The store's
+work stream is waited for first, so every batch already applied is
+visible.
+
+**Lifetime.** The address is valid until the page is migrated
+(`mmsb_gpu_migrate_page`) or removed (`mmsb_gpu_remove_page`), the store
+is closed, or a device failure moves the page to host memory during a
+batch; check `mmsb_gpu_page_info` again after any of those. **Ordering.**
+Later `mmsb_gpu_apply_deltas` calls run on the store's own stream: do not
+read or write through the address concurrently with them; synchronise
+your own stream before the next `mmsb_gpu_*` call that touches the page.
+
+Errors: `MMSB_ERR_NOT_FOUND` for an unknown page,
+`MMSB_ERR_GPU_UNAVAILABLE` when the store has no device or runs on the
+emulated device, `MMSB_ERR_INVALID_ARGUMENT` for a page in host memory.
+
+# Safety
+`out_ptr` and `out_len` are null or valid for one write.
+"""
+function mmsb_gpu_page_device_ptr(store, page, out_ptr, out_len)
+    ccall((:mmsb_gpu_page_device_ptr, libmmsb), Int32, (MmsbGpuStore, MmsbPageId, Ptr{UInt64}, Ptr{UInt64}), store, page, out_ptr, out_len)
+end
+
+"""
     mmsb_gpu_read_page(store, page, buf, cap, out_len) -> Int32
 
 C: `int32_t mmsb_gpu_read_page(MmsbGpuStore store, MmsbPageId page, uint8_t *buf, uint64_t cap, uint64_t *out_len)`

@@ -119,7 +119,7 @@ export ReadOnlyState, Commit, commit!, create_page!, apply!, checkpoint!, replay
 # Gpu.jl
 export GpuStore, gpu_available, open_gpu_store, migrate_page!, apply_deltas!,
     set_forced_failure!, set_host_copy!, set_graph_replay!, gpu_stats,
-    GpuMirror, attach_gpu_mirror, mirror_stats
+    GpuMirror, attach_gpu_mirror, mirror_stats, device_pointer, device_view
 # PropagationEngine.jl
 export add_dependency!, remove_dependency!, register_recompute!, clear_recompute!,
     set_propagation_mode!, propagation_mode, propagate!, recompute_all!, batch_route_deltas!,

@@ -121,3 +121,74 @@ end
         end
     end
 end
+
+@testset "device_pointer: errors without a real device" begin
+    open_gpu_store(; emulated = true) do gs
+        create_page(gs, 1, 64; location = :gpu)
+        create_page(gs, 2, 64; location = :unified)
+        create_page(gs, 3, 64; location = :cpu)
+        @test_throws GpuUnavailableError device_pointer(gs, 1)  # the emulated device has no addresses
+        @test_throws GpuUnavailableError device_pointer(gs, 2)
+        @test_throws InvalidArgumentError device_pointer(gs, 3)
+        @test_throws NotFoundError device_pointer(gs, 4)
+    end
+    open_gpu_store() do gs
+        create_page(gs, 1, 64; location = :gpu)
+        if gpu_available()
+            ptr, len = device_pointer(gs, 1)
+            @test ptr != 0 && len == 64
+        else
+            @test_throws GpuUnavailableError device_pointer(gs, 1)
+        end
+    end
+end
+
+@testset "device_view without CUDA.jl says to load it" begin
+    if Base.get_extension(MMSB, :MMSBCUDAExt) === nothing
+        open_gpu_store(; emulated = true) do gs
+            create_page(gs, 1, 64; location = :gpu)
+            err = try
+                device_view(gs, 1)
+                nothing
+            catch e
+                e
+            end
+            @test err isa UnsupportedError
+            @test occursin("using CUDA", err.message)
+        end
+    end
+end
+
+# The CuArray views run only where CUDA.jl can be loaded from the test
+# environment (it is a weak dependency, not a test dependency) and is functional.
+const CUDA_LOADABLE = Base.find_package("CUDA") !== nothing
+CUDA_LOADABLE && @eval using CUDA
+
+if CUDA_LOADABLE && CUDA.functional() && gpu_available()
+    @testset "device_view over CUDA.jl: no copy, same bytes as read_page" begin
+        @test Base.get_extension(MMSB, :MMSBCUDAExt) !== nothing
+        open_gpu_store() do gs
+            for (p, loc) in ((1, :gpu), (2, :unified))
+                @test create_page(gs, p, 256; location = loc) == loc
+                bytes = rand(MersenneTwister(p), UInt8, 256)
+                d = Delta(PageId(p), 0, bytes)
+                apply_deltas!(gs, [d])
+                close(d)
+                v = device_view(gs, p)
+                @test v isa CUDA.CuArray{UInt8,1}
+                @test Array(v) == bytes == read_page(gs, p)
+                vf = device_view(gs, p; T = Float32)
+                @test length(vf) == 64
+                @test Array(vf) == reinterpret(Float32, bytes)
+                fill!(v, 0x2a)  # writes through the view land in the page
+                CUDA.synchronize()
+                @test read_page(gs, p) == fill(0x2a, 256)
+                @test_throws InvalidArgumentError device_view(gs, p; T = NTuple{3,UInt8})
+            end
+            create_page(gs, 3, 64; location = :cpu)
+            @test_throws InvalidArgumentError device_view(gs, 3)
+        end
+    end
+else
+    @info "device_view over CUDA.jl not tested: CUDA.jl not loadable here, not functional, or no GPU"
+end

@@ -221,6 +221,50 @@ static void test_gpu_mirror_follows_commits(void) {
     EXPECT_OK(mmsb_store_close(s));
 }
 
+/* mmsb_gpu_page_device_ptr's error paths (CPU CI has no GPU): unknown page,
+ * no device, emulated device, host page, null out-pointers; nothing is written
+ * on an error. On a machine with a GPU the store-on-device case checks that a
+ * GPU page gets a non-zero address and its length. */
+static void test_device_ptr_errors(void) {
+    bool available = false;
+    EXPECT_OK(mmsb_gpu_available(&available));
+    uint64_t ptr = 0, len = 0;
+    uint8_t at = 99;
+
+    MmsbGpuStore s = 0;
+    EXPECT_OK(mmsb_gpu_store_open(&s));
+    EXPECT_OK(mmsb_gpu_create_page(s, 1, 64, MMSB_LOCATION_GPU, &at));
+    EXPECT_OK(mmsb_gpu_create_page(s, 2, 32, MMSB_LOCATION_CPU, &at));
+    EXPECT_ERR(mmsb_gpu_page_device_ptr(s, 9, &ptr, &len), MMSB_ERR_NOT_FOUND, "no page");
+    if (available) {
+        EXPECT_OK(mmsb_gpu_page_device_ptr(s, 1, &ptr, &len));
+        CHECK(ptr != 0 && len == 64);
+        ptr = len = 0;
+        EXPECT_ERR(mmsb_gpu_page_device_ptr(s, 2, &ptr, &len), MMSB_ERR_INVALID_ARGUMENT,
+                   "host memory");
+    } else {
+        EXPECT_ERR(mmsb_gpu_page_device_ptr(s, 1, &ptr, &len), MMSB_ERR_GPU_UNAVAILABLE, "CPU");
+        EXPECT_ERR(mmsb_gpu_page_device_ptr(s, 2, &ptr, &len), MMSB_ERR_GPU_UNAVAILABLE, "CPU");
+    }
+    EXPECT_ERR(mmsb_gpu_page_device_ptr(s, 1, NULL, &len), MMSB_ERR_INVALID_ARGUMENT, "out_ptr");
+    EXPECT_ERR(mmsb_gpu_page_device_ptr(s, 1, &ptr, NULL), MMSB_ERR_INVALID_ARGUMENT, "out_len");
+    CHECK(ptr == 0 && len == 0);
+    EXPECT_OK(mmsb_gpu_store_close(s));
+    EXPECT_ERR(mmsb_gpu_page_device_ptr(s, 1, &ptr, &len), MMSB_ERR_INVALID_HANDLE, NULL);
+
+    EXPECT_OK(mmsb_gpu_store_open_emulated(&s));
+    EXPECT_OK(mmsb_gpu_create_page(s, 1, 64, MMSB_LOCATION_GPU, &at));
+    CHECK(at == MMSB_LOCATION_GPU);
+    EXPECT_OK(mmsb_gpu_create_page(s, 2, 64, MMSB_LOCATION_UNIFIED, &at));
+    EXPECT_OK(mmsb_gpu_create_page(s, 3, 64, MMSB_LOCATION_CPU, &at));
+    EXPECT_ERR(mmsb_gpu_page_device_ptr(s, 1, &ptr, &len), MMSB_ERR_GPU_UNAVAILABLE, "emulated");
+    EXPECT_ERR(mmsb_gpu_page_device_ptr(s, 2, &ptr, &len), MMSB_ERR_GPU_UNAVAILABLE, "emulated");
+    EXPECT_ERR(mmsb_gpu_page_device_ptr(s, 3, &ptr, &len), MMSB_ERR_INVALID_ARGUMENT, "host memory");
+    EXPECT_ERR(mmsb_gpu_page_device_ptr(s, 4, &ptr, &len), MMSB_ERR_NOT_FOUND, NULL);
+    CHECK(ptr == 0 && len == 0);
+    EXPECT_OK(mmsb_gpu_store_close(s));
+}
+
 int main(void) {
     /* Helpers of the shared harness this program does not need. */
     (void)page_equals;
@@ -235,6 +279,7 @@ int main(void) {
     test_migration_keeps_bytes_and_epoch();
     test_graph_replay_toggle();
     test_gpu_mirror_follows_commits();
+    test_device_ptr_errors();
     CHECK(live_handles() == live_start);
     int pass = atomic_load(&g_pass), fail = atomic_load(&g_fail);
     printf("%d passed, %d failed\n", pass, fail);

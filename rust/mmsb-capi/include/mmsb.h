@@ -1014,6 +1014,32 @@ int32_t mmsb_gpu_page_info(MmsbGpuStore store,
                            uint64_t *out_epoch,
                            uint64_t *out_size);
 
+// Writes the device address and length in bytes of a page in GPU or
+// unified memory into `*out_ptr` and `*out_len`, for zero-copy views by
+// other CUDA code in this process (CUDA.jl's `unsafe_wrap(CuArray, ...)`;
+// the store uses device 0's primary context, as CUDA.jl does). The store's
+// work stream is waited for first, so every batch already applied is
+// visible.
+//
+// **Lifetime.** The address is valid until the page is migrated
+// (`mmsb_gpu_migrate_page`) or removed (`mmsb_gpu_remove_page`), the store
+// is closed, or a device failure moves the page to host memory during a
+// batch; check `mmsb_gpu_page_info` again after any of those. **Ordering.**
+// Later `mmsb_gpu_apply_deltas` calls run on the store's own stream: do not
+// read or write through the address concurrently with them; synchronise
+// your own stream before the next `mmsb_gpu_*` call that touches the page.
+//
+// Errors: `MMSB_ERR_NOT_FOUND` for an unknown page,
+// `MMSB_ERR_GPU_UNAVAILABLE` when the store has no device or runs on the
+// emulated device, `MMSB_ERR_INVALID_ARGUMENT` for a page in host memory.
+//
+// # Safety
+// `out_ptr` and `out_len` are null or valid for one write.
+int32_t mmsb_gpu_page_device_ptr(MmsbGpuStore store,
+                                 MmsbPageId page,
+                                 uint64_t *out_ptr,
+                                 uint64_t *out_len);
+
 // Copies a page's bytes (from the device when it lives there) into `buf`
 // (`cap` bytes) and writes its size into `*out_len`. With `buf` null and
 // `cap` 0 only the size is reported; too small a buffer is

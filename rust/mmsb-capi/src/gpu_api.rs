@@ -278,6 +278,46 @@ pub unsafe extern "C" fn mmsb_gpu_page_info(
     })
 }
 
+/// Writes the device address and length in bytes of a page in GPU or
+/// unified memory into `*out_ptr` and `*out_len`, for zero-copy views by
+/// other CUDA code in this process (CUDA.jl's `unsafe_wrap(CuArray, ...)`;
+/// the store uses device 0's primary context, as CUDA.jl does). The store's
+/// work stream is waited for first, so every batch already applied is
+/// visible.
+///
+/// **Lifetime.** The address is valid until the page is migrated
+/// (`mmsb_gpu_migrate_page`) or removed (`mmsb_gpu_remove_page`), the store
+/// is closed, or a device failure moves the page to host memory during a
+/// batch; check `mmsb_gpu_page_info` again after any of those. **Ordering.**
+/// Later `mmsb_gpu_apply_deltas` calls run on the store's own stream: do not
+/// read or write through the address concurrently with them; synchronise
+/// your own stream before the next `mmsb_gpu_*` call that touches the page.
+///
+/// Errors: `MMSB_ERR_NOT_FOUND` for an unknown page,
+/// `MMSB_ERR_GPU_UNAVAILABLE` when the store has no device or runs on the
+/// emulated device, `MMSB_ERR_INVALID_ARGUMENT` for a page in host memory.
+///
+/// # Safety
+/// `out_ptr` and `out_len` are null or valid for one write.
+#[no_mangle]
+pub unsafe extern "C" fn mmsb_gpu_page_device_ptr(
+    store: MmsbGpuStore,
+    page: MmsbPageId,
+    out_ptr: *mut u64,
+    out_len: *mut u64,
+) -> i32 {
+    call(|| {
+        need_out(out_ptr, "out_ptr")?;
+        need_out(out_len, "out_len")?;
+        let (addr, len) = with_gpu(store, |g| g.device_pointer(PageId(page)))?;
+        // SAFETY: both checked non-null above; caller contract above.
+        unsafe {
+            out(out_ptr, addr, "out_ptr")?;
+            out(out_len, len as u64, "out_len")
+        }
+    })
+}
+
 /// Copies a page's bytes (from the device when it lives there) into `buf`
 /// (`cap` bytes) and writes its size into `*out_len`. With `buf` null and
 /// `cap` 0 only the size is reported; too small a buffer is
@@ -457,6 +497,26 @@ mod tests {
                 mmsb_gpu_set_forced_failure(s, 1),
                 crate::MMSB_ERR_INVALID_ARGUMENT
             );
+            let (mut ptr, mut len) = (0u64, 0u64);
+            assert_eq!(
+                mmsb_gpu_page_device_ptr(s, 7, &mut ptr, &mut len),
+                crate::MMSB_ERR_INVALID_ARGUMENT,
+                "page 7 was moved to host memory by the fallback"
+            );
+            assert_eq!(mmsb_gpu_create_page(s, 8, 16, 1, &mut at), 0);
+            assert_eq!(
+                mmsb_gpu_page_device_ptr(s, 8, &mut ptr, &mut len),
+                crate::MMSB_ERR_GPU_UNAVAILABLE
+            );
+            assert_eq!(
+                mmsb_gpu_page_device_ptr(s, 99, &mut ptr, &mut len),
+                crate::MMSB_ERR_NOT_FOUND
+            );
+            assert_eq!(
+                mmsb_gpu_page_device_ptr(s, 8, std::ptr::null_mut(), &mut len),
+                crate::MMSB_ERR_INVALID_ARGUMENT
+            );
+            assert_eq!((ptr, len), (0, 0));
             assert_eq!(mmsb_delta_free(d), 0);
             assert_eq!(mmsb_gpu_store_close(s), 0);
             assert_eq!(mmsb_gpu_store_close(s), crate::MMSB_ERR_INVALID_HANDLE);

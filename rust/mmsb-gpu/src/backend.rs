@@ -113,6 +113,22 @@ impl Backend {
         }
     }
 
+    /// The address of `buf` that other CUDA code in this process may use
+    /// (zero-copy views): waits for the work stream first, so every batch
+    /// already applied is visible. The emulated device has no device
+    /// addresses: `GpuUnavailable`.
+    pub fn device_address(&mut self, buf: &DevBuf) -> Result<u64> {
+        match self {
+            Backend::Emulated(_) => Err(crate::gpu_error::unavailable(
+                "the emulated device has no device addresses",
+            )),
+            Backend::Cuda(c) => {
+                c.dev.sync()?;
+                Ok(buf.addr)
+            }
+        }
+    }
+
     /// Copies the whole page `bytes` into `buf`.
     pub fn upload(&mut self, buf: &DevBuf, bytes: &[u8]) -> Result<()> {
         match self {

@@ -595,6 +595,35 @@ impl GpuStore {
         Ok(())
     }
 
+    /// The device address and length of a page in GPU or unified memory, for
+    /// zero-copy views by other CUDA code in this process (for example
+    /// CUDA.jl, which shares the device's primary context). Waits for the
+    /// store's work stream first. The address stays valid until the page is
+    /// migrated or removed or the store is dropped; work the store enqueues
+    /// later is ordered on its own stream, not the caller's.
+    ///
+    /// Errors: `NotFound` for an unknown page; `GpuUnavailable` when the
+    /// store has no device (pages asked for on the GPU were placed in host
+    /// memory) or runs on the emulated device; `InvalidArgument` for a page
+    /// in host memory.
+    pub fn device_pointer(&mut self, id: PageId) -> Result<(u64, usize)> {
+        let slot = self
+            .pages
+            .get(&id)
+            .ok_or_else(|| Error::not_found(format!("no page {id} in the GPU store")))?;
+        let Some(backend) = self.backend.as_mut() else {
+            return Err(gpu_error::unavailable(format!(
+                "page {id} has no device address: the store runs on the CPU (no usable GPU)"
+            )));
+        };
+        match &slot.mem {
+            Mem::Host(_) => Err(Error::invalid(format!(
+                "page {id} lives in host memory (location cpu); migrate it to gpu or unified first"
+            ))),
+            Mem::Device(buf) => Ok((backend.device_address(buf)?, slot.len)),
+        }
+    }
+
     /// Frees a page.
     pub fn remove_page(&mut self, id: PageId) -> Result<()> {
         let slot = self

@@ -330,3 +330,63 @@ fn graph_replay_captures_once_per_batch_shape_and_gives_reference_bytes() {
         assert_eq!(&s.read(PageId(k as u64 + 1)).unwrap(), want);
     }
 }
+
+/// `device_pointer`: `NotFound`, `GpuUnavailable` on a CPU store and on the
+/// emulated device, `InvalidArgument` for a host page; on a real GPU the
+/// address reads back (through the driver, not the store) as the page's bytes.
+#[test]
+fn device_pointer_is_refused_without_a_real_device_and_reads_back_the_page_on_one() {
+    let mut cpu = GpuStore::cpu_only("test");
+    cpu.create_page(PageId(1), 64, PageLocation::Gpu).unwrap();
+    assert_eq!(
+        cpu.device_pointer(PageId(1)).unwrap_err().code,
+        ErrorCode::GpuUnavailable
+    );
+    assert_eq!(
+        cpu.device_pointer(PageId(2)).unwrap_err().code,
+        ErrorCode::NotFound
+    );
+
+    let mut emu = GpuStore::emulated();
+    emu.create_page(PageId(1), 64, PageLocation::Gpu).unwrap();
+    emu.create_page(PageId(2), 64, PageLocation::Unified)
+        .unwrap();
+    emu.create_page(PageId(3), 64, PageLocation::Cpu).unwrap();
+    for (id, code) in [
+        (1, ErrorCode::GpuUnavailable),
+        (2, ErrorCode::GpuUnavailable),
+        (3, ErrorCode::InvalidArgument),
+        (4, ErrorCode::NotFound),
+    ] {
+        assert_eq!(
+            emu.device_pointer(PageId(id)).unwrap_err().code,
+            code,
+            "page {id}"
+        );
+    }
+
+    if no_gpu() {
+        return;
+    }
+    let dev = std::sync::Arc::new(CudaDevice::open(0).unwrap());
+    let mut s = GpuStore::with_device(dev.clone());
+    for (id, loc) in [(1, PageLocation::Gpu), (2, PageLocation::Unified)] {
+        assert_eq!(s.create_page(PageId(id), 300, loc).unwrap(), loc);
+        let payload: Vec<u8> = (0..200u32).map(|i| (i * 7 + id as u32) as u8).collect();
+        s.apply_batch(&[Delta::dense(PageId(id), 50, payload.clone())])
+            .unwrap();
+        let (addr, len) = s.device_pointer(PageId(id)).unwrap();
+        assert!(addr != 0);
+        assert_eq!(len, 300);
+        let mut got = vec![0u8; len];
+        dev.download(addr, &mut got).unwrap();
+        let mut want = vec![0u8; 300];
+        want[50..250].copy_from_slice(&payload);
+        assert_eq!(got, want, "page {id} at {loc:?}");
+    }
+    s.create_page(PageId(3), 8, PageLocation::Cpu).unwrap();
+    assert_eq!(
+        s.device_pointer(PageId(3)).unwrap_err().code,
+        ErrorCode::InvalidArgument
+    );
+}
