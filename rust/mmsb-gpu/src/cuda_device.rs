@@ -1,6 +1,6 @@
 //! One CUDA device: its context, a work stream, the loaded kernels, a pool.
 //!
-//! [`CudaDevice::open`] runs only after [`crate::probe`] said the libraries
+//! [`CudaDevice::open`] runs only after [`crate::probe`](fn@crate::probe) said the libraries
 //! load, so no cudarc call can panic for a missing library. Kernels are looked
 //! up by name in the modules compiled by [`crate::kernel_cache`]; launches go
 //! through [`CudaDevice::launch`], which takes raw device addresses (`u64`)

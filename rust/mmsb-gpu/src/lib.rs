@@ -4,7 +4,7 @@
 //! GPU is usable, or a kernel or copy fails mid-run, the work finishes on the
 //! CPU with the same results. A guide to the modules:
 //!
-//! * [`probe`]: is a GPU usable? (Never panics; `MMSB_GPU_DISABLE=1` says no.)
+//! * [`probe`](mod@probe): is a GPU usable? (Never panics; `MMSB_GPU_DISABLE=1` says no.)
 //! * [`gpu_store`]: [`GpuStore`], the entry point: pages in CPU, GPU or unified
 //!   memory, batched delta apply, migration, semiring operations, CPU fallback
 //!   and its statistics, the forced-failure switch for CPU-only testing.

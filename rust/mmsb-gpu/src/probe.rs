@@ -2,7 +2,7 @@
 //!
 //! cudarc opens the CUDA driver (`libcuda`) and NVRTC lazily and *panics* if a
 //! library is missing, so nothing in this crate calls into cudarc before
-//! [`probe`] has checked that both libraries load (cudarc's own
+//! [`probe`](fn@probe) has checked that both libraries load (cudarc's own
 //! `is_culib_present`), that the driver initialises, and that it sees a
 //! device. The probe also honours `MMSB_GPU_DISABLE=1` (treat the GPU as
 //! absent) and runs inside `catch_unwind`, so a broken installation reports
