@@ -42,6 +42,9 @@ rust/target/release/mmsb bench propagation --quick --out "$(mktemp -d)"
 
 step "transaction benchmark smoke run (bench txn --quick)"
 rust/target/release/mmsb bench txn --quick --out "$(mktemp -d)"
+step "semiring benchmark smoke run (bench semiring --quick; GraphBLAS side skipped without its venv)"
+rust/target/release/mmsb bench semiring --quick --out "$(mktemp -d)"
+
 step "allocator benchmark smoke run (bench alloc --quick)"
 rust/target/release/mmsb bench alloc --quick --out "$(mktemp -d)"
 
