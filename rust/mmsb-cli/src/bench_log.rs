@@ -131,25 +131,12 @@ impl Pool {
     }
 }
 
-/// A fresh, empty directory under `base`, removed on drop.
-struct TempDir(PathBuf);
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-impl TempDir {
-    fn new(base: &Path, tag: &str) -> Result<TempDir, String> {
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let p = base.join(format!("mmsb-bench-log-{}-{n}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).map_err(|e| format!("creating {}: {e}", p.display()))?;
-        Ok(TempDir(p))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A fresh, empty directory under `base` (the disk measured), removed on drop.
+fn temp_dir(base: &Path, tag: &str) -> Result<tempfile::TempDir, String> {
+    tempfile::Builder::new()
+        .prefix(&format!("mmsb-bench-log-{tag}-"))
+        .tempdir_in(base)
+        .map_err(|e| format!("creating a temporary directory in {}: {e}", base.display()))
 }
 
 fn es(e: impl std::fmt::Display) -> String {
@@ -184,8 +171,8 @@ fn mmsb_commits(
     threads: usize,
     secs: f64,
 ) -> Result<f64, String> {
-    let td = TempDir::new(base, "mmsb")?;
-    let store = open_store(&td.0, Durability::Immediate, 64 << 20)?;
+    let td = temp_dir(base, "mmsb")?;
+    let store = open_store(td.path(), Durability::Immediate, 64 << 20)?;
     let ids = create_pages(&store)?;
     let commits = AtomicU64::new(0);
     let failure: Mutex<Option<String>> = Mutex::new(None);
@@ -240,8 +227,8 @@ fn sqlite_commits(
     threads: usize,
     secs: f64,
 ) -> Result<f64, String> {
-    let td = TempDir::new(base, "sqlite")?;
-    let conn = Mutex::new(sqlite_open(&td.0.join("bench.db"))?);
+    let td = temp_dir(base, "sqlite")?;
+    let conn = Mutex::new(sqlite_open(&td.path().join("bench.db"))?);
     let commits = AtomicU64::new(0);
     let failure: Mutex<Option<String>> = Mutex::new(None);
     let t0 = Instant::now();
@@ -305,9 +292,9 @@ fn frame_sizes(pool: &Pool, n: usize, commits: usize) -> Result<Vec<usize>, Stri
 
 /// Seconds MMSB takes to commit `commits` commits of `n` deltas, buffered, no fsync while timed.
 fn mmsb_append(base: &Path, pool: &Pool, n: usize, commits: usize) -> Result<(f64, u64), String> {
-    let td = TempDir::new(base, "mmsb-append")?;
+    let td = temp_dir(base, "mmsb-append")?;
     let store = open_store(
-        &td.0,
+        td.path(),
         Durability::Buffered {
             max_delay: Duration::from_secs(3600),
         },
@@ -337,9 +324,9 @@ fn mmsb_append(base: &Path, pool: &Pool, n: usize, commits: usize) -> Result<(f6
 /// apply, no fsync): the log's own append bandwidth. Records are made just
 /// before each append, untimed.
 fn writer_append(base: &Path, pool: &Pool, n: usize, commits: usize) -> Result<(f64, u64), String> {
-    let td = TempDir::new(base, "writer-append")?;
+    let td = temp_dir(base, "writer-append")?;
     let vfs: std::sync::Arc<dyn mmsb_core::vfs::Vfs> = std::sync::Arc::new(RealVfs);
-    let mut w = TLogWriter::create(vfs, &td.0, 1, 2, 1 << 40, false).map_err(es)?;
+    let mut w = TLogWriter::create(vfs, td.path(), 1, 2, 1 << 40, false).map_err(es)?;
     let ids: Vec<PageId> = (1..=PAGES).map(PageId).collect();
     let mut el = Duration::ZERO;
     for c in 0..commits {
@@ -360,8 +347,8 @@ fn writer_append(base: &Path, pool: &Pool, n: usize, commits: usize) -> Result<(
 
 /// Seconds `write(2)` takes for the same chunks (then fsync, untimed).
 fn file_append(base: &Path, chunks: &[usize], data: &[u8]) -> Result<f64, String> {
-    let td = TempDir::new(base, "write")?;
-    let path = td.0.join("plain.log");
+    let td = temp_dir(base, "write")?;
+    let path = td.path().join("plain.log");
     let mut f = std::fs::File::create(&path).map_err(es)?;
     let mut el = Duration::ZERO;
     let mut pos = 0;
@@ -564,10 +551,10 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
 
     // 3. Recovery replay of a log with no checkpoint.
     if want("recovery_replay") {
-        let td = TempDir::new(&base, "replay")?;
+        let td = temp_dir(&base, "replay")?;
         let n = 16;
         let store = open_store(
-            &td.0,
+            td.path(),
             Durability::Buffered {
                 max_delay: Duration::from_secs(3600),
             },
@@ -583,14 +570,14 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
         let (mut o, mut r, mut bytes) = (Vec::new(), Vec::new(), 0);
         for _ in 0..reps.max(2) {
             let t0 = Instant::now();
-            let s = open_store(&td.0, Durability::Immediate, 64 << 20)?;
+            let s = open_store(td.path(), Durability::Immediate, 64 << 20)?;
             o.push(t0.elapsed().as_secs_f64());
             bytes = s.recovery_report().bytes_replayed;
             if s.recovery_report().commits_replayed != c as u64 + 1 {
                 return Err("recovery replayed a different number of commits".into());
             }
             s.close().map_err(es)?;
-            r.push(read_log(&td.0)?.1);
+            r.push(read_log(td.path())?.1);
         }
         let gb = bytes as f64 / 1e9;
         let v = gb / best(&o);
@@ -628,10 +615,10 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
         }
         let (mut w, mut wy, mut v, mut vy, mut fbytes) = (vec![], vec![], vec![], vec![], 0);
         for _ in 0..reps.max(2) {
-            let td = TempDir::new(&base, "ckpt")?;
+            let td = temp_dir(&base, "ckpt")?;
             let t0 = Instant::now();
-            let info =
-                checkpoint::write(&RealVfs, &td.0, 1, 1, st.next_page_id(), &pages).map_err(es)?;
+            let info = checkpoint::write(&RealVfs, td.path(), 1, 1, st.next_page_id(), &pages)
+                .map_err(es)?;
             w.push(t0.elapsed().as_secs_f64());
             fbytes = info.file_bytes;
             let t0 = Instant::now();
@@ -647,7 +634,11 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
             if n as u64 != fbytes {
                 return Err("checkpoint size differs from its report".into());
             }
-            wy.push(write_fsync(&td.0.join("plain"), fbytes, &data[..1 << 20])?);
+            wy.push(write_fsync(
+                &td.path().join("plain"),
+                fbytes,
+                &data[..1 << 20],
+            )?);
         }
         let gb = fbytes as f64 / 1e9;
         let extra = format!("({:.0} MiB) ", fbytes as f64 / 1048576.0);

@@ -95,25 +95,12 @@ impl Rng {
     }
 }
 
-/// A fresh directory under `base`, removed on drop.
-struct TempDir(PathBuf);
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-impl TempDir {
-    fn new(base: &Path, tag: &str) -> Result<TempDir, String> {
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let p = base.join(format!("mmsb-bench-txn-{}-{n}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).map_err(|e| format!("creating {}: {e}", p.display()))?;
-        Ok(TempDir(p))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A fresh, empty directory under `base` (the disk measured), removed on drop.
+fn temp_dir(base: &Path, tag: &str) -> Result<tempfile::TempDir, String> {
+    tempfile::Builder::new()
+        .prefix(&format!("mmsb-bench-txn-{tag}-"))
+        .tempdir_in(base)
+        .map_err(|e| format!("creating a temporary directory in {}: {e}", base.display()))
 }
 
 /// Runs `work(thread, &stop)` on `threads` threads for `secs`; each returns its
@@ -230,8 +217,8 @@ fn mmsb_txns(
     threads: usize,
     secs: f64,
 ) -> Result<(f64, u64), String> {
-    let td = base.map(|b| TempDir::new(b, "mmsb")).transpose()?;
-    let store = mmsb_bank(td.as_ref().map(|t| t.0.as_path()), accounts)?;
+    let td = base.map(|b| temp_dir(b, "mmsb")).transpose()?;
+    let store = mmsb_bank(td.as_ref().map(|t| t.path()), accounts)?;
     let rate = timed(threads, secs, |t, stop| {
         let mut rng = Rng::new(t as u64 + 1);
         let mut n = 0;
@@ -328,8 +315,8 @@ fn sqlite_transfer(c: &mut Connection, from: u64, to: u64, amount: i64) -> Resul
 
 /// SQLite transactions/s.
 fn sqlite_txns(base: &Path, accounts: u64, threads: usize, secs: f64) -> Result<f64, String> {
-    let td = TempDir::new(base, "sqlite")?;
-    let conn = Mutex::new(sqlite_bank(&td.0.join("bank.db"), accounts)?);
+    let td = temp_dir(base, "sqlite")?;
+    let conn = Mutex::new(sqlite_bank(&td.path().join("bank.db"), accounts)?);
     let rate = timed(threads, secs, |t, stop| {
         let mut rng = Rng::new(t as u64 + 1);
         let mut n = 0;
