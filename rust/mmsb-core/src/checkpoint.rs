@@ -323,6 +323,9 @@ impl<'a> Cursor<'a> {
 }
 
 /// Reads and verifies the checkpoint at `path` (SHA-256 first, then every page's CRC32C).
+///
+/// A whole file of a newer format version than this build reads is an
+/// [`ErrorCode::Unsupported`] error naming the file and the version.
 pub fn load(vfs: &dyn Vfs, path: &Path) -> Result<LoadedCheckpoint> {
     let file = vfs
         .read(path)
@@ -355,7 +358,18 @@ pub fn load(vfs: &dyn Vfs, path: &Path) -> Result<LoadedCheckpoint> {
         return Err(c.bad(0, "bad magic"));
     }
     let version = le32(&h[8..12]);
-    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
+    if version > FORMAT_VERSION {
+        return Err(Error::new(
+            ErrorCode::Unsupported,
+            format!(
+                "checkpoint {} at byte 8: format version {version} is newer than this build \
+                 reads ({OLDEST_READABLE_VERSION} to {FORMAT_VERSION}): it was written by a \
+                 newer MMSB",
+                path.display()
+            ),
+        ));
+    }
+    if version < OLDEST_READABLE_VERSION {
         return Err(c.bad(
             8,
             &format!(
