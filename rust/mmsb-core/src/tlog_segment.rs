@@ -35,6 +35,7 @@
 //! covered by the oldest checkpoint kept (see [`checkpoint`](crate::checkpoint)).
 
 use crate::error::{Error, Result};
+use crate::tlog_frame::crc32c;
 use std::path::{Path, PathBuf};
 
 /// Magic bytes opening every segment.
@@ -67,7 +68,7 @@ impl SegmentHeader {
         b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         b[16..24].copy_from_slice(&self.number.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_lsn.to_le_bytes());
-        let crc = crc32c::crc32c(&b[0..32]);
+        let crc = crc32c(&b[0..32]);
         b[32..36].copy_from_slice(&crc.to_le_bytes());
         b
     }
@@ -88,7 +89,7 @@ impl SegmentHeader {
             return Err(Error::corruption("bad segment magic at byte 0"));
         }
         let crc = le32(&b[32..36]);
-        if crc != crc32c::crc32c(&b[0..32]) {
+        if crc != crc32c(&b[0..32]) {
             return Err(Error::new(
                 crate::ErrorCode::ChecksumMismatch,
                 "segment header checksum mismatch at byte 32",
@@ -175,7 +176,7 @@ mod tests {
     fn with_version(h: SegmentHeader, version: u32) -> [u8; HEADER_LEN] {
         let mut b = h.encode();
         b[8..12].copy_from_slice(&version.to_le_bytes());
-        let crc = crc32c::crc32c(&b[0..32]);
+        let crc = crc32c(&b[0..32]);
         b[32..36].copy_from_slice(&crc.to_le_bytes());
         b
     }
