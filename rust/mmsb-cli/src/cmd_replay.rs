@@ -26,9 +26,7 @@ pub struct ReplayArgs {
 
 /// Runs `mmsb replay`.
 pub fn run(a: ReplayArgs) -> Result<(), String> {
-    if !a.dir.is_dir() {
-        return Err(format!("{} is not a data directory", a.dir.display()));
-    }
+    crate::data_dir::check(&a.dir)?;
     let target = match (a.to_lsn, a.to_time) {
         (Some(l), _) => Target::Lsn(l),
         (None, Some(t)) => Target::Time(t),

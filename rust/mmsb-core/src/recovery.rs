@@ -234,6 +234,15 @@ pub fn recover(
                 "LSN {t} is not retained: the reachable state ends at LSN {lsn}"
             )))
         }
+        // The log begins after the state reached: the commits between are
+        // gone, and any of them may be stamped at or before `t`.
+        Target::Time(t) if lsn + 1 < scan.summary.first_lsn => {
+            return Err(Error::not_found(format!(
+                "the state at time {t} ns is not retained: no checkpoint at or before it, \
+                 and the log begins at LSN {}",
+                scan.summary.first_lsn
+            )))
+        }
         _ => {}
     }
     report.lsn = lsn;
