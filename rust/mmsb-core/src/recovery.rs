@@ -13,7 +13,7 @@
 //!    is tried; with none, start from the empty state (the log must then begin
 //!    at LSN 1). A checkpoint (or log segment) of a newer format version than
 //!    this build reads stops recovery with
-//!    [`ErrorCode::Unsupported`](crate::ErrorCode::Unsupported): a newer build
+//!    [`ErrorCode::Unsupported`]: a newer build
 //!    wrote the directory, and nothing is skipped or cut.
 //! 2. Scan the log ([`tlog_reader::scan`]) and apply, in LSN order, every
 //!    commit after the checkpoint's LSN up to the target. The log must continue

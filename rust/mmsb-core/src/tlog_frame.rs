@@ -2,7 +2,7 @@
 //!
 //! Every commit is written as exactly one frame. The frame carries the
 //! commit's LSN, its commit timestamp, its records (see
-//! [`tlog_record`](crate::tlog_record)) and a CRC32C over everything but the
+//! [`tlog_record`]) and a CRC32C over everything but the
 //! checksum itself. Because a whole commit is one checksummed unit, recovery
 //! sees a commit entirely or not at all: there is no partial group to detect.
 //!
