@@ -623,6 +623,37 @@ impl Store {
         )
     }
 
+    /// Replaces the weight of the existing semiring edge `parent -> child`
+    /// in a commit of its own; the nodes it reaches are written with their
+    /// new values (a full wave of that network). `NotFound` if there is no
+    /// such edge; a weight of the wrong shape or dtype fails with
+    /// `InvalidArgument`; either way nothing changes.
+    pub fn set_semiring_edge_weight(
+        &self,
+        parent: PageId,
+        child: PageId,
+        weight: SemiringWeight,
+    ) -> Result<CommitReceipt> {
+        self.commit_inner(
+            Vec::new(),
+            false,
+            &[],
+            Some(&Declaration::SetWeight(parent, child, weight)),
+        )
+    }
+
+    /// Removes the semiring edge `parent -> child` in a commit of its own;
+    /// the nodes it reached are written with their new values. `NotFound`
+    /// if there is no such edge (nothing changes).
+    pub fn remove_semiring_edge(&self, parent: PageId, child: PageId) -> Result<CommitReceipt> {
+        self.commit_inner(
+            Vec::new(),
+            false,
+            &[],
+            Some(&Declaration::RemoveEdge(parent, child)),
+        )
+    }
+
     /// The semiring declaration of `page`, if it is a node.
     pub fn semiring_node(&self, page: PageId) -> Option<NodeDecl> {
         self.shared.lock().semiring.decl(page)
