@@ -453,7 +453,7 @@ fn mxv_rows<S: Semiring>(
 const MXV_TASK_NNZ: usize = 16 * 1024;
 
 /// `y = A ⊗ x`, or `y ⊕= A ⊗ x` when `accumulate`, on the current rayon pool:
-/// rows are cut into tasks of about [`MXV_TASK_NNZ`] stored entries each.
+/// rows are cut into tasks of about 16K stored entries each (`MXV_TASK_NNZ`).
 /// Equals [`mxv_reference`] exactly for exact semirings, and within rounding
 /// for float sums (see the module docs).
 pub fn mxv_into<S: Semiring>(
