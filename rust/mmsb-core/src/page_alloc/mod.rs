@@ -174,8 +174,9 @@ struct LocalHandle {
 
 impl LocalHandle {
     fn register() -> LocalHandle {
-        let cache = Arc::new(ThreadCache::new(shard_no()));
-        PageAllocator::global().registry().push(Arc::clone(&cache));
+        let g = PageAllocator::global();
+        let cache = Arc::new(ThreadCache::new(shard_no(), &g.classes));
+        g.registry().push(Arc::clone(&cache));
         LocalHandle { cache }
     }
 }
@@ -241,25 +242,52 @@ fn bad_class() -> Error {
     Error::invalid("free of a block with a bad size class")
 }
 
-/// Zeroes the first `len` bytes of a slot. Small pages are zeroed in whole
-/// 64-byte lines by inline vector stores (slot sizes are multiples of 64 and
-/// slots 64-byte aligned, so the rounded-up range stays inside the slot); a
-/// call to `memset` costs more than the stores for them.
-#[inline]
+/// Zeroes the first `len` bytes of a slot. Pages of up to 128 bytes are
+/// zeroed in whole 64-byte lines by inline stores (slot sizes are multiples of
+/// 64 and slots 64-byte aligned, so the rounded-up range stays inside the
+/// slot): for them a call to `memset` costs more than the stores. Larger pages
+/// call `memset`, whose wide stores (AVX2 or AVX-512, picked at load time)
+/// the inline 16-byte stores cannot match from 256 bytes on.
+#[inline(always)]
 fn zero_slot(ptr: NonNull<u8>, len: usize) {
-    if len <= 1024 {
-        let lines = len.div_ceil(64);
-        let p = ptr.as_ptr().cast::<[u64; 8]>();
-        for i in 0..lines {
-            // SAFETY: the slot is 64-byte aligned and at least
-            // lines * 64 bytes long (its size is a multiple of 64 >= len), and
-            // the caller owns it exclusively.
-            unsafe { p.add(i).write([0u64; 8]) };
-        }
+    if len <= 128 {
+        zero_lines(ptr.as_ptr(), len.div_ceil(64));
     } else {
         // SAFETY: the slot holds at least `len` bytes, owned by the caller.
         unsafe { ptr.as_ptr().write_bytes(0, len) };
     }
+}
+
+/// Zeroes `lines` 64-byte lines at `p` with 16-byte stores. They are volatile
+/// only so that the compiler keeps them inline: it turns a plain loop of zero
+/// stores back into a call to `memset` (a PLT call plus size dispatch, several
+/// times the cost of four stores for a 64-byte page). A volatile store of a
+/// 16-byte vector is still one `movaps`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn zero_lines(p: *mut u8, lines: usize) {
+    use std::arch::x86_64::__m128i;
+    // SAFETY: all-zero bits are a valid __m128i (a plain vector of integers).
+    let z: __m128i = unsafe { std::mem::zeroed() };
+    let v = p.cast::<__m128i>();
+    for i in 0..lines {
+        // SAFETY: the caller owns `lines * 64` bytes at `p`, 64-byte aligned
+        // (so every 16-byte store is aligned and in bounds).
+        unsafe {
+            v.add(4 * i).write_volatile(z);
+            v.add(4 * i + 1).write_volatile(z);
+            v.add(4 * i + 2).write_volatile(z);
+            v.add(4 * i + 3).write_volatile(z);
+        }
+    }
+}
+
+/// Zeroes `lines` 64-byte lines at `p` (other architectures: `memset`).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn zero_lines(p: *mut u8, lines: usize) {
+    // SAFETY: the caller owns `lines * 64` bytes at `p`.
+    unsafe { p.write_bytes(0, lines * 64) };
 }
 
 /// The page allocator: size-class slabs with lock-free freelists for pages up
@@ -325,15 +353,48 @@ impl PageAllocator {
         let sc = &self.classes[class];
         if self.cached {
             if let Some(tc) = local_cache() {
-                let (index, ptr) = tc.classes[class].take(sc, tc.shard)?;
+                let (ptr, index) = tc.classes[class].take(sc, tc.shard)?;
                 return Ok((ptr, index));
             }
         }
         sc.alloc(shard_no())
     }
 
-    #[inline]
+    /// The calling thread's cache, if this allocator has them and the
+    /// thread's is set up and alive (else the general paths handle it).
+    #[inline(always)]
+    fn fast_cache(&self) -> Option<&ThreadCache> {
+        if !self.cached {
+            return None;
+        }
+        let p = FAST.with(|f| f.get());
+        // SAFETY: as in `local_cache`: a non-null FAST is the calling thread's
+        // live cache, and `self` is the global allocator it serves (only the
+        // global allocator is `cached`).
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    /// The fast path of an allocation: a small page from the top of the
+    /// calling thread's free list (no atomic read-modify-write, no call);
+    /// everything else goes to [`PageAllocator::alloc_general`].
+    #[inline(always)]
     fn alloc(&self, len: usize, zeroed: bool) -> Result<Block> {
+        if let Some(class) = class_of(len) {
+            if let Some(tc) = self.fast_cache() {
+                if let Some((ptr, index)) = tc.classes[class].pop() {
+                    if zeroed {
+                        zero_slot(ptr, len);
+                    }
+                    return Ok(Block::small(ptr, len, class as u8 | GLOBAL_BIT, index));
+                }
+            }
+        }
+        self.alloc_general(len, zeroed)
+    }
+
+    /// Every allocation the fast path does not serve.
+    #[inline(never)]
+    fn alloc_general(&self, len: usize, zeroed: bool) -> Result<Block> {
         if len == 0 {
             return Err(Error::invalid("allocation of a zero-length page"));
         }
@@ -373,30 +434,59 @@ impl PageAllocator {
 
     /// Gives a block back. An error (and nothing freed) if the block is not a
     /// live allocation of this allocator.
+    ///
+    /// The fast path (a small block of the global allocator freed by a thread
+    /// with a live cache) pushes the slot on the thread's free list. Ownership:
+    /// only the global allocator sets [`GLOBAL_BIT`], and a `Block` cannot be
+    /// forged or copied in safe code, so a set bit proves the block is a live
+    /// slot of class `cb & !GLOBAL_BIT` of this allocator, at the index it
+    /// carries: no chunk-table lookup. No double-free check either: a `Block`
+    /// is an owned token (not `Clone`), so freeing one twice takes unsafe
+    /// forgery (`free_raw` checks double frees strictly). Debug builds check
+    /// both anyway.
     #[inline]
     pub fn free(&self, block: Block) -> Result<()> {
-        if block.class_byte() == LARGE {
+        let cb = block.class_byte();
+        if cb != LARGE && cb & GLOBAL_BIT != 0 {
+            if let Some(tc) = self.fast_cache() {
+                let c = (cb & !GLOBAL_BIT) as usize;
+                if let Some(lc) = tc.classes.get(c) {
+                    debug_assert!(self.classes[c].check(block.ptr, block.index()).is_ok());
+                    debug_assert_eq!(self.classes[c].next_of(block.index()), freelist::LIVE);
+                    // SAFETY: by the ownership argument above, the block is a
+                    // live slot of class `c` of this (the global) allocator at
+                    // index `block.index()`, and the caller gives it up.
+                    if unsafe { lc.push(block.ptr, block.index()) } {
+                        lc.flush(&self.classes[c], tc.shard);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        self.free_general(block)
+    }
+
+    /// Every free the fast path does not take.
+    #[inline(never)]
+    fn free_general(&self, block: Block) -> Result<()> {
+        let cb = block.class_byte();
+        if cb == LARGE {
             return self.large.free(block.ptr, block.len());
         }
-        let cb = block.class_byte();
         if self.cached {
-            // The typed fast path of the global allocator. Ownership: only
-            // the global allocator sets GLOBAL_BIT, and a `Block` cannot be
-            // forged or copied in safe code, so a set bit proves the block is
-            // a live slot of class `cb & !GLOBAL_BIT` of this allocator, at
-            // the index it carries: no chunk-table lookup. No double-free
-            // check either: a `Block` is an owned token (not `Clone`), so
-            // freeing one twice takes unsafe forgery (`free_raw` checks
-            // double frees strictly). Debug builds check both anyway.
+            // The global allocator, called by a thread without a live cache
+            // (exiting): the shared freelists, trusting the tag bit as above.
             if cb & GLOBAL_BIT != 0 {
                 let c = (cb & !GLOBAL_BIT) as usize;
                 let Some(class) = self.classes.get(c) else {
                     return Err(bad_class());
                 };
-                debug_assert!(class.check(block.ptr, block.index()).is_ok());
-                debug_assert_eq!(class.next_of(block.index()), freelist::LIVE);
                 if let Some(tc) = local_cache() {
-                    tc.classes[c].give(class, tc.shard, block.index(), block.ptr);
+                    // First use on this thread: the cache was just set up.
+                    // SAFETY: as in `free`.
+                    if unsafe { tc.classes[c].push(block.ptr, block.index()) } {
+                        tc.classes[c].flush(class, tc.shard);
+                    }
                     return Ok(());
                 }
                 return class.free(block.ptr, block.index(), shard_no());

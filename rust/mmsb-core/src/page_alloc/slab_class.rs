@@ -328,6 +328,12 @@ impl SlabClass {
         })
     }
 
+    /// (slots per chunk - 1, bytes of slots per chunk): what a thread cache
+    /// needs to find a slot's link from its address ([`LocalClass::link_at`](super::thread_cache::LocalClass::link_at)).
+    pub fn geometry(&self) -> (u32, u32) {
+        (self.slots_per_chunk() as u32 - 1, self.slot_bytes() as u32)
+    }
+
     /// Slots a thread cache may hold in its free list of this class.
     #[inline]
     pub fn flush_limit(&self) -> u32 {
