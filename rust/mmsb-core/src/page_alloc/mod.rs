@@ -24,7 +24,9 @@
 //! memory; [`PageAllocator::free`] takes it back. Frees are checked: a block
 //! that is not a live allocation of this allocator (a double free through
 //! [`PageAllocator::free_raw`], or a foreign pointer) is an
-//! [`ErrorCode::InvalidArgument`] error, never silent corruption.
+//! [`ErrorCode::InvalidArgument`] error, never silent corruption (with one
+//! exception on the global allocator, a slot on *another* thread's cache; see
+//! `free_raw`).
 //! `docs/allocator.md` explains the design and its measurements.
 
 pub mod freelist;
@@ -442,8 +444,7 @@ impl PageAllocator {
     /// slot of class `cb & !GLOBAL_BIT` of this allocator, at the index it
     /// carries: no chunk-table lookup. No double-free check either: a `Block`
     /// is an owned token (not `Clone`), so freeing one twice takes unsafe
-    /// forgery (`free_raw` checks double frees strictly). Debug builds check
-    /// both anyway.
+    /// forgery. Debug builds check both anyway.
     #[inline]
     pub fn free(&self, block: Block) -> Result<()> {
         let cb = block.class_byte();
@@ -453,6 +454,7 @@ impl PageAllocator {
                 if let Some(lc) = tc.classes.get(c) {
                     debug_assert!(self.classes[c].check(block.ptr, block.index()).is_ok());
                     debug_assert_eq!(self.classes[c].next_of(block.index()), freelist::LIVE);
+                    debug_assert!(!lc.contains(block.ptr.as_ptr()), "double free");
                     // SAFETY: by the ownership argument above, the block is a
                     // live slot of class `c` of this (the global) allocator at
                     // index `block.index()`, and the caller gives it up.
@@ -505,16 +507,28 @@ impl PageAllocator {
     /// [`Block::into_raw`]. Slower than [`PageAllocator::free`] (it scans the
     /// class's chunk table to find the slot). A pointer that is not the start
     /// of a live block of this allocator of that size class is an error: a
-    /// double free is detected and refused.
+    /// double free is detected and refused. On the global allocator, a block
+    /// already freed sits for a while on its freeing thread's cache, which
+    /// only that thread can inspect: freeing it again is refused on that
+    /// thread, but from another thread it is the misuse below.
     ///
     /// # Safety
     /// If `ptr` is the start of a block that is live but owned by someone
     /// else, that owner's memory is freed under it: the caller must own the
-    /// block at `ptr`.
+    /// block at `ptr`. (On the global allocator, a slot in another thread's
+    /// cache counts as owned by that thread.)
     pub unsafe fn free_raw(&self, ptr: *mut u8, len: usize) -> Result<()> {
         let nn = NonNull::new(ptr).ok_or_else(|| Error::invalid("free of a null pointer"))?;
         if let Some(class) = class_of(len) {
             if let Some(index) = self.classes[class].index_of(ptr) {
+                if self
+                    .fast_cache()
+                    .is_some_and(|tc| tc.classes[class].contains(ptr))
+                {
+                    return Err(Error::invalid(format!(
+                        "double free of {ptr:p}: it is on this thread's cache"
+                    )));
+                }
                 // The strict path: a CAS on the slot's link decides between
                 // racing frees, and the slot goes to the shared freelists.
                 return self.classes[class].free(nn, index, shard_no());
@@ -705,6 +719,28 @@ mod tests {
             .join()
             .unwrap();
         check_and_free(right);
+    }
+
+    #[test]
+    fn a_global_block_freed_then_freed_raw_on_the_same_thread_is_refused() {
+        // The typed free leaves the slot on this thread's cache with its link
+        // still LIVE; free_raw must find it there and refuse the second free.
+        let g = PageAllocator::global();
+        let len = 40_960; // a class used by no other test here
+        let b = g.alloc_zeroed(len).unwrap();
+        let p = b.ptr().as_ptr();
+        g.free(b).unwrap();
+        // SAFETY: a double free, which free_raw must detect and refuse
+        // without touching anything.
+        let e = unsafe { g.free_raw(p, len) }.unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument, "{e}");
+        // The slot is still usable exactly once.
+        let b1 = g.alloc_zeroed(len).unwrap();
+        let b2 = g.alloc_zeroed(len).unwrap();
+        assert_ne!(b1.ptr(), b2.ptr());
+        assert!(b1.ptr().as_ptr() == p || b2.ptr().as_ptr() == p);
+        g.free(b1).unwrap();
+        g.free(b2).unwrap();
     }
 
     #[test]

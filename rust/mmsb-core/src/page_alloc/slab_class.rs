@@ -328,10 +328,10 @@ impl SlabClass {
         })
     }
 
-    /// (slots per chunk - 1, bytes of slots per chunk): what a thread cache
-    /// needs to find a slot's link from its address ([`LocalClass::link_at`](super::thread_cache::LocalClass::link_at)).
-    pub fn geometry(&self) -> (u32, u32) {
-        (self.slots_per_chunk() as u32 - 1, self.slot_bytes() as u32)
+    /// Test helper: pops a free slot from any shard (no slow path, no count).
+    #[cfg(test)]
+    pub fn shards_pop_for_test(&self, retries: &mut u64) -> Option<u32> {
+        self.shards.iter().find_map(|s| s.list.pop(self, retries))
     }
 
     /// Slots a thread cache may hold in its free list of this class.

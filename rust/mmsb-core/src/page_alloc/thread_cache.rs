@@ -17,12 +17,24 @@
 //!
 //! The fast paths are what mimalloc's are: an allocation pops the free list, a
 //! free pushes on it, no atomic read-modify-write, no lock, no chunk-table
-//! walk. Per allocate+free pair they store to memory seven times besides the
-//! page itself: the list head twice, the slot's link word twice (LIVE / NIL,
-//! which keeps [`free_raw`](super::PageAllocator::free_raw)'s double-free check
-//! exact), the free-list entry (two words) and one counter. The free list's
-//! length rides in the low bits of the head pointer (slots are 64-byte
-//! aligned), and the allocation count is derived rather than counted:
+//! walk. Per allocate+free pair they store to memory five times besides the
+//! page itself: the list head twice, the free-list entry (two words) and one
+//! counter. The free list's length rides in the low bits of the head pointer
+//! (slots are 64-byte aligned), and the allocation count is derived rather
+//! than counted (below).
+//!
+//! **Link words.** A slot's link word (see [`freelist`](super::freelist))
+//! says [`LIVE`] while the slot is outside the shared freelists and alloc
+//! lists: handed out, *or on a thread's free list*. The fast paths leave it
+//! alone (a store each way to a line of its own cost some 7% of a 1 KiB
+//! allocate+free pair); the link changes when the slot leaves the thread:
+//! [`LocalClass::flush`] chains the slots through their links. So
+//! [`free_raw`](super::PageAllocator::free_raw) cannot tell a slot on another
+//! thread's free list from a live one (that case is its documented "memory
+//! owned by someone else" misuse); it does check the calling thread's own
+//! free list ([`LocalClass::contains`]), so a pointer freed and then freed
+//! again on one thread is still refused.
+//!
 //!
 //! **Counters.** A thread counts, per class, its frees (`frees`, one plain
 //! increment per free), the slots its free list handed on to the shared
@@ -64,13 +76,10 @@ const TAG_MASK: usize = 63;
 /// up, and no shared list holds it), and it makes an allocation a single load
 /// from memory the allocation is about to zero anyway, instead of a walk
 /// through the link table; popping restores the head word below, length
-/// included. The slot's link word meanwhile holds [`NIL`] (not `LIVE`), so
-/// `free_raw` still refuses it.
+/// included.
 ///
 /// The fast paths ([`LocalClass::pop`], [`LocalClass::push`]) touch this
-/// struct (one cache line: it carries copies of the class's geometry), the
-/// slot, and the slot's link word, whose address they compute from the slot's
-/// address and index ([`LocalClass::link_at`]), without the chunk table.
+/// struct (one cache line) and the slot, nothing else.
 #[repr(align(64))]
 pub(crate) struct LocalClass {
     /// The free list's head word: address of the first slot (null when empty)
@@ -84,13 +93,6 @@ pub(crate) struct LocalClass {
     taken: AtomicU64,
     /// First slot of the alloc list (a chain through the link table), or NIL.
     alloc_head: AtomicU32,
-    /// Slots per chunk - 1 (a slot's position in its chunk is `index & mask`).
-    slot_mask: u32,
-    /// Slot size - 4: the link of slot `s` lies `links_off - s * link_step`
-    /// bytes after the slot (see [`LocalClass::link_at`]).
-    link_step: u32,
-    /// Bytes of slots per chunk (where the chunk's link table starts).
-    links_off: u32,
     /// Slots the free list holds before it is flushed.
     flush_limit: u32,
 }
@@ -127,16 +129,12 @@ unsafe fn read_entry(p: *mut u8) -> (*mut u8, u32) {
 impl LocalClass {
     /// The cache of one thread for `class`.
     pub fn new(class: &SlabClass) -> LocalClass {
-        let (mask, slot_bytes) = class.geometry();
         LocalClass {
             free_head: AtomicPtr::new(std::ptr::null_mut()),
             frees: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             taken: AtomicU64::new(0),
             alloc_head: AtomicU32::new(NIL),
-            slot_mask: mask,
-            link_step: class.slot_size() as u32 - 4,
-            links_off: slot_bytes,
             flush_limit: class.flush_limit(),
         }
     }
@@ -154,39 +152,15 @@ impl LocalClass {
         (taken + popped, frees)
     }
 
-    /// The link word of slot `index` at `ptr`, by address arithmetic: a chunk
-    /// is `slot_bytes` of slots followed by one `u32` link per slot, so with
-    /// `s = index & mask` the slot is at `base + s * slot_size` and its link
-    /// at `base + slot_bytes + 4 * s`, i.e. `slot_bytes - s * (slot_size - 4)`
-    /// bytes after the slot.
-    ///
-    /// # Safety
-    /// `ptr` is the address of slot `index` of the class this cache serves
-    /// (a published slot: it came from that class's chunks).
-    #[inline(always)]
-    pub unsafe fn link_at(&self, ptr: NonNull<u8>, index: u32) -> &AtomicU32 {
-        let s = (index & self.slot_mask) as usize;
-        let off = self.links_off as usize - s * self.link_step as usize;
-        // SAFETY: the caller's contract: `ptr` is slot `s` of a chunk, one
-        // allocation holding the slots and then the link table, so `ptr + off`
-        // is link `s` of that table: inside the same allocation (the pointer
-        // keeps the chunk's provenance), 4-byte aligned (slot sizes are
-        // multiples of 64), initialised when the chunk was carved, and alive as
-        // long as the allocator (chunks are never returned while it lives).
-        unsafe { &*ptr.as_ptr().add(off).cast::<AtomicU32>() }
-    }
-
-    /// The fast allocation: the top of the free list, marked LIVE; `None`
-    /// when the free list is empty (then see [`LocalClass::take`]).
+    /// The fast allocation: the top of the free list (its link word still
+    /// says LIVE); `None` when the free list is empty (then see
+    /// [`LocalClass::take`]).
     #[inline(always)]
     pub fn pop(&self) -> Option<(NonNull<u8>, u32)> {
         let p = NonNull::new(slot_of(self.free_head.load(Ordering::Relaxed)))?;
         // SAFETY: a non-null free head is a slot on this thread's free list.
         let (below, index) = unsafe { read_entry(p.as_ptr()) };
         self.free_head.store(below, Ordering::Relaxed);
-        // SAFETY: slots on the free list are slots of this class, pushed with
-        // their own index.
-        unsafe { self.link_at(p, index) }.store(LIVE, Ordering::Relaxed);
         Some((p, index))
     }
 
@@ -216,16 +190,15 @@ impl LocalClass {
     }
 
     /// The fast free: slot `index` at `ptr` of this class, given up by its
-    /// owner, goes on top of the free list (marked NIL). Returns `true` when
-    /// the list is full and must be flushed ([`LocalClass::flush`]).
+    /// owner, goes on top of the free list (its link word stays LIVE).
+    /// Returns `true` when the list is full and must be flushed
+    /// ([`LocalClass::flush`]).
     ///
     /// # Safety
     /// `ptr` is slot `index` of the class this cache serves, live (handed out
     /// by this allocator and not freed since), and the caller gives it up.
     #[inline(always)]
     pub unsafe fn push(&self, ptr: NonNull<u8>, index: u32) -> bool {
-        // SAFETY: the caller's contract.
-        unsafe { self.link_at(ptr, index) }.store(NIL, Ordering::Relaxed);
         let below = self.free_head.load(Ordering::Relaxed);
         // SAFETY: the slot (64-byte aligned, at least 64 bytes) was just given
         // up by its owner and now belongs to this thread's free list alone.
@@ -235,10 +208,8 @@ impl LocalClass {
         }
         let n = len_of(below) + 1;
         // n <= flush_limit <= TAG_MASK: the length fits the alignment bits.
-        self.free_head.store(
-            ptr.as_ptr().map_addr(|a| a | n as usize),
-            Ordering::Relaxed,
-        );
+        self.free_head
+            .store(ptr.as_ptr().map_addr(|a| a | n as usize), Ordering::Relaxed);
         bump(&self.frees, 1);
         n >= self.flush_limit
     }
@@ -268,7 +239,23 @@ impl LocalClass {
         // The count first, then the empty head: a concurrent `counts` may
         // under-count allocations for an instant, never over-count them.
         bump(&self.flushed, u64::from(len_of(word)));
-        self.free_head.store(std::ptr::null_mut(), Ordering::Relaxed);
+        self.free_head
+            .store(std::ptr::null_mut(), Ordering::Relaxed);
+    }
+
+    /// Whether `ptr` is on this free list (a walk of at most the flush
+    /// limit). Only for the owning thread.
+    pub fn contains(&self, ptr: *const u8) -> bool {
+        let mut p = slot_of(self.free_head.load(Ordering::Relaxed));
+        while !p.is_null() {
+            if std::ptr::eq(p, ptr) {
+                return true;
+            }
+            // SAFETY: the caller is the owning thread, so every entry of the
+            // list is a slot on its free list, written by `push`.
+            p = slot_of(unsafe { read_entry(p) }.0);
+        }
+        false
     }
 
     /// Gives every cached slot back to the shared freelists.
@@ -301,6 +288,93 @@ impl ThreadCache {
         ThreadCache {
             shard,
             classes: std::array::from_fn(|c| LocalClass::new(&classes[c])),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::page_alloc::size_class::class_size;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn flush_limits_fit_the_length_bits_of_the_head() {
+        for c in 0..NUM_CLASSES {
+            let l = flush_limit(class_size(c)) as usize;
+            assert!((4..=TAG_MASK).contains(&l), "class {c}: limit {l}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// The derived allocation count (taken + frees - flushed - length)
+        /// equals a model that counts every operation, after every step;
+        /// no slot is handed out twice; `contains` agrees with the model of
+        /// the free list.
+        #[test]
+        fn derived_counts_equal_a_model_of_every_operation(
+            ops in prop::collection::vec((any::<bool>(), any::<usize>()), 1..300),
+            size_class in 0usize..3,
+        ) {
+            let class = SlabClass::new([64, 1024, 8192][size_class]);
+            let lc = LocalClass::new(&class);
+            let mut held: Vec<(NonNull<u8>, u32)> = Vec::new();
+            let mut cached: Vec<NonNull<u8>> = Vec::new(); // model of the free list
+            let mut live: HashSet<NonNull<u8>> = HashSet::new();
+            let (mut allocs, mut frees) = (0u64, 0u64);
+            for (alloc, pick) in ops {
+                if alloc || held.is_empty() {
+                    let (p, i) = lc.take(&class, 0).unwrap();
+                    prop_assert!(live.insert(p), "slot handed out twice");
+                    if cached.last() == Some(&p) {
+                        cached.pop();
+                    }
+                    prop_assert_eq!(class.slot(i).1, p, "index and address agree");
+                    held.push((p, i));
+                    allocs += 1;
+                } else {
+                    let (p, i) = held.swap_remove(pick % held.len());
+                    live.remove(&p);
+                    // SAFETY: (p, i) is a live slot of `class` that we give up.
+                    if unsafe { lc.push(p, i) } {
+                        lc.flush(&class, 0);
+                        cached.clear();
+                    } else {
+                        cached.push(p);
+                    }
+                    frees += 1;
+                }
+                prop_assert_eq!(lc.counts(), (allocs, frees));
+                prop_assert_eq!(u64::from(len_of(lc.free_head.load(Ordering::Relaxed))), cached.len() as u64);
+                for p in &cached {
+                    prop_assert!(lc.contains(p.as_ptr()));
+                }
+                for (p, _) in &held {
+                    prop_assert!(!lc.contains(p.as_ptr()));
+                }
+            }
+            for (p, i) in held {
+                // SAFETY: as above.
+                if unsafe { lc.push(p, i) } {
+                    lc.flush(&class, 0);
+                }
+                frees += 1;
+            }
+            lc.drain(&class, 0);
+            prop_assert_eq!(lc.counts(), (allocs, frees));
+            let s = class.stats(lc.counts());
+            prop_assert_eq!(s.live_pages, 0);
+            // Everything went back to the shared lists: every slot of the
+            // carved chunks is free there, and none is LIVE.
+            let mut r = 0;
+            let mut n = 0u64;
+            while let Some(i) = class.shards_pop_for_test(&mut r) {
+                prop_assert_eq!(class.next_of(i), LIVE); // popped: marked LIVE
+                n += 1;
+            }
+            prop_assert_eq!(n * class.slot_size() as u64, s.reserved_bytes);
         }
     }
 }
