@@ -140,8 +140,8 @@ impl LocalClass {
     }
 
     /// (allocations, frees) by this thread: exact when the thread is not
-    /// allocating or freeing in this class at the same time (else a recent
-    /// value, never above the true one by more than the free list's length).
+    /// allocating or freeing in this class at the same time (else each term
+    /// is a recent value, so the sum is approximate; never negative).
     pub fn counts(&self) -> (u64, u64) {
         let len = u64::from(len_of(self.free_head.load(Ordering::Relaxed)));
         let flushed = self.flushed.load(Ordering::Relaxed);
@@ -236,8 +236,10 @@ impl LocalClass {
             below = b;
         }
         class.give_chain(shard, first, last);
-        // The count first, then the empty head: a concurrent `counts` may
-        // under-count allocations for an instant, never over-count them.
+        // The count first, then the empty head: a concurrent `counts` that
+        // sees the stores in this order under-counts allocations for an
+        // instant rather than over-counting them (it is exact once the
+        // thread is quiet either way).
         bump(&self.flushed, u64::from(len_of(word)));
         self.free_head
             .store(std::ptr::null_mut(), Ordering::Relaxed);
