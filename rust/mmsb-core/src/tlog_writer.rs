@@ -15,6 +15,15 @@
 //! rest of a segment as its end, and a segment being rolled is trimmed to its
 //! frames first.
 //!
+//! Under immediate durability the writer also writes *directly* where the
+//! file system allows it ([`TLogWriter::set_direct_io`]): each segment is
+//! reopened with `O_DIRECT`, an append only copies its frame into a
+//! user-space, block-aligned buffer, and the sync of the group-commit leader
+//! writes the pending blocks and makes them durable in one system call (see
+//! [`tlog_direct`](crate::tlog_direct)). Where the file system refuses direct
+//! I/O (tmpfs), the writer keeps the buffered path; [`TLogWriter::is_direct`]
+//! says which one runs. Both write the same bytes.
+//!
 //! [`GroupSync`] makes them durable. A committer under immediate durability
 //! calls [`GroupSync::wait_durable`] with its LSN after releasing the commit
 //! lock. If no `fsync` is running, it becomes the *leader*: it notes the
@@ -30,6 +39,7 @@
 //! further writes until it is reopened (recovery then finds out what made it).
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::tlog_direct::{self, DirectLogFile};
 use crate::tlog_frame;
 use crate::tlog_record::Record;
 use crate::tlog_segment::{self, SegmentHeader};
@@ -76,6 +86,10 @@ pub struct TLogWriter {
     limit: u64,
     compress: bool,
     preallocate: bool,
+    /// Whether segments are written with direct I/O (asked for, and not refused).
+    direct: bool,
+    /// The current segment's header, which a direct file rewrites with its first block.
+    header: Vec<u8>,
     /// Running average of the frame size (weight 1/8 for the newest).
     avg_frame: u64,
     next_lsn: u64,
@@ -96,7 +110,8 @@ impl TLogWriter {
         limit: u64,
         compress: bool,
     ) -> Result<TLogWriter> {
-        let (file, len) = TLogWriter::create_segment(vfs.as_ref(), dir, number, first_lsn)?;
+        let (file, header) = TLogWriter::create_segment(vfs.as_ref(), dir, number, first_lsn)?;
+        let len = header.len() as u64;
         Ok(TLogWriter {
             vfs,
             dir: dir.to_path_buf(),
@@ -107,6 +122,8 @@ impl TLogWriter {
             limit,
             compress,
             preallocate: false,
+            direct: false,
+            header,
             avg_frame: 0,
             next_lsn: first_lsn,
             bytes_written: 0,
@@ -120,7 +137,7 @@ impl TLogWriter {
         dir: &Path,
         number: u64,
         first_lsn: u64,
-    ) -> Result<(Arc<dyn VfsFile>, u64)> {
+    ) -> Result<(Arc<dyn VfsFile>, Vec<u8>)> {
         let path = tlog_segment::path(dir, number);
         let file = vfs
             .create(&path)
@@ -132,7 +149,39 @@ impl TLogWriter {
             .map_err(|e| io_err("syncing segment", &path, e))?;
         vfs.sync_dir(dir)
             .map_err(|e| io_err("syncing directory", dir, e))?;
-        Ok((file, header.len() as u64))
+        Ok((file, header.to_vec()))
+    }
+
+    /// Asks for direct I/O (off by default): the current segment, if nothing
+    /// was appended to it yet, and every later one are reopened with
+    /// [`Vfs::open_direct`] and written through a [`DirectLogFile`]. Where the
+    /// file system refuses, the writer stays buffered for good (the choice is
+    /// made once, at open); [`TLogWriter::is_direct`] tells which. Call it
+    /// before handing [`TLogWriter::file`] to a [`GroupSync`].
+    pub fn set_direct_io(&mut self, on: bool) {
+        self.direct = on;
+        if on && self.len == self.header.len() as u64 && !self.file.is_direct() {
+            self.go_direct();
+        }
+    }
+
+    /// Whether frames are written with direct I/O now.
+    pub fn is_direct(&self) -> bool {
+        self.file.is_direct()
+    }
+
+    /// Reopens the fresh current segment for direct I/O, or turns direct I/O off.
+    fn go_direct(&mut self) {
+        let path = tlog_segment::path(&self.dir, self.number);
+        let base = tlog_direct::align_down(self.len) as usize;
+        let opened = self.vfs.open_direct(&path).and_then(|f| {
+            DirectLogFile::new(f, self.len, &self.header[base..self.len as usize])
+        });
+        match opened {
+            Ok(f) => self.file = Arc::new(f),
+            // Refused (tmpfs: EINVAL) or failed: the buffered file keeps working.
+            Err(_) => self.direct = false,
+        }
     }
 
     /// Turns preallocation on or off (off by default).
@@ -224,8 +273,9 @@ impl TLogWriter {
 
     fn roll(&mut self) -> Result<()> {
         let path = tlog_segment::path(&self.dir, self.number);
-        if self.allocated > self.len {
-            // Drop the unused zeros: a full segment keeps only its frames.
+        if self.allocated > self.len || self.file.is_direct() {
+            // Drop the unused zeros (a direct file also pads its last block):
+            // a full segment keeps only its frames.
             self.file
                 .set_len(self.len)
                 .map_err(|e| io_err("trimming segment", &path, e))?;
@@ -234,12 +284,16 @@ impl TLogWriter {
             .sync()
             .map_err(|e| io_err("syncing segment", &path, e))?;
         let number = self.number + 1;
-        let (file, len) =
+        let (file, header) =
             TLogWriter::create_segment(self.vfs.as_ref(), &self.dir, number, self.next_lsn)?;
         self.file = file;
         self.number = number;
-        self.len = len;
-        self.allocated = len;
+        self.len = header.len() as u64;
+        self.allocated = self.len;
+        self.header = header;
+        if self.direct {
+            self.go_direct();
+        }
         Ok(())
     }
 
@@ -267,6 +321,8 @@ struct SyncState {
     syncing: bool,
     failed: Option<Error>,
     syncs: u64,
+    /// Committers asleep on the condition variable (a lone leader wakes no one).
+    waiters: usize,
 }
 
 /// Group commit: shares one `fsync` among concurrent committers. See the module docs.
@@ -287,6 +343,7 @@ impl GroupSync {
                 syncing: false,
                 failed: None,
                 syncs: 0,
+                waiters: 0,
             }),
             cv: Condvar::new(),
         }
@@ -328,7 +385,9 @@ impl GroupSync {
                 return Err(e.clone());
             }
             if g.syncing {
+                g.waiters += 1;
                 g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+                g.waiters -= 1;
                 continue;
             }
             let Some(file) = g.file.clone() else {
@@ -355,7 +414,10 @@ impl GroupSync {
                     }
                 }
             }
-            self.cv.notify_all();
+            // The single-committer path makes no wake-up system call.
+            if g.waiters > 0 {
+                self.cv.notify_all();
+            }
         }
     }
 
