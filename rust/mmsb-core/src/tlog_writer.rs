@@ -458,12 +458,23 @@ mod tests {
         vec![Record::Delta(d)]
     }
 
-    fn writer(fs: &FaultFs, limit: u64) -> TLogWriter {
+    fn writer(fs: &FaultFs, limit: u64, direct: bool) -> TLogWriter {
         let dir = Path::new("/log");
         fs.create_dir_all(dir).unwrap();
         let mut w = TLogWriter::create(Arc::new(fs.clone()), dir, 1, 1, limit, false).unwrap();
         w.set_preallocate(true);
+        w.set_direct_io(direct);
+        assert_eq!(w.is_direct(), direct);
         w
+    }
+
+    /// The file's length once what was appended is written: a direct file pads its last block.
+    fn written_len(w: &TLogWriter) -> u64 {
+        if w.is_direct() {
+            tlog_direct::align_up(w.len)
+        } else {
+            w.len
+        }
     }
 
     /// Appends commits until `bytes` of frames were written; returns the last LSN.
@@ -489,110 +500,170 @@ mod tests {
 
     #[test]
     fn a_preallocated_zero_tail_is_a_clean_end_and_a_crash_keeps_what_was_synced() {
-        let fs = FaultFs::new();
-        let mut w = writer(&fs, 64 << 20);
-        let synced = fill(&mut w, PREALLOCATE_AFTER + (256 << 10));
-        w.file().sync().unwrap();
-        let seg = tlog_segment::path(Path::new("/log"), 1);
-        let on_disk = fs.read(&seg).unwrap();
-        assert!(
-            on_disk.len() as u64 >= w.len + PREALLOCATE_CHUNK / 2,
-            "no zeros were preallocated"
-        );
-        assert!(on_disk[w.len as usize..].iter().all(|&b| b == 0));
-        let (seen, scan) = scan_lsns(&fs);
-        assert_eq!(seen, (1..=synced).collect::<Vec<_>>());
-        assert_eq!(scan.end, LogEnd::Clean);
-        assert_eq!(scan.segments[0].good_len, w.len);
+        for direct in [false, true] {
+            let fs = FaultFs::new();
+            let mut w = writer(&fs, 64 << 20, direct);
+            let synced = fill(&mut w, PREALLOCATE_AFTER + (256 << 10));
+            w.file().sync().unwrap();
+            let seg = tlog_segment::path(Path::new("/log"), 1);
+            let on_disk = fs.read(&seg).unwrap();
+            assert!(
+                on_disk.len() as u64 >= w.len + PREALLOCATE_CHUNK / 2,
+                "no zeros were preallocated"
+            );
+            assert!(on_disk[w.len as usize..].iter().all(|&b| b == 0));
+            let (seen, scan) = scan_lsns(&fs);
+            assert_eq!(seen, (1..=synced).collect::<Vec<_>>());
+            assert_eq!(scan.end, LogEnd::Clean);
+            assert_eq!(scan.segments[0].good_len, w.len);
 
-        // Unsynced frames written over the zeros vanish in a crash; the zeros come back.
-        let target = w.bytes_written() + (64 << 10);
-        let unsynced = fill(&mut w, target);
-        assert!(unsynced > synced);
-        fs.crash();
-        let (seen, scan) = scan_lsns(&fs);
-        assert_eq!(seen, (1..=synced).collect::<Vec<_>>());
-        assert_eq!(scan.end, LogEnd::Clean);
+            // Unsynced frames written over the zeros vanish in a crash; the zeros come back.
+            let target = w.bytes_written() + (64 << 10);
+            let unsynced = fill(&mut w, target);
+            assert!(unsynced > synced);
+            fs.crash();
+            let (seen, scan) = scan_lsns(&fs);
+            assert_eq!(seen, (1..=synced).collect::<Vec<_>>());
+            assert_eq!(scan.end, LogEnd::Clean);
+        }
     }
 
     #[test]
     fn a_damaged_frame_before_the_zero_tail_is_a_torn_tail() {
-        let fs = FaultFs::new();
-        let mut w = writer(&fs, 64 << 20);
-        let last = fill(&mut w, PREALLOCATE_AFTER + (64 << 10));
-        let seg = tlog_segment::path(Path::new("/log"), 1);
-        let mut bytes = fs.read(&seg).unwrap();
-        let last_len = tlog_frame::encode(last, 0, &records(last), false)
-            .unwrap()
-            .len();
-        let last_start = w.len - last_len as u64;
-        let at = w.len as usize - 100;
-        bytes[at] ^= 0x40;
-        fs.put(&seg, bytes.clone());
-        let (seen, scan) = scan_lsns(&fs);
-        assert_eq!(seen, (1..last).collect::<Vec<_>>());
-        match scan.end {
-            LogEnd::TornTail {
-                offset, bytes: b, ..
-            } => {
-                assert_eq!(offset, last_start);
-                assert_eq!(offset + b, bytes.len() as u64);
+        for direct in [false, true] {
+            let fs = FaultFs::new();
+            let mut w = writer(&fs, 64 << 20, direct);
+            let last = fill(&mut w, PREALLOCATE_AFTER + (64 << 10));
+            w.file().sync().unwrap();
+            let seg = tlog_segment::path(Path::new("/log"), 1);
+            let mut bytes = fs.read(&seg).unwrap();
+            let last_len = tlog_frame::encode(last, 0, &records(last), false)
+                .unwrap()
+                .len();
+            let last_start = w.len - last_len as u64;
+            let at = w.len as usize - 100;
+            bytes[at] ^= 0x40;
+            fs.put(&seg, bytes.clone());
+            let (seen, scan) = scan_lsns(&fs);
+            assert_eq!(seen, (1..last).collect::<Vec<_>>());
+            match scan.end {
+                LogEnd::TornTail {
+                    offset, bytes: b, ..
+                } => {
+                    assert_eq!(offset, last_start);
+                    assert_eq!(offset + b, bytes.len() as u64);
+                }
+                e => panic!("expected a torn tail, got {e:?}"),
             }
-            e => panic!("expected a torn tail, got {e:?}"),
-        }
 
-        // Zeros where a frame should start, with something non-zero later, are damage too.
-        bytes[at] ^= 0x40;
-        let n = bytes.len();
-        bytes[n - 1] = 7;
-        fs.put(&seg, bytes);
-        let (seen, scan) = scan_lsns(&fs);
-        assert_eq!(seen, (1..=last).collect::<Vec<_>>());
-        assert!(
-            matches!(scan.end, LogEnd::TornTail { offset, .. } if offset == w.len),
-            "{:?}",
-            scan.end
-        );
+            // Zeros where a frame should start, with something non-zero later, are damage too.
+            bytes[at] ^= 0x40;
+            let n = bytes.len();
+            bytes[n - 1] = 7;
+            fs.put(&seg, bytes);
+            let (seen, scan) = scan_lsns(&fs);
+            assert_eq!(seen, (1..=last).collect::<Vec<_>>());
+            assert!(
+                matches!(scan.end, LogEnd::TornTail { offset, .. } if offset == w.len),
+                "{:?}",
+                scan.end
+            );
+        }
     }
 
     #[test]
     fn a_rolled_segment_is_trimmed_to_its_frames() {
-        let fs = FaultFs::new();
-        let limit = PREALLOCATE_AFTER + (512 << 10);
-        let mut w = writer(&fs, limit);
-        let last = fill(&mut w, limit + (256 << 10));
-        assert_eq!(w.segment_number(), 2);
-        w.file().sync().unwrap();
-        let (seen, scan) = scan_lsns(&fs);
-        assert_eq!(seen, (1..=last).collect::<Vec<_>>());
-        assert_eq!(scan.end, LogEnd::Clean);
-        let first = &scan.segments[0];
-        assert_eq!(first.len, first.good_len, "the full segment kept zeros");
-        assert!(first.len <= limit);
+        for direct in [false, true] {
+            let fs = FaultFs::new();
+            let limit = PREALLOCATE_AFTER + (512 << 10);
+            let mut w = writer(&fs, limit, direct);
+            let last = fill(&mut w, limit + (256 << 10));
+            assert_eq!(w.segment_number(), 2);
+            w.file().sync().unwrap();
+            let (seen, scan) = scan_lsns(&fs);
+            assert_eq!(seen, (1..=last).collect::<Vec<_>>());
+            assert_eq!(scan.end, LogEnd::Clean);
+            let first = &scan.segments[0];
+            assert_eq!(first.len, first.good_len, "the full segment kept zeros");
+            assert!(first.len <= limit);
+        }
     }
 
     #[test]
     fn large_frames_are_not_preallocated_for() {
-        let fs = FaultFs::new();
-        let mut w = writer(&fs, 64 << 20);
-        let mut lsn = 1;
-        while w.bytes_written() < PREALLOCATE_AFTER + (1 << 20) {
-            let mut d = Delta::dense(PageId(1), 0, vec![lsn as u8; 200 << 10]);
-            d.timestamp_ns = 0;
-            w.append(lsn, 0, &[Record::Delta(d)]).unwrap();
-            lsn += 1;
+        for direct in [false, true] {
+            let fs = FaultFs::new();
+            let mut w = writer(&fs, 64 << 20, direct);
+            let mut lsn = 1;
+            while w.bytes_written() < PREALLOCATE_AFTER + (1 << 20) {
+                let mut d = Delta::dense(PageId(1), 0, vec![lsn as u8; 200 << 10]);
+                d.timestamp_ns = 0;
+                w.append(lsn, 0, &[Record::Delta(d)]).unwrap();
+                lsn += 1;
+            }
+            w.file().sync().unwrap();
+            let seg = tlog_segment::path(Path::new("/log"), 1);
+            assert_eq!(fs.read(&seg).unwrap().len() as u64, written_len(&w));
         }
-        let seg = tlog_segment::path(Path::new("/log"), 1);
-        assert_eq!(fs.read(&seg).unwrap().len() as u64, w.len);
     }
 
     #[test]
     fn without_preallocation_the_file_holds_exactly_the_frames() {
+        for direct in [false, true] {
+            let fs = FaultFs::new();
+            let mut w = writer(&fs, 64 << 20, direct);
+            w.set_preallocate(false);
+            fill(&mut w, PREALLOCATE_AFTER + (256 << 10));
+            w.file().sync().unwrap();
+            let seg = tlog_segment::path(Path::new("/log"), 1);
+            assert_eq!(fs.read(&seg).unwrap().len() as u64, written_len(&w));
+        }
+    }
+
+    #[test]
+    fn small_commits_sharing_a_block_survive_its_rewrites_and_a_crash() {
+        for synced in [1u64, 2, 3, 7, 20, 61] {
+            let fs = FaultFs::new();
+            let mut w = writer(&fs, 64 << 20, true);
+            let small = |lsn: u64| {
+                let mut d = Delta::dense(PageId(1), lsn, vec![lsn as u8 | 1; 1 + (lsn as usize * 37) % 300]);
+                d.timestamp_ns = lsn;
+                vec![Record::Delta(d)]
+            };
+            for lsn in 1..=synced {
+                w.append(lsn, 0, &small(lsn)).unwrap();
+                w.file().sync().unwrap();
+            }
+            for lsn in synced + 1..synced + 4 {
+                w.append(lsn, 0, &small(lsn)).unwrap();
+            }
+            fs.crash();
+            let mut seen = Vec::new();
+            let scan = tlog_reader::scan(&fs, Path::new("/log"), |f, recs| {
+                assert!(recs == small(f.lsn), "frame {} decoded wrong", f.lsn);
+                seen.push(f.lsn);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(seen, (1..=synced).collect::<Vec<_>>());
+            assert_eq!(scan.end, LogEnd::Clean);
+        }
+    }
+
+    #[test]
+    fn a_file_system_without_direct_io_keeps_the_buffered_path() {
         let fs = FaultFs::new();
-        let mut w = writer(&fs, 64 << 20);
-        w.set_preallocate(false);
-        fill(&mut w, PREALLOCATE_AFTER + (256 << 10));
-        let seg = tlog_segment::path(Path::new("/log"), 1);
-        assert_eq!(fs.read(&seg).unwrap().len() as u64, w.len);
+        fs.set_direct_io(false);
+        let dir = Path::new("/log");
+        fs.create_dir_all(dir).unwrap();
+        let mut w = TLogWriter::create(Arc::new(fs.clone()), dir, 1, 1, 64 << 20, false).unwrap();
+        w.set_direct_io(true);
+        assert!(!w.is_direct());
+        let last = fill(&mut w, 256 << 10);
+        w.file().sync().unwrap();
+        fs.crash();
+        let (seen, scan) = scan_lsns(&fs);
+        assert_eq!(seen, (1..=last).collect::<Vec<_>>());
+        assert_eq!(scan.end, LogEnd::Clean);
     }
 }
