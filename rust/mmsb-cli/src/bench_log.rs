@@ -596,7 +596,8 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
                 continue;
             }
             let (mut m, mut s, mut direct) = (Vec::new(), Vec::new(), false);
-            let (mut mb, mut cb, mut cd, mut cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut mb, mut cb, mut cd, mut cpu) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for _ in 0..reps {
                 let (v, d) = mmsb_commits(&base, &pool, n, t, secs, true)?;
                 m.push(v);

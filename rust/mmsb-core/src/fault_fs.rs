@@ -405,7 +405,10 @@ mod tests {
         b.extend_from_slice(&[1u8; 2 * DIRECT_ALIGN]);
         let s = b.as_slice();
         assert_eq!(f.write_at(1, s).unwrap_err().raw_os_error(), Some(22));
-        assert_eq!(f.write_at(0, &s[..100]).unwrap_err().raw_os_error(), Some(22));
+        assert_eq!(
+            f.write_at(0, &s[..100]).unwrap_err().raw_os_error(),
+            Some(22)
+        );
         let off = &s[1..DIRECT_ALIGN + 1];
         assert_eq!(f.write_at(0, off).unwrap_err().raw_os_error(), Some(22));
         f.write_at(DIRECT_ALIGN as u64, s).unwrap();

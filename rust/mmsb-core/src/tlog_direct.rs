@@ -174,7 +174,9 @@ impl DirectLogFile {
     pub fn new(inner: Arc<dyn VfsFile>, len: u64, tail: &[u8]) -> io::Result<DirectLogFile> {
         let base = align_down(len);
         if tail.len() as u64 != len - base {
-            return Err(invalid("direct log: the tail must be the partial block before len"));
+            return Err(invalid(
+                "direct log: the tail must be the partial block before len",
+            ));
         }
         let mut buf = AlignedBuf::with_capacity(64 << 10);
         buf.extend_from_slice(tail);
@@ -258,7 +260,9 @@ impl VfsFile for DirectLogFile {
             }
             if !zeros {
                 if offset != p.end() {
-                    return Err(invalid("direct log: only zeros may be written past the end"));
+                    return Err(invalid(
+                        "direct log: only zeros may be written past the end",
+                    ));
                 }
                 p.buf.extend_from_slice(buf);
                 p.dirty = true;
@@ -437,6 +441,9 @@ mod tests {
         fs.fail_after(Fault::WriteError, 0);
         assert!(f.sync().is_err());
         f.write_at(140, &[6u8; 10]).unwrap();
-        assert!(f.sync().is_err(), "a sync after a failed write must not succeed");
+        assert!(
+            f.sync().is_err(),
+            "a sync after a failed write must not succeed"
+        );
     }
 }

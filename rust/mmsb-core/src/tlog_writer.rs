@@ -174,9 +174,10 @@ impl TLogWriter {
     fn go_direct(&mut self) {
         let path = tlog_segment::path(&self.dir, self.number);
         let base = tlog_direct::align_down(self.len) as usize;
-        let opened = self.vfs.open_direct(&path).and_then(|f| {
-            DirectLogFile::new(f, self.len, &self.header[base..self.len as usize])
-        });
+        let opened = self
+            .vfs
+            .open_direct(&path)
+            .and_then(|f| DirectLogFile::new(f, self.len, &self.header[base..self.len as usize]));
         match opened {
             Ok(f) => self.file = Arc::new(f),
             // Refused (tmpfs: EINVAL) or failed: the buffered file keeps working.
@@ -626,7 +627,11 @@ mod tests {
             let fs = FaultFs::new();
             let mut w = writer(&fs, 64 << 20, true);
             let small = |lsn: u64| {
-                let mut d = Delta::dense(PageId(1), lsn, vec![lsn as u8 | 1; 1 + (lsn as usize * 37) % 300]);
+                let mut d = Delta::dense(
+                    PageId(1),
+                    lsn,
+                    vec![lsn as u8 | 1; 1 + (lsn as usize * 37) % 300],
+                );
                 d.timestamp_ns = lsn;
                 vec![Record::Delta(d)]
             };
