@@ -245,7 +245,7 @@ fn frames(pool: &Pool, n: usize, commits: usize) -> Result<Vec<Vec<u8>>, String>
 }
 
 /// Size of the pre-zeroed file the raw flush ceilings write into.
-const CEILING_FILE: u64 = 256 << 20;
+const CEILING_FILE: u64 = 64 << 20;
 
 /// A file of `CEILING_FILE` zeros, written and synced (untimed).
 fn zeroed_file(dir: &Path) -> Result<PathBuf, String> {
@@ -271,10 +271,15 @@ fn raw_flush(base: &Path, frames: &[Vec<u8>], secs: f64, direct: bool) -> Result
     use mmsb_core::vfs::Vfs;
     let td = temp_dir(base, "ceiling")?;
     let path = zeroed_file(td.path())?;
-    let file = if direct {
-        RealVfs.open_direct(&path).map_err(es)?
+    // Buffered: a plain write handle (not O_APPEND, whose pwrite appends).
+    let plain = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(es)?;
+    let direct_file = if direct {
+        Some(RealVfs.open_direct(&path).map_err(es)?)
     } else {
-        RealVfs.open_append(&path).map_err(es)?
+        None
     };
     let mut buf = AlignedBuf::with_capacity(1 << 20);
     let (mut pos, mut n, mut i) = (0u64, 0u64, 0usize);
@@ -287,7 +292,7 @@ fn raw_flush(base: &Path, frames: &[Vec<u8>], secs: f64, direct: bool) -> Result
             pos = 0;
             buf.clear();
         }
-        if direct {
+        if let Some(file) = &direct_file {
             buf.extend_from_slice(f);
             let start = align_down(pos);
             file.write_at_sync(start, buf.padded()).map_err(es)?;
@@ -297,8 +302,8 @@ fn raw_flush(base: &Path, frames: &[Vec<u8>], secs: f64, direct: bool) -> Result
             buf.clear();
             buf.extend_from_slice(&tail);
         } else {
-            file.write_at(pos, f).map_err(es)?;
-            file.sync().map_err(es)?;
+            std::os::unix::fs::FileExt::write_all_at(&plain, f, pos).map_err(es)?;
+            plain.sync_data().map_err(es)?;
             pos += f.len() as u64;
         }
         n += 1;
