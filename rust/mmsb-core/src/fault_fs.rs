@@ -186,7 +186,9 @@ impl VfsFile for FaultFile {
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         let a = DIRECT_ALIGN;
         if self.direct
-            && (offset % a as u64 != 0 || buf.len() % a != 0 || buf.as_ptr() as usize % a != 0)
+            && (!offset.is_multiple_of(a as u64)
+                || !buf.len().is_multiple_of(a)
+                || !(buf.as_ptr() as usize).is_multiple_of(a))
         {
             return Err(io::Error::from_raw_os_error(22));
         }

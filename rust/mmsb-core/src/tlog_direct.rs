@@ -7,7 +7,7 @@
 //! straight from a user-space buffer to the device, and with `RWF_DSYNC`
 //! (`pwritev2`) the write and the flush are one system call.
 //!
-//! [`DirectLogFile`] wraps a segment opened with [`Vfs::open_direct`] and keeps
+//! [`DirectLogFile`] wraps a segment opened with [`Vfs::open_direct`](crate::vfs::Vfs::open_direct) and keeps
 //! the [`VfsFile`] contract the log writer and group commit already use:
 //!
 //! * [`VfsFile::write_at`] at the end of what was written (an append) only
@@ -35,7 +35,7 @@
 //! bytes may be lost, so the file refuses every later write and sync.
 //!
 //! Whether the file system takes direct I/O is found out when the segment is
-//! opened: [`Vfs::open_direct`] fails (tmpfs answers `EINVAL`) and the writer
+//! opened: [`Vfs::open_direct`](crate::vfs::Vfs::open_direct) fails (tmpfs answers `EINVAL`) and the writer
 //! keeps the buffered path (see [`TLogWriter`](crate::tlog_writer::TLogWriter)).
 
 use crate::vfs::VfsFile;

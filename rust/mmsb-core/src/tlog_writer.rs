@@ -154,7 +154,7 @@ impl TLogWriter {
 
     /// Asks for direct I/O (off by default): the current segment, if nothing
     /// was appended to it yet, and every later one are reopened with
-    /// [`Vfs::open_direct`] and written through a [`DirectLogFile`]. Where the
+    /// [`Vfs::open_direct`](crate::vfs::Vfs::open_direct) and written through a [`DirectLogFile`]. Where the
     /// file system refuses, the writer stays buffered for good (the choice is
     /// made once, at open); [`TLogWriter::is_direct`] tells which. Call it
     /// before handing [`TLogWriter::file`] to a [`GroupSync`].
