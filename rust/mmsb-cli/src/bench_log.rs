@@ -185,7 +185,8 @@ fn create_pages(s: &Store) -> Result<Vec<PageId>, String> {
 
 /// MMSB commits/s: `threads` committers of `n` deltas each, immediate
 /// durability (direct I/O if `direct_io` and the disk takes it), `secs`.
-/// Also returns whether the log was written with direct I/O.
+/// Also returns whether the log was written with direct I/O, and the
+/// commits per log sync (group commit's batching).
 fn mmsb_commits(
     base: &Path,
     pool: &Pool,
@@ -193,7 +194,7 @@ fn mmsb_commits(
     threads: usize,
     secs: f64,
     direct_io: bool,
-) -> Result<(f64, bool), String> {
+) -> Result<(f64, bool, f64), String> {
     let td = temp_dir(base, "mmsb")?;
     let store = open_store_io(td.path(), Durability::Immediate, 64 << 20, direct_io)?;
     let direct = store.stats().log_direct_io;
@@ -222,8 +223,10 @@ fn mmsb_commits(
     if let Some(e) = failure.into_inner().unwrap() {
         return Err(e);
     }
+    let st = store.stats();
     store.close().map_err(es)?;
-    Ok((commits.into_inner() as f64 / el, direct))
+    let per_sync = st.commits as f64 / st.log_syncs.max(1) as f64;
+    Ok((commits.into_inner() as f64 / el, direct, per_sync))
 }
 
 /// The frames MMSB writes for the first `commits` commits of `n` deltas from the pool.
@@ -578,6 +581,7 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
     }
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&base).map_err(|e| format!("creating {}: {e}", base.display()))?;
+    let load_start = load_average();
     let pool = Pool::new(0x4d4d_5342);
     println!(
         "mmsb bench log: dir {}, {secs} s per commit measurement, best of {reps} alternating reps; cpu {}",
@@ -600,11 +604,14 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
             if !want(&name) {
                 continue;
             }
-            let (mut m, mut s, mut direct) = (Vec::new(), Vec::new(), false);
+            let (mut m, mut s, mut direct, mut per_sync) = (Vec::new(), Vec::new(), false, 0.0);
             let (mut mb, mut cb, mut cd, mut cpu) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for _ in 0..reps {
-                let (v, d) = mmsb_commits(&base, &pool, n, t, secs, true)?;
+                let (v, d, ps) = mmsb_commits(&base, &pool, n, t, secs, true)?;
+                if v >= most(&m) {
+                    per_sync = ps;
+                }
                 m.push(v);
                 direct = d;
                 s.push(sqlite_commits(&base, &pool, n, t, secs)?);
@@ -624,9 +631,13 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
                 sv,
                 mv / sv,
                 Some(2.0),
-                if direct { "direct " } else { "buffered " },
+                &format!(
+                    "{} {per_sync:.2} commits/sync ",
+                    if direct { "direct" } else { "buffered" }
+                ),
             );
             r["log_io"] = json!(if direct { "direct" } else { "buffered" });
+            r["commits_per_sync"] = json!(round3(per_sync));
             if t == 1 {
                 let (bv, cbv, cdv, cpuv) = (most(&mb), most(&cb), most(&cd), best(&cpu));
                 let ceiling = cbv.max(cdv);
@@ -831,10 +842,14 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
         );
     }
 
+    let mut machine = crate::machine::machine_json();
+    // How loaded the box was: the one-minute load average when the run began and ended.
+    machine["load_average_start"] = json!(load_start);
+    machine["load_average_end"] = json!(load_average());
     let doc = json!({
         "group": "log",
         "date": crate::machine::today(),
-        "machine": crate::machine::machine_json(),
+        "machine": machine,
         "results": rep.results,
     });
     let dir = args.out.unwrap_or_else(crate::default_results_dir);
@@ -844,6 +859,16 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
     std::fs::write(&path, text + "\n").map_err(|e| format!("writing {}: {e}", path.display()))?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// The one-minute load average (Linux `/proc/loadavg`), if readable.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn round3(x: f64) -> f64 {

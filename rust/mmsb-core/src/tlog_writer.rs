@@ -20,7 +20,7 @@
 //! reopened with `O_DIRECT`, an append only copies its frame into a
 //! user-space, block-aligned buffer, and the sync of the group-commit leader
 //! writes the pending blocks and makes them durable in one system call (see
-//! [`tlog_direct`](crate::tlog_direct)). Where the file system refuses direct
+//! [`tlog_direct`]). Where the file system refuses direct
 //! I/O (tmpfs), the writer keeps the buffered path; [`TLogWriter::is_direct`]
 //! says which one runs. Both write the same bytes.
 //!
@@ -154,7 +154,7 @@ impl TLogWriter {
 
     /// Asks for direct I/O (off by default): the current segment, if nothing
     /// was appended to it yet, and every later one are reopened with
-    /// [`Vfs::open_direct`](crate::vfs::Vfs::open_direct) and written through a [`DirectLogFile`]. Where the
+    /// [`Vfs::open_direct`] and written through a [`DirectLogFile`]. Where the
     /// file system refuses, the writer stays buffered for good (the choice is
     /// made once, at open); [`TLogWriter::is_direct`] tells which. Call it
     /// before handing [`TLogWriter::file`] to a [`GroupSync`].
