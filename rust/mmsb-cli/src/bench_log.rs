@@ -26,7 +26,9 @@
 //!   `pwrite` + `fdatasync` (`flush_ceiling_buffered/b<N>`) and `O_DIRECT`
 //!   block rewrites with `pwritev2(RWF_DSYNC)` (`flush_ceiling_direct/b<N>`).
 //!   Their ratio to SQLite shows how far 2x is physically possible: MMSB at
-//!   one committer pays at least one flush per commit.
+//!   one committer pays at least one flush per commit. Every immediate case
+//!   also records `commits_per_sync` (group commit's batching), and the
+//!   machine note the load average when the run began and ended.
 //! * `log_append_nofsync/b<N>`: MB/s the log writer appends (the append
 //!   bandwidth the issue names): each frame's records are made untimed, then
 //!   [`TLogWriter::append`] is timed (encoding, CRC32C, one positional write;
