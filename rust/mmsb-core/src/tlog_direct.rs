@@ -12,7 +12,8 @@
 //!
 //! * [`VfsFile::write_at`] at the end of what was written (an append) only
 //!   copies the frame into a *pending* buffer, in memory. It costs no system
-//!   call, which is why the commit lock is held for no I/O at all.
+//!   call, so the commit lock is held for no I/O (but the writer's occasional
+//!   zero preallocation, below).
 //! * [`VfsFile::sync`] (the group-commit leader) swaps the pending buffer
 //!   for a spare one and writes it with one block-aligned positional write that
 //!   also makes it durable ([`VfsFile::write_at_sync`]). Direct I/O writes
