@@ -194,6 +194,7 @@ fn store_options(o: &MmsbStoreOptions) -> Result<StoreOptions> {
         recovery: RecoveryOptions {
             recover_past_corruption: o.recover_past_corruption,
         },
+        ..StoreOptions::default()
     })
 }
 

@@ -17,6 +17,19 @@
 //!   deltas per commit, `T` committer threads, for a fixed time. Yardstick:
 //!   SQLite in WAL mode, `synchronous=FULL`, one connection shared by the `T`
 //!   threads behind a mutex (SQLite admits one writer at a time). Target 2x.
+//!   The log is written with direct I/O where the disk takes it (the JSON's
+//!   `log_io` says which). With one committer the same reps also measure, for
+//!   context (and at two committers the first of them too): MMSB with
+//!   direct I/O turned off (`mmsb_buffered_io_...`); the
+//!   store's own work per commit with no sync (buffered durability); and the
+//!   disk's *raw flush ceiling* — one thread writing the same frame bytes
+//!   into a pre-zeroed file, each made durable before the next, nothing else:
+//!   `pwrite` + `fdatasync` (`flush_ceiling_buffered/b<N>`) and `O_DIRECT`
+//!   block rewrites with `pwritev2(RWF_DSYNC)` (`flush_ceiling_direct/b<N>`).
+//!   Their ratio to SQLite shows how far 2x is physically possible: MMSB at
+//!   one committer pays at least one flush per commit. Every immediate case
+//!   also records `commits_per_sync` (group commit's batching), and the
+//!   machine note the load average when the run began and ended.
 //! * `log_append_nofsync/b<N>`: MB/s the log writer appends (the append
 //!   bandwidth the issue names): each frame's records are made untimed, then
 //!   [`TLogWriter::append`] is timed (encoding, CRC32C, one positional write;
@@ -144,9 +157,19 @@ fn es(e: impl std::fmt::Display) -> String {
 }
 
 fn open_store(dir: &Path, durability: Durability, segment_bytes: u64) -> Result<Store, String> {
+    open_store_io(dir, durability, segment_bytes, true)
+}
+
+fn open_store_io(
+    dir: &Path,
+    durability: Durability,
+    segment_bytes: u64,
+    direct_io: bool,
+) -> Result<Store, String> {
     let opts = StoreOptions {
         durability,
         segment_bytes,
+        direct_io,
         ..StoreOptions::default()
     };
     Store::open(dir, opts).map_err(es)
@@ -163,16 +186,21 @@ fn create_pages(s: &Store) -> Result<Vec<PageId>, String> {
     Ok(s.commit(ops).map_err(es)?.created)
 }
 
-/// MMSB commits/s: `threads` committers of `n` deltas each, immediate durability, `secs`.
+/// MMSB commits/s: `threads` committers of `n` deltas each, immediate
+/// durability (direct I/O if `direct_io` and the disk takes it), `secs`.
+/// Also returns whether the log was written with direct I/O, and the
+/// commits per log sync (group commit's batching).
 fn mmsb_commits(
     base: &Path,
     pool: &Pool,
     n: usize,
     threads: usize,
     secs: f64,
-) -> Result<f64, String> {
+    direct_io: bool,
+) -> Result<(f64, bool, f64), String> {
     let td = temp_dir(base, "mmsb")?;
-    let store = open_store(td.path(), Durability::Immediate, 64 << 20)?;
+    let store = open_store_io(td.path(), Durability::Immediate, 64 << 20, direct_io)?;
+    let direct = store.stats().log_direct_io;
     let ids = create_pages(&store)?;
     let commits = AtomicU64::new(0);
     let failure: Mutex<Option<String>> = Mutex::new(None);
@@ -198,8 +226,103 @@ fn mmsb_commits(
     if let Some(e) = failure.into_inner().unwrap() {
         return Err(e);
     }
+    let st = store.stats();
     store.close().map_err(es)?;
-    Ok(commits.into_inner() as f64 / el)
+    let per_sync = st.commits as f64 / st.log_syncs.max(1) as f64;
+    Ok((commits.into_inner() as f64 / el, direct, per_sync))
+}
+
+/// The frames MMSB writes for the first `commits` commits of `n` deltas from the pool.
+fn frames(pool: &Pool, n: usize, commits: usize) -> Result<Vec<Vec<u8>>, String> {
+    let ids: Vec<PageId> = (1..=PAGES).map(PageId).collect();
+    (0..commits)
+        .map(|c| {
+            let records: Vec<Record> = pool
+                .ops(&ids, c * n, n)
+                .into_iter()
+                .map(|op| match op {
+                    Op::Delta(d) => Record::Delta(d),
+                    _ => unreachable!("the pool makes deltas only"),
+                })
+                .collect();
+            tlog_frame::encode(c as u64 + 2, 0, &records, false).map_err(es)
+        })
+        .collect()
+}
+
+/// Size of the pre-zeroed file the raw flush ceilings write into.
+const CEILING_FILE: u64 = 64 << 20;
+
+/// A file of `CEILING_FILE` zeros, written and synced (untimed).
+fn zeroed_file(dir: &Path) -> Result<PathBuf, String> {
+    let path = dir.join("ceiling.log");
+    let mut f = std::fs::File::create(&path).map_err(es)?;
+    let z = vec![0u8; 1 << 20];
+    for _ in 0..CEILING_FILE >> 20 {
+        f.write_all(&z).map_err(es)?;
+    }
+    f.sync_all().map_err(es)?;
+    Ok(path)
+}
+
+/// The raw flush ceiling: flushes/s of one thread writing the same frames one
+/// after another into a pre-zeroed file on the same disk, each made durable
+/// before the next, with nothing else (no encoding, no store), for `secs`.
+/// Buffered: `pwrite` + `fdatasync` (what the log did before direct I/O).
+/// Direct: through the same [`Vfs`](mmsb_core::vfs::Vfs) calls as the log's
+/// direct path: an `O_DIRECT` file, the frame copied behind the partial last
+/// block in an aligned buffer, one `pwritev2(RWF_DSYNC)` of the whole blocks.
+fn raw_flush(base: &Path, frames: &[Vec<u8>], secs: f64, direct: bool) -> Result<f64, String> {
+    use mmsb_core::tlog_direct::{align_down, AlignedBuf};
+    use mmsb_core::vfs::Vfs;
+    let td = temp_dir(base, "ceiling")?;
+    let path = zeroed_file(td.path())?;
+    // Buffered: a plain write handle (not O_APPEND, whose pwrite appends).
+    let plain = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(es)?;
+    let direct_file = if direct {
+        Some(RealVfs.open_direct(&path).map_err(es)?)
+    } else {
+        None
+    };
+    let mut buf = AlignedBuf::with_capacity(1 << 20);
+    let (mut pos, mut n, mut i) = (0u64, 0u64, 0usize);
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs_f64(secs);
+    while Instant::now() < deadline {
+        let f = &frames[i % frames.len()];
+        i += 1;
+        if pos + f.len() as u64 + 4096 > CEILING_FILE {
+            pos = 0;
+            buf.clear();
+        }
+        if let Some(file) = &direct_file {
+            buf.extend_from_slice(f);
+            let start = align_down(pos);
+            file.write_at_sync(start, buf.padded()).map_err(es)?;
+            pos += f.len() as u64;
+            let keep = (align_down(pos) - start) as usize;
+            let tail = buf.as_slice()[keep..].to_vec();
+            buf.clear();
+            buf.extend_from_slice(&tail);
+        } else {
+            std::os::unix::fs::FileExt::write_all_at(&plain, f, pos).map_err(es)?;
+            plain.sync_data().map_err(es)?;
+            pos += f.len() as u64;
+        }
+        n += 1;
+    }
+    Ok(n as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// Per-commit seconds of MMSB's own work on the commit path (validation,
+/// frame encoding, the append, applying the deltas) with no sync: one thread
+/// committing under buffered durability, `commits` commits of `n` deltas.
+fn store_cpu(base: &Path, pool: &Pool, n: usize, commits: usize) -> Result<f64, String> {
+    let (el, _) = mmsb_append(base, pool, n, commits)?;
+    Ok(el / commits as f64)
 }
 
 fn sqlite_open(path: &Path) -> Result<Connection, String> {
@@ -416,7 +539,7 @@ impl Report {
         ratio: f64,
         target: Option<f64>,
         extra: &str,
-    ) {
+    ) -> &mut Value {
         let t = target.map_or("-".to_owned(), |t| t.to_string());
         println!(
             "log/{name:<24} {value:10.3} {unit:<9} {yardstick}: {yardstick_value:10.3}  {extra}ratio={ratio:.3} target={t}"
@@ -430,6 +553,8 @@ impl Report {
             "ratio": round3(ratio),
             "target": target,
         }));
+        let i = self.results.len() - 1;
+        &mut self.results[i]
     }
 }
 
@@ -459,6 +584,7 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
     }
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&base).map_err(|e| format!("creating {}: {e}", base.display()))?;
+    let load_start = load_average();
     let pool = Pool::new(0x4d4d_5342);
     println!(
         "mmsb bench log: dir {}, {secs} s per commit measurement, best of {reps} alternating reps; cpu {}",
@@ -471,28 +597,90 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
     let only = args.only.clone().unwrap_or_default();
     let want = |name: &str| name.contains(only.as_str());
 
-    // 1. Immediate durability against SQLite WAL synchronous=FULL.
+    // 1. Immediate durability against SQLite WAL synchronous=FULL; at one
+    // committer also the raw flush ceilings of the disk and MMSB's buffered
+    // path, interleaved with the rest in the same reps.
     for n in [1usize, 16, 256] {
+        let ceiling_frames = frames(&pool, n, (POOL / n).max(1))?;
         for t in [1usize, 2, 4, 8] {
-            if !want(&format!("immediate/b{n}/t{t}")) {
+            let name = format!("immediate/b{n}/t{t}");
+            if !want(&name) {
                 continue;
             }
-            let (mut m, mut s) = (Vec::new(), Vec::new());
+            let (mut m, mut s, mut direct, mut per_sync) = (Vec::new(), Vec::new(), false, 0.0);
+            let (mut mb, mut cb, mut cd, mut cpu) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for _ in 0..reps {
-                m.push(mmsb_commits(&base, &pool, n, t, secs)?);
+                let (v, d, ps) = mmsb_commits(&base, &pool, n, t, secs, true)?;
+                if v >= most(&m) {
+                    per_sync = ps;
+                }
+                m.push(v);
+                direct = d;
                 s.push(sqlite_commits(&base, &pool, n, t, secs)?);
+                if t <= 2 {
+                    mb.push(mmsb_commits(&base, &pool, n, t, secs, false)?.0);
+                }
+                if t == 1 {
+                    cb.push(raw_flush(&base, &ceiling_frames, secs, false)?);
+                    cd.push(raw_flush(&base, &ceiling_frames, secs, true)?);
+                    cpu.push(store_cpu(&base, &pool, n, (4096 / n).max(64))?);
+                }
             }
             let (mv, sv) = (most(&m), most(&s));
-            rep.add(
-                &format!("immediate/b{n}/t{t}"),
+            let r = rep.add(
+                &name,
                 mv,
                 "commits/s",
                 "SQLite WAL synchronous=FULL commits/s",
                 sv,
                 mv / sv,
                 Some(2.0),
-                "",
+                &format!(
+                    "{} {per_sync:.2} commits/sync ",
+                    if direct { "direct" } else { "buffered" }
+                ),
             );
+            r["log_io"] = json!(if direct { "direct" } else { "buffered" });
+            r["commits_per_sync"] = json!(round3(per_sync));
+            if t == 2 {
+                let bv = most(&mb);
+                r["mmsb_buffered_io_commits_per_s"] = json!(round3(bv));
+                println!("    MMSB with direct_io off: {bv:.0} commits/s");
+            }
+            if t == 1 {
+                let (bv, cbv, cdv, cpuv) = (most(&mb), most(&cb), most(&cd), best(&cpu));
+                let ceiling = cbv.max(cdv);
+                r["mmsb_buffered_io_commits_per_s"] = json!(round3(bv));
+                r["raw_flush_ceiling_per_s"] = json!(round3(ceiling));
+                r["fraction_of_ceiling"] = json!(round3(mv / ceiling));
+                r["sqlite_fraction_of_ceiling"] = json!(round3(sv / ceiling));
+                r["per_commit_us"] = json!({
+                    "mmsb": round3(1e6 / mv),
+                    "mmsb_buffered_io": round3(1e6 / bv),
+                    "store_work_without_sync": round3(cpuv * 1e6),
+                    "raw_flush_buffered": round3(1e6 / cbv),
+                    "raw_flush_direct": round3(1e6 / cdv),
+                    "sqlite": round3(1e6 / sv),
+                });
+                println!(
+                    "    per commit: mmsb {:.1} us (buffered I/O {:.1}), store work w/o sync {:.1} us, raw flush buffered {:.1} us / direct {:.1} us, SQLite {:.1} us",
+                    1e6 / mv, 1e6 / bv, cpuv * 1e6, 1e6 / cbv, 1e6 / cdv, 1e6 / sv
+                );
+                for (kind, v) in [("buffered", cbv), ("direct", cdv)] {
+                    let c = rep.add(
+                        &format!("flush_ceiling_{kind}/b{n}"),
+                        v,
+                        "flushes/s",
+                        "SQLite WAL synchronous=FULL commits/s (1 thread)",
+                        sv,
+                        v / sv,
+                        None,
+                        "",
+                    );
+                    c["mmsb_fraction"] = json!(round3(mv / v));
+                }
+            }
         }
     }
 
@@ -664,10 +852,14 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
         );
     }
 
+    let mut machine = crate::machine::machine_json();
+    // How loaded the box was: the one-minute load average when the run began and ended.
+    machine["load_average_start"] = json!(load_start);
+    machine["load_average_end"] = json!(load_average());
     let doc = json!({
         "group": "log",
         "date": crate::machine::today(),
-        "machine": crate::machine::machine_json(),
+        "machine": machine,
         "results": rep.results,
     });
     let dir = args.out.unwrap_or_else(crate::default_results_dir);
@@ -677,6 +869,16 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
     std::fs::write(&path, text + "\n").map_err(|e| format!("writing {}: {e}", path.display()))?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// The one-minute load average (Linux `/proc/loadavg`), if readable.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn round3(x: f64) -> f64 {

@@ -128,6 +128,12 @@ pub struct StoreOptions {
     pub checkpoints_kept: usize,
     /// What recovery may accept.
     pub recovery: RecoveryOptions,
+    /// Under immediate durability, write the log with direct I/O (`O_DIRECT`,
+    /// one `pwritev2(RWF_DSYNC)` per group commit; see
+    /// [`tlog_direct`](crate::tlog_direct)) where the file system allows it;
+    /// the buffered path is used where it does not. [`DurableStats::log_direct_io`]
+    /// tells which one runs. The log's bytes are the same either way.
+    pub direct_io: bool,
 }
 
 impl Default for StoreOptions {
@@ -138,6 +144,7 @@ impl Default for StoreOptions {
             compression: false,
             checkpoints_kept: 2,
             recovery: RecoveryOptions::default(),
+            direct_io: true,
         }
     }
 }
@@ -168,6 +175,10 @@ pub struct DurableStats {
     pub log_bytes: u64,
     /// Log `fsync`s since open (fewer than commits under concurrent load).
     pub log_syncs: u64,
+    /// Whether the log is written with direct I/O (asked for by
+    /// [`StoreOptions::direct_io`] under immediate durability, and accepted by
+    /// the file system when the store was opened).
+    pub log_direct_io: bool,
 }
 
 #[derive(Debug)]
@@ -336,6 +347,8 @@ impl Store {
         )?;
         // Preallocation makes each commit's sync cheaper; only immediate durability syncs per commit.
         writer.set_preallocate(opts.durability == Durability::Immediate);
+        // Direct I/O where the file system takes it: chosen here, once, and kept.
+        writer.set_direct_io(opts.direct_io && opts.durability == Durability::Immediate);
         segments.push((number, lsn + 1));
         let ts = rec.report.timestamp_ns;
         let mut store = Store::from_parts(
@@ -844,6 +857,7 @@ impl Store {
             commits: g.commits,
             log_bytes: g.writer.as_ref().map_or(0, TLogWriter::bytes_written),
             log_syncs: self.shared.sync.sync_count(),
+            log_direct_io: g.writer.as_ref().is_some_and(TLogWriter::is_direct),
         }
     }
 

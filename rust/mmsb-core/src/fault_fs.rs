@@ -13,9 +13,17 @@
 //! [`Fault`]. A short write keeps half of the buffer before failing, as a
 //! `write(2)` cut short by a full disk does.
 //!
+//! Direct I/O ([`Vfs::open_direct`]) is modelled too, by default available:
+//! a direct handle refuses, with `EINVAL` as Linux does, any write whose
+//! offset, length or buffer address is not a multiple of
+//! [`DIRECT_ALIGN`](crate::tlog_direct::DIRECT_ALIGN), and its writes are
+//! durable only after a sync like any other. [`FaultFs::set_direct_io`] turns
+//! it off, to model a file system that refuses it (tmpfs).
+//!
 //! Compiled with the `failpoints` cargo feature (and in unit tests); never part
 //! of a production store.
 
+use crate::tlog_direct::DIRECT_ALIGN;
 use crate::vfs::{Vfs, VfsFile};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -50,6 +58,7 @@ struct Inner {
     dirs: BTreeSet<PathBuf>,
     armed: Vec<(Fault, u64)>,
     syncs: u64,
+    no_direct: bool,
 }
 
 impl Inner {
@@ -121,6 +130,12 @@ impl FaultFs {
         }
     }
 
+    /// Whether [`Vfs::open_direct`] succeeds (true by default); false models
+    /// a file system that refuses direct I/O.
+    pub fn set_direct_io(&self, supported: bool) {
+        self.lock().no_direct = !supported;
+    }
+
     /// How many file syncs succeeded so far.
     pub fn sync_count(&self) -> u64 {
         self.lock().syncs
@@ -140,10 +155,14 @@ impl FaultFs {
 struct FaultFile {
     fs: FaultFs,
     path: PathBuf,
+    direct: bool,
 }
 
 impl VfsFile for FaultFile {
     fn append(&self, buf: &[u8]) -> io::Result<()> {
+        if self.direct {
+            return Err(io::Error::from_raw_os_error(22));
+        }
         let mut g = self.fs.lock();
         let fault = g.fire(&[Fault::WriteError, Fault::ShortWrite, Fault::NoSpace]);
         let f = g
@@ -165,6 +184,14 @@ impl VfsFile for FaultFile {
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let a = DIRECT_ALIGN;
+        if self.direct
+            && (!offset.is_multiple_of(a as u64)
+                || !buf.len().is_multiple_of(a)
+                || !(buf.as_ptr() as usize).is_multiple_of(a))
+        {
+            return Err(io::Error::from_raw_os_error(22));
+        }
         let mut g = self.fs.lock();
         let fault = g.fire(&[Fault::WriteError, Fault::ShortWrite, Fault::NoSpace]);
         let f = g
@@ -214,6 +241,10 @@ impl VfsFile for FaultFile {
         f.data.resize(len, 0);
         Ok(())
     }
+
+    fn is_direct(&self) -> bool {
+        self.direct
+    }
 }
 
 impl Vfs for FaultFs {
@@ -238,6 +269,7 @@ impl Vfs for FaultFs {
         Ok(Arc::new(FaultFile {
             fs: self.clone(),
             path: path.to_path_buf(),
+            direct: false,
         }))
     }
 
@@ -248,6 +280,25 @@ impl Vfs for FaultFs {
         Ok(Arc::new(FaultFile {
             fs: self.clone(),
             path: path.to_path_buf(),
+            direct: false,
+        }))
+    }
+
+    fn open_direct(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
+        let g = self.lock();
+        if g.no_direct {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "direct I/O turned off in the fault file system",
+            ));
+        }
+        if !g.files.contains_key(path) {
+            return Err(not_found(path));
+        }
+        Ok(Arc::new(FaultFile {
+            fs: self.clone(),
+            path: path.to_path_buf(),
+            direct: true,
         }))
     }
 
@@ -342,6 +393,31 @@ mod tests {
         assert_eq!(fs.read(&d.join("a")).unwrap(), b"\0\0abc\0\0\0\0\0z");
         fs.crash();
         assert_eq!(fs.read(&d.join("a")).unwrap(), [0; 8]);
+    }
+
+    #[test]
+    fn direct_handles_refuse_unaligned_writes_and_can_be_turned_off() {
+        use crate::tlog_direct::AlignedBuf;
+        let fs = FaultFs::new();
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        fs.create(Path::new("/d/a")).unwrap();
+        let f = fs.open_direct(Path::new("/d/a")).unwrap();
+        assert!(f.is_direct());
+        let mut b = AlignedBuf::with_capacity(2 * DIRECT_ALIGN);
+        b.extend_from_slice(&[1u8; 2 * DIRECT_ALIGN]);
+        let s = b.as_slice();
+        assert_eq!(f.write_at(1, s).unwrap_err().raw_os_error(), Some(22));
+        assert_eq!(
+            f.write_at(0, &s[..100]).unwrap_err().raw_os_error(),
+            Some(22)
+        );
+        let off = &s[1..DIRECT_ALIGN + 1];
+        assert_eq!(f.write_at(0, off).unwrap_err().raw_os_error(), Some(22));
+        f.write_at(DIRECT_ALIGN as u64, s).unwrap();
+        assert_eq!(fs.read(Path::new("/d/a")).unwrap().len(), 3 * DIRECT_ALIGN);
+        fs.set_direct_io(false);
+        let e = fs.open_direct(Path::new("/d/a")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
     }
 
     #[test]

@@ -100,6 +100,7 @@ pub mod semiring_user;
 pub mod semiring_wave;
 pub mod snapshot;
 pub mod tlog_compression;
+pub mod tlog_direct;
 pub mod tlog_frame;
 pub mod tlog_reader;
 pub mod tlog_record;

@@ -15,6 +15,15 @@
 //! rest of a segment as its end, and a segment being rolled is trimmed to its
 //! frames first.
 //!
+//! Under immediate durability the writer also writes *directly* where the
+//! file system allows it ([`TLogWriter::set_direct_io`]): each segment is
+//! reopened with `O_DIRECT`, an append only copies its frame into a
+//! user-space, block-aligned buffer, and the sync of the group-commit leader
+//! writes the pending blocks and makes them durable in one system call (see
+//! [`tlog_direct`]). Where the file system refuses direct
+//! I/O (tmpfs), the writer keeps the buffered path; [`TLogWriter::is_direct`]
+//! says which one runs. Both write the same bytes.
+//!
 //! [`GroupSync`] makes them durable. A committer under immediate durability
 //! calls [`GroupSync::wait_durable`] with its LSN after releasing the commit
 //! lock. If no `fsync` is running, it becomes the *leader*: it notes the
@@ -30,6 +39,7 @@
 //! further writes until it is reopened (recovery then finds out what made it).
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::tlog_direct::{self, DirectLogFile};
 use crate::tlog_frame;
 use crate::tlog_record::Record;
 use crate::tlog_segment::{self, SegmentHeader};
@@ -76,6 +86,10 @@ pub struct TLogWriter {
     limit: u64,
     compress: bool,
     preallocate: bool,
+    /// Whether segments are written with direct I/O (asked for, and not refused).
+    direct: bool,
+    /// The current segment's header, which a direct file rewrites with its first block.
+    header: Vec<u8>,
     /// Running average of the frame size (weight 1/8 for the newest).
     avg_frame: u64,
     next_lsn: u64,
@@ -96,7 +110,8 @@ impl TLogWriter {
         limit: u64,
         compress: bool,
     ) -> Result<TLogWriter> {
-        let (file, len) = TLogWriter::create_segment(vfs.as_ref(), dir, number, first_lsn)?;
+        let (file, header) = TLogWriter::create_segment(vfs.as_ref(), dir, number, first_lsn)?;
+        let len = header.len() as u64;
         Ok(TLogWriter {
             vfs,
             dir: dir.to_path_buf(),
@@ -107,6 +122,8 @@ impl TLogWriter {
             limit,
             compress,
             preallocate: false,
+            direct: false,
+            header,
             avg_frame: 0,
             next_lsn: first_lsn,
             bytes_written: 0,
@@ -120,7 +137,7 @@ impl TLogWriter {
         dir: &Path,
         number: u64,
         first_lsn: u64,
-    ) -> Result<(Arc<dyn VfsFile>, u64)> {
+    ) -> Result<(Arc<dyn VfsFile>, Vec<u8>)> {
         let path = tlog_segment::path(dir, number);
         let file = vfs
             .create(&path)
@@ -132,7 +149,40 @@ impl TLogWriter {
             .map_err(|e| io_err("syncing segment", &path, e))?;
         vfs.sync_dir(dir)
             .map_err(|e| io_err("syncing directory", dir, e))?;
-        Ok((file, header.len() as u64))
+        Ok((file, header.to_vec()))
+    }
+
+    /// Asks for direct I/O (off by default): the current segment, if nothing
+    /// was appended to it yet, and every later one are reopened with
+    /// [`Vfs::open_direct`] and written through a [`DirectLogFile`]. Where the
+    /// file system refuses, the writer stays buffered for good (the choice is
+    /// made once, at open); [`TLogWriter::is_direct`] tells which. Call it
+    /// before handing [`TLogWriter::file`] to a [`GroupSync`].
+    pub fn set_direct_io(&mut self, on: bool) {
+        self.direct = on;
+        if on && self.len == self.header.len() as u64 && !self.file.is_direct() {
+            self.go_direct();
+        }
+    }
+
+    /// Whether frames are written with direct I/O now.
+    pub fn is_direct(&self) -> bool {
+        self.file.is_direct()
+    }
+
+    /// Reopens the fresh current segment for direct I/O, or turns direct I/O off.
+    fn go_direct(&mut self) {
+        let path = tlog_segment::path(&self.dir, self.number);
+        let base = tlog_direct::align_down(self.len) as usize;
+        let opened = self
+            .vfs
+            .open_direct(&path)
+            .and_then(|f| DirectLogFile::new(f, self.len, &self.header[base..self.len as usize]));
+        match opened {
+            Ok(f) => self.file = Arc::new(f),
+            // Refused (tmpfs: EINVAL) or failed: the buffered file keeps working.
+            Err(_) => self.direct = false,
+        }
     }
 
     /// Turns preallocation on or off (off by default).
@@ -224,8 +274,9 @@ impl TLogWriter {
 
     fn roll(&mut self) -> Result<()> {
         let path = tlog_segment::path(&self.dir, self.number);
-        if self.allocated > self.len {
-            // Drop the unused zeros: a full segment keeps only its frames.
+        if self.allocated > self.len || self.file.is_direct() {
+            // Drop the unused zeros (a direct file also pads its last block):
+            // a full segment keeps only its frames.
             self.file
                 .set_len(self.len)
                 .map_err(|e| io_err("trimming segment", &path, e))?;
@@ -234,12 +285,16 @@ impl TLogWriter {
             .sync()
             .map_err(|e| io_err("syncing segment", &path, e))?;
         let number = self.number + 1;
-        let (file, len) =
+        let (file, header) =
             TLogWriter::create_segment(self.vfs.as_ref(), &self.dir, number, self.next_lsn)?;
         self.file = file;
         self.number = number;
-        self.len = len;
-        self.allocated = len;
+        self.len = header.len() as u64;
+        self.allocated = self.len;
+        self.header = header;
+        if self.direct {
+            self.go_direct();
+        }
         Ok(())
     }
 
@@ -267,6 +322,8 @@ struct SyncState {
     syncing: bool,
     failed: Option<Error>,
     syncs: u64,
+    /// Committers asleep on the condition variable (a lone leader wakes no one).
+    waiters: usize,
 }
 
 /// Group commit: shares one `fsync` among concurrent committers. See the module docs.
@@ -287,6 +344,7 @@ impl GroupSync {
                 syncing: false,
                 failed: None,
                 syncs: 0,
+                waiters: 0,
             }),
             cv: Condvar::new(),
         }
@@ -328,7 +386,9 @@ impl GroupSync {
                 return Err(e.clone());
             }
             if g.syncing {
+                g.waiters += 1;
                 g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+                g.waiters -= 1;
                 continue;
             }
             let Some(file) = g.file.clone() else {
@@ -355,7 +415,10 @@ impl GroupSync {
                     }
                 }
             }
-            self.cv.notify_all();
+            // The single-committer path makes no wake-up system call.
+            if g.waiters > 0 {
+                self.cv.notify_all();
+            }
         }
     }
 
@@ -396,12 +459,23 @@ mod tests {
         vec![Record::Delta(d)]
     }
 
-    fn writer(fs: &FaultFs, limit: u64) -> TLogWriter {
+    fn writer(fs: &FaultFs, limit: u64, direct: bool) -> TLogWriter {
         let dir = Path::new("/log");
         fs.create_dir_all(dir).unwrap();
         let mut w = TLogWriter::create(Arc::new(fs.clone()), dir, 1, 1, limit, false).unwrap();
         w.set_preallocate(true);
+        w.set_direct_io(direct);
+        assert_eq!(w.is_direct(), direct);
         w
+    }
+
+    /// The file's length once what was appended is written: a direct file pads its last block.
+    fn written_len(w: &TLogWriter) -> u64 {
+        if w.is_direct() {
+            tlog_direct::align_up(w.len)
+        } else {
+            w.len
+        }
     }
 
     /// Appends commits until `bytes` of frames were written; returns the last LSN.
@@ -427,110 +501,174 @@ mod tests {
 
     #[test]
     fn a_preallocated_zero_tail_is_a_clean_end_and_a_crash_keeps_what_was_synced() {
-        let fs = FaultFs::new();
-        let mut w = writer(&fs, 64 << 20);
-        let synced = fill(&mut w, PREALLOCATE_AFTER + (256 << 10));
-        w.file().sync().unwrap();
-        let seg = tlog_segment::path(Path::new("/log"), 1);
-        let on_disk = fs.read(&seg).unwrap();
-        assert!(
-            on_disk.len() as u64 >= w.len + PREALLOCATE_CHUNK / 2,
-            "no zeros were preallocated"
-        );
-        assert!(on_disk[w.len as usize..].iter().all(|&b| b == 0));
-        let (seen, scan) = scan_lsns(&fs);
-        assert_eq!(seen, (1..=synced).collect::<Vec<_>>());
-        assert_eq!(scan.end, LogEnd::Clean);
-        assert_eq!(scan.segments[0].good_len, w.len);
+        for direct in [false, true] {
+            let fs = FaultFs::new();
+            let mut w = writer(&fs, 64 << 20, direct);
+            let synced = fill(&mut w, PREALLOCATE_AFTER + (256 << 10));
+            w.file().sync().unwrap();
+            let seg = tlog_segment::path(Path::new("/log"), 1);
+            let on_disk = fs.read(&seg).unwrap();
+            assert!(
+                on_disk.len() as u64 >= w.len + PREALLOCATE_CHUNK / 2,
+                "no zeros were preallocated"
+            );
+            assert!(on_disk[w.len as usize..].iter().all(|&b| b == 0));
+            let (seen, scan) = scan_lsns(&fs);
+            assert_eq!(seen, (1..=synced).collect::<Vec<_>>());
+            assert_eq!(scan.end, LogEnd::Clean);
+            assert_eq!(scan.segments[0].good_len, w.len);
 
-        // Unsynced frames written over the zeros vanish in a crash; the zeros come back.
-        let target = w.bytes_written() + (64 << 10);
-        let unsynced = fill(&mut w, target);
-        assert!(unsynced > synced);
-        fs.crash();
-        let (seen, scan) = scan_lsns(&fs);
-        assert_eq!(seen, (1..=synced).collect::<Vec<_>>());
-        assert_eq!(scan.end, LogEnd::Clean);
+            // Unsynced frames written over the zeros vanish in a crash; the zeros come back.
+            let target = w.bytes_written() + (64 << 10);
+            let unsynced = fill(&mut w, target);
+            assert!(unsynced > synced);
+            fs.crash();
+            let (seen, scan) = scan_lsns(&fs);
+            assert_eq!(seen, (1..=synced).collect::<Vec<_>>());
+            assert_eq!(scan.end, LogEnd::Clean);
+        }
     }
 
     #[test]
     fn a_damaged_frame_before_the_zero_tail_is_a_torn_tail() {
-        let fs = FaultFs::new();
-        let mut w = writer(&fs, 64 << 20);
-        let last = fill(&mut w, PREALLOCATE_AFTER + (64 << 10));
-        let seg = tlog_segment::path(Path::new("/log"), 1);
-        let mut bytes = fs.read(&seg).unwrap();
-        let last_len = tlog_frame::encode(last, 0, &records(last), false)
-            .unwrap()
-            .len();
-        let last_start = w.len - last_len as u64;
-        let at = w.len as usize - 100;
-        bytes[at] ^= 0x40;
-        fs.put(&seg, bytes.clone());
-        let (seen, scan) = scan_lsns(&fs);
-        assert_eq!(seen, (1..last).collect::<Vec<_>>());
-        match scan.end {
-            LogEnd::TornTail {
-                offset, bytes: b, ..
-            } => {
-                assert_eq!(offset, last_start);
-                assert_eq!(offset + b, bytes.len() as u64);
+        for direct in [false, true] {
+            let fs = FaultFs::new();
+            let mut w = writer(&fs, 64 << 20, direct);
+            let last = fill(&mut w, PREALLOCATE_AFTER + (64 << 10));
+            w.file().sync().unwrap();
+            let seg = tlog_segment::path(Path::new("/log"), 1);
+            let mut bytes = fs.read(&seg).unwrap();
+            let last_len = tlog_frame::encode(last, 0, &records(last), false)
+                .unwrap()
+                .len();
+            let last_start = w.len - last_len as u64;
+            let at = w.len as usize - 100;
+            bytes[at] ^= 0x40;
+            fs.put(&seg, bytes.clone());
+            let (seen, scan) = scan_lsns(&fs);
+            assert_eq!(seen, (1..last).collect::<Vec<_>>());
+            match scan.end {
+                LogEnd::TornTail {
+                    offset, bytes: b, ..
+                } => {
+                    assert_eq!(offset, last_start);
+                    assert_eq!(offset + b, bytes.len() as u64);
+                }
+                e => panic!("expected a torn tail, got {e:?}"),
             }
-            e => panic!("expected a torn tail, got {e:?}"),
-        }
 
-        // Zeros where a frame should start, with something non-zero later, are damage too.
-        bytes[at] ^= 0x40;
-        let n = bytes.len();
-        bytes[n - 1] = 7;
-        fs.put(&seg, bytes);
-        let (seen, scan) = scan_lsns(&fs);
-        assert_eq!(seen, (1..=last).collect::<Vec<_>>());
-        assert!(
-            matches!(scan.end, LogEnd::TornTail { offset, .. } if offset == w.len),
-            "{:?}",
-            scan.end
-        );
+            // Zeros where a frame should start, with something non-zero later, are damage too.
+            bytes[at] ^= 0x40;
+            let n = bytes.len();
+            bytes[n - 1] = 7;
+            fs.put(&seg, bytes);
+            let (seen, scan) = scan_lsns(&fs);
+            assert_eq!(seen, (1..=last).collect::<Vec<_>>());
+            assert!(
+                matches!(scan.end, LogEnd::TornTail { offset, .. } if offset == w.len),
+                "{:?}",
+                scan.end
+            );
+        }
     }
 
     #[test]
     fn a_rolled_segment_is_trimmed_to_its_frames() {
-        let fs = FaultFs::new();
-        let limit = PREALLOCATE_AFTER + (512 << 10);
-        let mut w = writer(&fs, limit);
-        let last = fill(&mut w, limit + (256 << 10));
-        assert_eq!(w.segment_number(), 2);
-        w.file().sync().unwrap();
-        let (seen, scan) = scan_lsns(&fs);
-        assert_eq!(seen, (1..=last).collect::<Vec<_>>());
-        assert_eq!(scan.end, LogEnd::Clean);
-        let first = &scan.segments[0];
-        assert_eq!(first.len, first.good_len, "the full segment kept zeros");
-        assert!(first.len <= limit);
+        for direct in [false, true] {
+            let fs = FaultFs::new();
+            let limit = PREALLOCATE_AFTER + (512 << 10);
+            let mut w = writer(&fs, limit, direct);
+            let last = fill(&mut w, limit + (256 << 10));
+            assert_eq!(w.segment_number(), 2);
+            w.file().sync().unwrap();
+            let (seen, scan) = scan_lsns(&fs);
+            assert_eq!(seen, (1..=last).collect::<Vec<_>>());
+            assert_eq!(scan.end, LogEnd::Clean);
+            let first = &scan.segments[0];
+            assert_eq!(first.len, first.good_len, "the full segment kept zeros");
+            assert!(first.len <= limit);
+        }
     }
 
     #[test]
     fn large_frames_are_not_preallocated_for() {
-        let fs = FaultFs::new();
-        let mut w = writer(&fs, 64 << 20);
-        let mut lsn = 1;
-        while w.bytes_written() < PREALLOCATE_AFTER + (1 << 20) {
-            let mut d = Delta::dense(PageId(1), 0, vec![lsn as u8; 200 << 10]);
-            d.timestamp_ns = 0;
-            w.append(lsn, 0, &[Record::Delta(d)]).unwrap();
-            lsn += 1;
+        for direct in [false, true] {
+            let fs = FaultFs::new();
+            let mut w = writer(&fs, 64 << 20, direct);
+            let mut lsn = 1;
+            while w.bytes_written() < PREALLOCATE_AFTER + (1 << 20) {
+                let mut d = Delta::dense(PageId(1), 0, vec![lsn as u8; 200 << 10]);
+                d.timestamp_ns = 0;
+                w.append(lsn, 0, &[Record::Delta(d)]).unwrap();
+                lsn += 1;
+            }
+            w.file().sync().unwrap();
+            let seg = tlog_segment::path(Path::new("/log"), 1);
+            assert_eq!(fs.read(&seg).unwrap().len() as u64, written_len(&w));
         }
-        let seg = tlog_segment::path(Path::new("/log"), 1);
-        assert_eq!(fs.read(&seg).unwrap().len() as u64, w.len);
     }
 
     #[test]
     fn without_preallocation_the_file_holds_exactly_the_frames() {
+        for direct in [false, true] {
+            let fs = FaultFs::new();
+            let mut w = writer(&fs, 64 << 20, direct);
+            w.set_preallocate(false);
+            fill(&mut w, PREALLOCATE_AFTER + (256 << 10));
+            w.file().sync().unwrap();
+            let seg = tlog_segment::path(Path::new("/log"), 1);
+            assert_eq!(fs.read(&seg).unwrap().len() as u64, written_len(&w));
+        }
+    }
+
+    #[test]
+    fn small_commits_sharing_a_block_survive_its_rewrites_and_a_crash() {
+        for synced in [1u64, 2, 3, 7, 20, 61] {
+            let fs = FaultFs::new();
+            let mut w = writer(&fs, 64 << 20, true);
+            let small = |lsn: u64| {
+                let mut d = Delta::dense(
+                    PageId(1),
+                    lsn,
+                    vec![lsn as u8 | 1; 1 + (lsn as usize * 37) % 300],
+                );
+                d.timestamp_ns = lsn;
+                vec![Record::Delta(d)]
+            };
+            for lsn in 1..=synced {
+                w.append(lsn, 0, &small(lsn)).unwrap();
+                w.file().sync().unwrap();
+            }
+            for lsn in synced + 1..synced + 4 {
+                w.append(lsn, 0, &small(lsn)).unwrap();
+            }
+            fs.crash();
+            let mut seen = Vec::new();
+            let scan = tlog_reader::scan(&fs, Path::new("/log"), |f, recs| {
+                assert!(recs == small(f.lsn), "frame {} decoded wrong", f.lsn);
+                seen.push(f.lsn);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(seen, (1..=synced).collect::<Vec<_>>());
+            assert_eq!(scan.end, LogEnd::Clean);
+        }
+    }
+
+    #[test]
+    fn a_file_system_without_direct_io_keeps_the_buffered_path() {
         let fs = FaultFs::new();
-        let mut w = writer(&fs, 64 << 20);
-        w.set_preallocate(false);
-        fill(&mut w, PREALLOCATE_AFTER + (256 << 10));
-        let seg = tlog_segment::path(Path::new("/log"), 1);
-        assert_eq!(fs.read(&seg).unwrap().len() as u64, w.len);
+        fs.set_direct_io(false);
+        let dir = Path::new("/log");
+        fs.create_dir_all(dir).unwrap();
+        let mut w = TLogWriter::create(Arc::new(fs.clone()), dir, 1, 1, 64 << 20, false).unwrap();
+        w.set_direct_io(true);
+        assert!(!w.is_direct());
+        let last = fill(&mut w, 256 << 10);
+        w.file().sync().unwrap();
+        fs.crash();
+        let (seen, scan) = scan_lsns(&fs);
+        assert_eq!(seen, (1..=last).collect::<Vec<_>>());
+        assert_eq!(scan.end, LogEnd::Clean);
     }
 }

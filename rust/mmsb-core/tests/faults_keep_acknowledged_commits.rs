@@ -31,12 +31,22 @@ fn open(fs: &FaultFs, o: StoreOptions) -> Store {
 
 #[test]
 fn power_loss_keeps_every_acknowledged_immediate_commit() {
+    // Both log write paths: direct I/O (the default where the file system
+    // takes it) and the buffered one (where it does not).
+    for direct in [true, false] {
+        power_loss_case(direct);
+    }
+}
+
+fn power_loss_case(direct: bool) {
     let w = workload(21, 200);
     let fs = FaultFs::new();
+    fs.set_direct_io(direct);
     let mut acked = 0;
     for round in 0..5 {
         let s = open(&fs, opts());
         assert_eq!(s.lsn(), acked, "round {round}");
+        assert_eq!(s.stats().log_direct_io, direct);
         for c in &w[acked as usize..acked as usize + 30] {
             acked = s.commit(c.clone()).unwrap().lsn;
         }
@@ -78,9 +88,17 @@ fn power_loss_under_buffered_durability_keeps_a_prefix() {
 }
 
 fn fault_case(fault: Fault, want: &[ErrorCode], seed: u64) {
+    for direct in [true, false] {
+        fault_case_on(fault, want, seed, direct);
+    }
+}
+
+fn fault_case_on(fault: Fault, want: &[ErrorCode], seed: u64, direct: bool) {
     let w = workload(seed, 120);
     let fs = FaultFs::new();
+    fs.set_direct_io(direct);
     let s = open(&fs, opts());
+    assert_eq!(s.stats().log_direct_io, direct);
     let mut acked = 0;
     for c in &w[..40] {
         acked = s.commit(c.clone()).unwrap().lsn;
