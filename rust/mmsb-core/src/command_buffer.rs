@@ -33,6 +33,10 @@ pub struct Command {
     pub level: u32,
     /// Whether it runs even if no input changed.
     pub forced: bool,
+    /// Whether another command of the buffer reads its page (so a wave must
+    /// keep the page's new bytes for it; a page nobody in the wave reads only
+    /// needs its changed range written).
+    pub feeds: bool,
 }
 
 /// A wave's commands in level order (topological within a level). See the module docs.
@@ -57,7 +61,8 @@ impl CommandBuffer {
         let region = graph.region_in_order(changed.iter().copied(), &forced_list, |e| {
             e.kind == EdgeKind::Data
         });
-        let mut level: IdHashMap<PageId, u32> = IdHashMap::default();
+        // Each command's level and its index in `commands` (before sorting).
+        let mut level: IdHashMap<PageId, (u32, usize)> = IdHashMap::default();
         level.reserve(region.len());
         let mut commands = Vec::with_capacity(region.len());
         // Pages outside the graph (a function on a page without edges) have
@@ -69,18 +74,24 @@ impl CommandBuffer {
                 continue;
             };
             let inputs = graph.parents_of_kind(page, EdgeKind::Data);
-            let l = inputs
-                .iter()
-                .filter_map(|q| level.get(q).map(|l| l + 1))
-                .max()
-                .unwrap_or(0);
-            level.insert(page, l);
+            let mut l = 0;
+            for q in &inputs {
+                if let Some(&(lq, at)) = level.get(q) {
+                    l = l.max(lq + 1);
+                    if let Some(c) = commands.get_mut(at) {
+                        let c: &mut Command = c;
+                        c.feeds = true;
+                    }
+                }
+            }
+            level.insert(page, (l, commands.len()));
             commands.push(Command {
                 page,
                 function,
                 inputs,
                 level: l,
                 forced: !forced.is_empty() && forced.contains(&page),
+                feeds: false,
             });
         }
         commands.sort_by_key(|c| c.level); // stable: topological within a level
