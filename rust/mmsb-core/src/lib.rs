@@ -84,6 +84,7 @@ pub mod page_alloc;
 pub mod page_buf;
 pub mod page_id;
 pub mod page_store;
+mod page_table;
 pub mod propagation;
 pub mod recompute;
 pub mod recovery;

@@ -1107,6 +1107,9 @@ impl Engine {
         changed: &[PageId],
         written: &HashSet<PageId>,
     ) {
+        if !graph.has_non_data_edges() {
+            return; // only data edges: nothing to mark
+        }
         let mut marks: [BTreeMap<PageId, PageId>; 3] = Default::default();
         for &p in changed {
             for e in graph.children(p) {
