@@ -93,7 +93,10 @@ pub fn diff_range_words(a: &[u8], b: &[u8]) -> Option<(usize, usize)> {
         let w = xor_words(&a[j - WORDS_BLOCK..j], &b[j - WORDS_BLOCK..j]);
         if (w[0] | w[1] | w[2] | w[3]) != 0 {
             let (k, x) = w.iter().enumerate().rev().find(|(_, x)| **x != 0)?;
-            return Some((first, j - WORDS_BLOCK + k * 8 + 7 - (x.leading_zeros() / 8) as usize));
+            return Some((
+                first,
+                j - WORDS_BLOCK + k * 8 + 7 - (x.leading_zeros() / 8) as usize,
+            ));
         }
         j -= WORDS_BLOCK;
     }
@@ -189,8 +192,9 @@ mod avx2 {
         loop {
             let at = j.saturating_sub(64).max(first.min(n - 64));
             // SAFETY: `at <= n - 64`, and AVX2 is present.
-            let m = unsafe { diff_mask(a, b, at) };
-            if m != 0 {
+            if unsafe { differs(a, b, at) } {
+                // SAFETY: as above.
+                let m = unsafe { diff_mask(a, b, at) };
                 return Some((first, at + 63 - m.leading_zeros() as usize));
             }
             // `first` lies in every window at or below it, so a window without

@@ -115,3 +115,34 @@ impl CommandBuffer {
         self.commands.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `a -> b -> c` and `a -> d`, functions on `b`, `c`, `d`: only `b` is
+    /// read by another command; the order is topological by level.
+    #[test]
+    fn feeds_marks_exactly_the_commands_another_command_reads() {
+        let [a, b, c, d] = [1, 2, 3, 4].map(PageId);
+        let mut g = DependencyGraph::new();
+        for (p, q) in [(a, b), (b, c), (a, d)] {
+            g.add_edge(p, q, EdgeKind::Data, None).unwrap();
+        }
+        let mut f = IdHashMap::default();
+        for (i, p) in [b, c, d].into_iter().enumerate() {
+            f.insert(p, FunctionId(i as u64 + 1));
+        }
+        let cb = CommandBuffer::plan(&g, &f, &BTreeSet::from([a]), &BTreeSet::new());
+        let feeds: Vec<(PageId, bool, u32)> = cb
+            .commands
+            .iter()
+            .map(|c| (c.page, c.feeds, c.level))
+            .collect();
+        assert_eq!(feeds.len(), 3);
+        for (p, fed, level) in feeds {
+            assert_eq!(fed, p == b, "{p}");
+            assert_eq!(level, u32::from(p == c), "{p}");
+        }
+    }
+}
