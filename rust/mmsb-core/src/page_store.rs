@@ -115,6 +115,11 @@ impl PageStore {
             .ok_or_else(|| Error::not_found(format!("{id} does not exist")))
     }
 
+    /// One more than the largest page id stored densely (see `page_table`).
+    pub(crate) fn dense_id_bound(&self) -> u64 {
+        self.pages.dense_bound()
+    }
+
     /// Whether the page exists.
     pub fn contains(&self, id: PageId) -> bool {
         self.pages.contains(id)

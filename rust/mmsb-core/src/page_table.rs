@@ -110,6 +110,12 @@ impl<T> PageTable<T> {
         old
     }
 
+    /// One more than the largest id that has a slot (ids below it are
+    /// looked up, and fit a [`PageBits`], without hashing).
+    pub(crate) fn dense_bound(&self) -> u64 {
+        self.slots.len() as u64
+    }
+
     /// The ids with a value, ascending.
     pub(crate) fn ids(&self) -> Vec<PageId> {
         let mut ids: Vec<PageId> = self
@@ -123,6 +129,57 @@ impl<T> PageTable<T> {
         ids.extend(self.far.keys().copied());
         ids[dense..].sort_unstable();
         ids
+    }
+}
+
+/// A set of page ids as a bit per id below a bound (one word access per
+/// test), with a hash set for ids at or above it. A wave tests every input of
+/// every command it plans against the set of pages changed so far.
+#[derive(Debug, Default)]
+pub(crate) struct PageBits {
+    bits: Vec<u64>,
+    far: crate::id_hash::IdHashSet<PageId>,
+}
+
+impl PageBits {
+    /// An empty set with bits for the ids below `bound`.
+    pub(crate) fn with_bound(bound: u64) -> PageBits {
+        let words = usize::try_from(bound.div_ceil(64)).unwrap_or(0);
+        PageBits {
+            bits: vec![0; words],
+            far: Default::default(),
+        }
+    }
+
+    fn at(id: PageId) -> (usize, u64) {
+        (
+            usize::try_from(id.0 / 64).unwrap_or(usize::MAX),
+            1u64 << (id.0 % 64),
+        )
+    }
+
+    /// Adds `id`; returns whether it was new.
+    #[inline]
+    pub(crate) fn insert(&mut self, id: PageId) -> bool {
+        let (w, b) = Self::at(id);
+        match self.bits.get_mut(w) {
+            Some(word) => {
+                let new = *word & b == 0;
+                *word |= b;
+                new
+            }
+            None => self.far.insert(id),
+        }
+    }
+
+    /// Whether `id` is in the set.
+    #[inline]
+    pub(crate) fn contains(&self, id: PageId) -> bool {
+        let (w, b) = Self::at(id);
+        match self.bits.get(w) {
+            Some(word) => word & b != 0,
+            None => self.far.contains(&id),
+        }
     }
 }
 
@@ -155,6 +212,25 @@ mod tests {
             for (&k, v) in &m {
                 prop_assert_eq!(t.get(PageId(k)), Some(v));
                 prop_assert!(t.contains(PageId(k)));
+            }
+        }
+    }
+
+    proptest! {
+        /// `PageBits` answers as a `BTreeSet` given the same inserts, for ids
+        /// below and above its bound.
+        #[test]
+        fn page_bits_match_a_btreeset(
+            bound in 0u64..300,
+            ids in proptest::collection::vec(0u64..1000, 0..200),
+        ) {
+            let mut bits = PageBits::with_bound(bound);
+            let mut set = std::collections::BTreeSet::new();
+            for id in ids {
+                prop_assert_eq!(bits.insert(PageId(id)), set.insert(id));
+            }
+            for id in 0..1000 {
+                prop_assert_eq!(bits.contains(PageId(id)), set.contains(&id));
             }
         }
     }

@@ -63,8 +63,10 @@
 //! page, without provenance strings or a second validation); a wave with
 //! nothing forced over an unchanged graph reuses the last wave's command
 //! buffer when its roots are the same, and the whole graph's (planned once
-//! per shape) when it has many roots; output buffers are reused across waves
-//! (bounded). [`Engine::apply_commit`] writes a plan's derived deltas without
+//! per shape) when it has many roots; on one thread each function runs in
+//! one reusable scratch buffer, and a changed page that no later command
+//! reads copies only its differing bytes into a per-wave arena (see
+//! `Buffers`). [`Engine::apply_commit`] writes a plan's derived deltas without
 //! validating them again: the wave built them from the staged copy of exactly
 //! the state the version check guarantees. See docs/propagation.md.
 //!
@@ -84,6 +86,7 @@ use crate::events::{Event, EventBus, EventKind, SubscriptionId};
 use crate::location::PageLocation;
 use crate::page_id::PageId;
 use crate::page_store::PageStore;
+use crate::page_table::PageBits;
 use crate::recompute::{FunctionId, RecomputeFn, RecomputeInputs};
 use crate::tlog_record::Record;
 use rayon::prelude::*;
@@ -852,9 +855,15 @@ impl Engine {
         let mut forced = new_forced;
         forced.extend(self.forced.iter().copied());
         let cb = self.wave_commands(&st, &roots, &forced, !provenance);
-        let mut wave_changed: HashSet<PageId> = HashSet::default();
-        wave_changed.reserve(roots.len() + cb.len());
-        wave_changed.extend(roots.iter().copied());
+        // Pages changed so far in the wave: a bit per page id (ids are
+        // dense), for ids up to a bound that keeps clearing the bits within
+        // a small multiple of the wave's size (the rest are hashed).
+        let bound = (self.store.dense_id_bound())
+            .min(4096u64.saturating_mul((roots.len() + cb.len() + 1) as u64));
+        let mut wave_changed = PageBits::with_bound(bound);
+        for &r in &roots {
+            wave_changed.insert(r);
+        }
         changed_set.reserve(cb.len());
         // One timestamp for the wave's derived deltas (they are one commit).
         let wave = WaveOut {
@@ -876,8 +885,8 @@ impl Engine {
         spare.arena.clear();
         for level in &cb.levels {
             let cmds = &cb.commands[level.clone()];
-            let runs = |c: &Command, changed: &HashSet<PageId>| {
-                c.forced || c.inputs.iter().any(|i| changed.contains(i))
+            let runs = |c: &Command, changed: &PageBits| {
+                c.forced || c.inputs.iter().any(|i| changed.contains(*i))
             };
             if parallel_pool && cmds.len() > 1 {
                 let run: Vec<&Command> = cmds.iter().filter(|c| runs(c, &wave_changed)).collect();
@@ -1433,7 +1442,7 @@ impl WaveOut {
         &self,
         st: &mut Staging<'_>,
         plan: &mut CommitPlan,
-        wave_changed: &mut HashSet<PageId>,
+        wave_changed: &mut PageBits,
         (changed, changed_set): (&mut Vec<PageId>, &mut HashSet<PageId>),
         c: &Command,
         o: Output<'_>,
@@ -1462,7 +1471,7 @@ impl WaveOut {
             .inputs
             .iter()
             .copied()
-            .filter(|i| wave_changed.contains(i))
+            .filter(|i| wave_changed.contains(*i))
             .collect();
         let mut d = derived_delta(page, first, &out[first..=last], &causes, c, o.fname)?;
         d.timestamp_ns = self.timestamp_ns;
