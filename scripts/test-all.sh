@@ -17,6 +17,9 @@ step "rustfmt"
 step "clippy (-D warnings)"
 (cd rust && cargo clippy --workspace --all-targets --locked -- -D warnings)
 
+step "rustdoc (-D warnings: broken or private intra-doc links, bad HTML)"
+(cd rust && RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked)
+
 step "cargo test (workspace)"
 (cd rust && cargo test --workspace --locked)
 

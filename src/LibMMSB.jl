@@ -2341,6 +2341,75 @@ function mmsb_semiring_add_edge_csr(store, parent, child, nrows, ncols, indptr, 
 end
 
 """
+    mmsb_semiring_set_edge_scalar(store, parent, child, value, value_bytes, out_lsn) -> Int32
+
+C: `int32_t mmsb_semiring_set_edge_scalar(MmsbStore store, MmsbPageId parent, MmsbPageId child, const void *value, uint64_t value_bytes, uint64_t *out_lsn)`
+
+Replaces the weight of the existing semiring edge `parent -> child` with a
+scalar (`value`: `value_bytes` bytes, one element of the nodes' dtype), in
+a commit of its own; the nodes it reaches are rewritten. No such edge is
+`MMSB_ERR_NOT_FOUND`; a wrong shape is `MMSB_ERR_INVALID_ARGUMENT`;
+nothing changes on error.
+
+# Safety
+`value` is valid for reading `value_bytes` bytes; `out_lsn` is null or
+valid for one write.
+"""
+function mmsb_semiring_set_edge_scalar(store, parent, child, value, value_bytes, out_lsn)
+    ccall((:mmsb_semiring_set_edge_scalar, libmmsb), Int32, (MmsbStore, MmsbPageId, MmsbPageId, Ptr{Cvoid}, UInt64, Ptr{UInt64}), store, parent, child, value, value_bytes, out_lsn)
+end
+
+"""
+    mmsb_semiring_set_edge_diagonal(store, parent, child, values, value_bytes, out_lsn) -> Int32
+
+C: `int32_t mmsb_semiring_set_edge_diagonal(MmsbStore store, MmsbPageId parent, MmsbPageId child, const void *values, uint64_t value_bytes, uint64_t *out_lsn)`
+
+Replaces the weight of the existing semiring edge `parent -> child` with a
+diagonal (`values`: `value_bytes` bytes, one element per entry). Errors as
+`mmsb_semiring_set_edge_scalar`.
+
+# Safety
+`values` is valid for reading `value_bytes` bytes; `out_lsn` is null or
+valid for one write.
+"""
+function mmsb_semiring_set_edge_diagonal(store, parent, child, values, value_bytes, out_lsn)
+    ccall((:mmsb_semiring_set_edge_diagonal, libmmsb), Int32, (MmsbStore, MmsbPageId, MmsbPageId, Ptr{Cvoid}, UInt64, Ptr{UInt64}), store, parent, child, values, value_bytes, out_lsn)
+end
+
+"""
+    mmsb_semiring_set_edge_csr(store, parent, child, nrows, ncols, indptr, indices, nnz, values, value_bytes, out_lsn) -> Int32
+
+C: `int32_t mmsb_semiring_set_edge_csr(MmsbStore store, MmsbPageId parent, MmsbPageId child, uint64_t nrows, uint64_t ncols, const uint64_t *indptr, const uint32_t *indices, uint64_t nnz, const void *values, uint64_t value_bytes, uint64_t *out_lsn)`
+
+Replaces the weight of the existing semiring edge `parent -> child` with a
+CSR matrix (arguments as `mmsb_semiring_add_edge_csr`). Errors as
+`mmsb_semiring_set_edge_scalar`; a malformed matrix is
+`MMSB_ERR_INVALID_ARGUMENT`.
+
+# Safety
+As `mmsb_semiring_add_edge_csr`.
+"""
+function mmsb_semiring_set_edge_csr(store, parent, child, nrows, ncols, indptr, indices, nnz, values, value_bytes, out_lsn)
+    ccall((:mmsb_semiring_set_edge_csr, libmmsb), Int32, (MmsbStore, MmsbPageId, MmsbPageId, UInt64, UInt64, Ptr{UInt64}, Ptr{UInt32}, UInt64, Ptr{Cvoid}, UInt64, Ptr{UInt64}), store, parent, child, nrows, ncols, indptr, indices, nnz, values, value_bytes, out_lsn)
+end
+
+"""
+    mmsb_semiring_remove_edge(store, parent, child, out_lsn) -> Int32
+
+C: `int32_t mmsb_semiring_remove_edge(MmsbStore store, MmsbPageId parent, MmsbPageId child, uint64_t *out_lsn)`
+
+Removes the semiring edge `parent -> child` in a commit of its own; the
+nodes it reached are rewritten. No such edge is `MMSB_ERR_NOT_FOUND` and
+changes nothing.
+
+# Safety
+`out_lsn` is null or valid for one write.
+"""
+function mmsb_semiring_remove_edge(store, parent, child, out_lsn)
+    ccall((:mmsb_semiring_remove_edge, libmmsb), Int32, (MmsbStore, MmsbPageId, MmsbPageId, Ptr{UInt64}), store, parent, child, out_lsn)
+end
+
+"""
     mmsb_semiring_node_info(store, page, out_kind, out_dtype, out_len, out_input) -> Int32
 
 C: `int32_t mmsb_semiring_node_info(MmsbStore store, MmsbPageId page, uint8_t *out_kind, uint8_t *out_dtype, uint64_t *out_len, MmsbPageId *out_input)`

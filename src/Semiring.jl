@@ -13,7 +13,8 @@ using ..MMSB: LibMMSB, check, InvalidArgumentError, NotFoundError, Delta, PageRe
     mask_words, Store, borrow_page, page_value
 
 export fold_add, fold_mul, accumulate!, semiring_properties, semiring_identities,
-    set_accumulator!, accumulate_delta, declare_node!, add_semiring_edge!, node_info,
+    set_accumulator!, accumulate_delta, declare_node!, add_semiring_edge!, set_semiring_edge!,
+    remove_semiring_edge!, node_info,
     read_node, borrow_node
 
 const KINDS = Dict{Symbol,UInt8}(
@@ -277,6 +278,70 @@ function add_semiring_edge!(store::Store, parent::PageRef, child::PageRef, nrows
                                                  UInt64(length(ix)), pointer(values), UInt64(sizeof(values)),
                                                  lsn))
     end
+    return lsn[]
+end
+
+"""
+    set_semiring_edge!(store, parent, child, w::T) -> lsn                (scalar weight)
+    set_semiring_edge!(store, parent, child, d::Vector{T}) -> lsn        (diagonal weight)
+    set_semiring_edge!(store, parent, child, nrows, ncols, indptr, indices, values::Vector{T}) -> lsn
+
+Replaces the weight of the existing semiring edge `parent -> child` (same
+forms as `add_semiring_edge!`), in a commit of its own; the nodes it reaches
+are rewritten. No such edge throws `NotFoundError`; a weight of the wrong
+shape throws `InvalidArgumentError`; nothing changes on error.
+"""
+function set_semiring_edge!(store::Store, parent::PageRef, child::PageRef, w::T) where {T<:Number}
+    dtype_code(T)
+    r = Ref{T}(w)
+    lsn = Ref{UInt64}(0)
+    GC.@preserve r begin
+        check(LibMMSB.mmsb_semiring_set_edge_scalar(store.handle, page_value(parent), page_value(child),
+                                                    Base.unsafe_convert(Ptr{T}, r), UInt64(sizeof(T)), lsn))
+    end
+    return lsn[]
+end
+
+function set_semiring_edge!(store::Store, parent::PageRef, child::PageRef, d::Vector{T}) where {T<:Number}
+    dtype_code(T)
+    lsn = Ref{UInt64}(0)
+    GC.@preserve d begin
+        check(LibMMSB.mmsb_semiring_set_edge_diagonal(store.handle, page_value(parent), page_value(child),
+                                                      pointer(d), UInt64(sizeof(d)), lsn))
+    end
+    return lsn[]
+end
+
+function set_semiring_edge!(store::Store, parent::PageRef, child::PageRef, nrows::Integer, ncols::Integer,
+                            indptr::AbstractVector{<:Integer}, indices::AbstractVector{<:Integer},
+                            values::Vector{T}) where {T<:Number}
+    dtype_code(T)
+    length(indptr) == nrows + 1 || throw(InvalidArgumentError(
+        "indptr has $(length(indptr)) offsets, not nrows + 1 = $(nrows + 1)"))
+    length(indices) == length(values) || throw(InvalidArgumentError(
+        "$(length(indices)) column indices for $(length(values)) values"))
+    p = Vector{UInt64}(indptr)
+    ix = Vector{UInt32}(indices)
+    lsn = Ref{UInt64}(0)
+    GC.@preserve p ix values begin
+        check(LibMMSB.mmsb_semiring_set_edge_csr(store.handle, page_value(parent), page_value(child),
+                                                 UInt64(nrows), UInt64(ncols), pointer(p), pointer(ix),
+                                                 UInt64(length(ix)), pointer(values), UInt64(sizeof(values)),
+                                                 lsn))
+    end
+    return lsn[]
+end
+
+"""
+    remove_semiring_edge!(store, parent, child) -> lsn
+
+Removes the semiring edge `parent -> child` in a commit of its own; the nodes
+it reached are rewritten. No such edge throws `NotFoundError` and changes
+nothing.
+"""
+function remove_semiring_edge!(store::Store, parent::PageRef, child::PageRef)
+    lsn = Ref{UInt64}(0)
+    check(LibMMSB.mmsb_semiring_remove_edge(store.handle, page_value(parent), page_value(child), lsn))
     return lsn[]
 end
 

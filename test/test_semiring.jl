@@ -213,6 +213,22 @@ end
             @test read_node(store, Y) ≈ d .* (A * h)
             @test_throws NotFoundError node_info(store, hin)
             @test_throws InvalidArgumentError declare_node!(store, hin, :nope, Float64, m)
+            # Changing edges: a new diagonal, a scalar, then removal.
+            d2 = Float64[-3, 0.25, 4]
+            set_semiring_edge!(store, X, Y, d2)
+            @test read_node(store, Y) ≈ d2 .* (A * h)
+            set_semiring_edge!(store, X, Y, 2.0)
+            @test read_node(store, Y) ≈ 2.0 .* (A * h)
+            @test_throws InvalidArgumentError set_semiring_edge!(store, X, Y, Float64[1, 2])
+            @test read_node(store, Y) ≈ 2.0 .* (A * h)
+            @test_throws NotFoundError set_semiring_edge!(store, H, Y, 1.0)
+            remove_semiring_edge!(store, X, Y)
+            @test read_node(store, Y) == zeros(k)
+            @test_throws NotFoundError remove_semiring_edge!(store, X, Y)
+            add_semiring_edge!(store, X, Y, d)
+        end
+        open_store(dir; durability = :buffered) do store
+            @test read_node(store, Y) ≈ d .* (A * h)
         end
     end
 end

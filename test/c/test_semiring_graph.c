@@ -200,6 +200,34 @@ static void test_plus_times_and_errors(const char *data) {
             CHECK(gz[j] == diag[j] * bx[j]);
         }
     }
+    /* Changing edges: a new scalar, a CSR weight, removal; then reopen. */
+    double three = 3;
+    EXPECT_OK(mmsb_semiring_set_edge_scalar(s, x, y, &three, sizeof three, NULL));
+    uint64_t ip[5] = {0, 1, 2, 2, 3};
+    uint32_t ix[3] = {3, 0, 1};
+    double av[3] = {2, -1, 4}; /* y0 = 2 x3, y1 = -x0, y2 = 0, y3 = 4 x1 */
+    EXPECT_OK(mmsb_semiring_set_edge_csr(s, x, z, 4, 4, ip, ix, 3, av, sizeof av, NULL));
+    EXPECT_ERR(mmsb_semiring_set_edge_diagonal(s, x, y, diag, 3 * sizeof(double), NULL),
+               MMSB_ERR_INVALID_ARGUMENT, NULL);
+    EXPECT_ERR(mmsb_semiring_set_edge_scalar(s, y, z, &three, sizeof three, NULL), MMSB_ERR_NOT_FOUND, NULL);
+    for (int pass = 0; pass < 2; pass++) {
+        double gy[4], gz[4];
+        uint64_t n4 = 0;
+        EXPECT_OK(mmsb_semiring_read_node(s, y, MMSB_DTYPE_F64, gy, 4, &n4));
+        EXPECT_OK(mmsb_semiring_read_node(s, z, MMSB_DTYPE_F64, gz, 4, &n4));
+        for (int j = 0; j < 4; j++) CHECK(gy[j] == 3 * bx[j]);
+        CHECK(gz[0] == 2 * bx[3] && gz[1] == -bx[0] && gz[2] == 0 && gz[3] == 4 * bx[1]);
+        EXPECT_OK(mmsb_store_close(s));
+        s = open_store(data);
+    }
+    EXPECT_OK(mmsb_semiring_remove_edge(s, x, y, NULL));
+    EXPECT_ERR(mmsb_semiring_remove_edge(s, x, y, NULL), MMSB_ERR_NOT_FOUND, NULL);
+    {
+        double gy[4];
+        uint64_t n4 = 0;
+        EXPECT_OK(mmsb_semiring_read_node(s, y, MMSB_DTYPE_F64, gy, 4, &n4));
+        for (int j = 0; j < 4; j++) CHECK(gy[j] == 0);
+    }
     /* Bad arguments. */
     double buf[4];
     uint64_t len = 0;

@@ -1631,6 +1631,66 @@ int32_t mmsb_semiring_add_edge_csr(MmsbStore store,
                                    uint64_t value_bytes,
                                    uint64_t *out_lsn);
 
+// Replaces the weight of the existing semiring edge `parent -> child` with a
+// scalar (`value`: `value_bytes` bytes, one element of the nodes' dtype), in
+// a commit of its own; the nodes it reaches are rewritten. No such edge is
+// `MMSB_ERR_NOT_FOUND`; a wrong shape is `MMSB_ERR_INVALID_ARGUMENT`;
+// nothing changes on error.
+//
+// # Safety
+// `value` is valid for reading `value_bytes` bytes; `out_lsn` is null or
+// valid for one write.
+int32_t mmsb_semiring_set_edge_scalar(MmsbStore store,
+                                      MmsbPageId parent,
+                                      MmsbPageId child,
+                                      const void *value,
+                                      uint64_t value_bytes,
+                                      uint64_t *out_lsn);
+
+// Replaces the weight of the existing semiring edge `parent -> child` with a
+// diagonal (`values`: `value_bytes` bytes, one element per entry). Errors as
+// `mmsb_semiring_set_edge_scalar`.
+//
+// # Safety
+// `values` is valid for reading `value_bytes` bytes; `out_lsn` is null or
+// valid for one write.
+int32_t mmsb_semiring_set_edge_diagonal(MmsbStore store,
+                                        MmsbPageId parent,
+                                        MmsbPageId child,
+                                        const void *values,
+                                        uint64_t value_bytes,
+                                        uint64_t *out_lsn);
+
+// Replaces the weight of the existing semiring edge `parent -> child` with a
+// CSR matrix (arguments as `mmsb_semiring_add_edge_csr`). Errors as
+// `mmsb_semiring_set_edge_scalar`; a malformed matrix is
+// `MMSB_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// As `mmsb_semiring_add_edge_csr`.
+int32_t mmsb_semiring_set_edge_csr(MmsbStore store,
+                                   MmsbPageId parent,
+                                   MmsbPageId child,
+                                   uint64_t nrows,
+                                   uint64_t ncols,
+                                   const uint64_t *indptr,
+                                   const uint32_t *indices,
+                                   uint64_t nnz,
+                                   const void *values,
+                                   uint64_t value_bytes,
+                                   uint64_t *out_lsn);
+
+// Removes the semiring edge `parent -> child` in a commit of its own; the
+// nodes it reached are rewritten. No such edge is `MMSB_ERR_NOT_FOUND` and
+// changes nothing.
+//
+// # Safety
+// `out_lsn` is null or valid for one write.
+int32_t mmsb_semiring_remove_edge(MmsbStore store,
+                                  MmsbPageId parent,
+                                  MmsbPageId child,
+                                  uint64_t *out_lsn);
+
 // The declaration of node `page`: its kind, dtype, length and input page (0
 // = none). `MMSB_ERR_NOT_FOUND` if `page` is not a semiring node.
 //

@@ -14,11 +14,11 @@
 use crate::delta_api::MmsbDelta;
 use crate::ffi_util::{c_str, call, copy_ids, need_out, out, slice};
 use crate::handle::{self, lock, Object, TAG_COMMIT, TAG_HISTORY, TAG_STATE};
-use crate::page_api::MmsbPageId;
+use crate::page_api::{view_from_c, MmsbPageId};
 use crate::store_api::MmsbStore;
 use mmsb_core::{
-    tlog_reader, CommitReceipt, DType, Durability, Error, ErrorCode, HistoryEntry, NumericView, Op,
-    PageId, PageLocation, RecoveryOptions, Result, Store, StoreOptions, Target,
+    tlog_reader, CommitReceipt, Durability, Error, ErrorCode, HistoryEntry, Op, PageId,
+    PageLocation, RecoveryOptions, Result, Store, StoreOptions, Target,
 };
 use std::ffi::c_char;
 use std::sync::{Arc, Mutex};
@@ -458,14 +458,7 @@ pub unsafe extern "C" fn mmsb_commit_set_view(
     len: u64,
 ) -> i32 {
     call(|| {
-        let view = if dtype == 0 {
-            None
-        } else {
-            Some(NumericView {
-                dtype: DType::from_u8(dtype)?,
-                len,
-            })
-        };
+        let view = view_from_c(dtype, len)?;
         push(
             commit,
             Op::SetView {

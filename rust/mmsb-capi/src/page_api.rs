@@ -10,9 +10,22 @@ use crate::durable_api::commit_one;
 use crate::ffi_util::{c_str, call, copy_ids, copy_out, need_out, out, slice, slice_mut};
 use crate::handle::{self, lock, Object, Writer, TAG_BORROW};
 use crate::store_api::MmsbStore;
-use mmsb_core::{DType, Error, NumericView, Op, PageId, PageLocation};
+use mmsb_core::{DType, Error, NumericView, Op, PageId, PageLocation, Result};
 use std::ffi::c_char;
 use std::sync::Arc;
+
+/// The numeric view a C caller names by `dtype` (an `MMSB_DTYPE_*` code, 0 =
+/// no view) and element count `len`: the one decoding of the pair, shared by
+/// `mmsb_page_set_view` and `mmsb_commit_set_view`.
+pub(crate) fn view_from_c(dtype: u8, len: u64) -> Result<Option<NumericView>> {
+    if dtype == 0 {
+        return Ok(None);
+    }
+    Ok(Some(NumericView {
+        dtype: DType::from_u8(dtype)?,
+        len,
+    }))
+}
 
 /// A page id (0 is never a page).
 pub type MmsbPageId = u64;
@@ -186,14 +199,7 @@ pub unsafe extern "C" fn mmsb_page_set_view(
     len: u64,
 ) -> i32 {
     call(|| {
-        let view = if dtype == 0 {
-            None
-        } else {
-            Some(NumericView {
-                dtype: DType::from_u8(dtype)?,
-                len,
-            })
-        };
+        let view = view_from_c(dtype, len)?;
         match handle::writer(store)? {
             Writer::Memory(s) => {
                 let r = lock(&s)?.set_view(PageId(page), view);
@@ -367,4 +373,22 @@ pub unsafe extern "C" fn mmsb_borrow_info(
             out(out_epoch, snap.epoch, "out_epoch")
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_codes_decode_to_no_view_a_view_or_invalid_argument() {
+        assert_eq!(view_from_c(0, 99).unwrap(), None);
+        for dt in DType::ALL {
+            assert_eq!(
+                view_from_c(dt as u8, 3).unwrap(),
+                Some(NumericView { dtype: dt, len: 3 })
+            );
+        }
+        let e = view_from_c(255, 1).unwrap_err();
+        assert_eq!(e.code, mmsb_core::ErrorCode::InvalidArgument);
+    }
 }

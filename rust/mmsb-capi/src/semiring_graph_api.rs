@@ -67,14 +67,54 @@ pub unsafe extern "C" fn mmsb_semiring_declare_node(
     })
 }
 
+/// Adds the edge `parent -> child` with `w`, or (`replace`) replaces the
+/// weight of the existing edge.
 fn add_edge(
     store: MmsbStore,
     parent: MmsbPageId,
     child: MmsbPageId,
     w: SemiringWeight,
+    replace: bool,
 ) -> Result<CommitReceipt> {
     let s = handle::durable(store)?;
-    s.add_semiring_edge(PageId(parent), PageId(child), w)
+    if replace {
+        s.set_semiring_edge_weight(PageId(parent), PageId(child), w)
+    } else {
+        s.add_semiring_edge(PageId(parent), PageId(child), w)
+    }
+}
+
+/// A CSR weight from C arrays.
+///
+/// # Safety
+/// As `mmsb_semiring_add_edge_csr`'s array arguments.
+unsafe fn csr_weight(
+    nrows: u64,
+    ncols: u64,
+    indptr: *const u64,
+    indices: *const u32,
+    nnz: u64,
+    values: *const c_void,
+    value_bytes: u64,
+) -> Result<SemiringWeight> {
+    let rows = nrows
+        .checked_add(1)
+        .ok_or_else(|| Error::invalid("nrows is impossibly large"))?;
+    // SAFETY: caller contract above (each slice helper checks null and length).
+    let (p, i, v) = unsafe {
+        (
+            slice(indptr, rows, "indptr")?,
+            slice(indices, nnz, "indices")?,
+            slice(values.cast::<u8>(), value_bytes, "values")?,
+        )
+    };
+    Ok(SemiringWeight::Csr {
+        nrows,
+        ncols,
+        indptr: p.to_vec(),
+        indices: i.to_vec(),
+        values: v.to_vec(),
+    })
 }
 
 /// Adds the semiring edge `parent -> child` with a scalar weight (`value`:
@@ -98,7 +138,13 @@ pub unsafe extern "C" fn mmsb_semiring_add_edge_scalar(
     call(|| {
         // SAFETY: caller contract above.
         let v = unsafe { slice(value.cast::<u8>(), value_bytes, "value")? };
-        let r = add_edge(store, parent, child, SemiringWeight::Scalar(v.to_vec()));
+        let r = add_edge(
+            store,
+            parent,
+            child,
+            SemiringWeight::Scalar(v.to_vec()),
+            false,
+        );
         // SAFETY: caller contract above.
         unsafe { lsn_out(r, out_lsn) }
     })
@@ -123,7 +169,13 @@ pub unsafe extern "C" fn mmsb_semiring_add_edge_diagonal(
     call(|| {
         // SAFETY: caller contract above.
         let v = unsafe { slice(values.cast::<u8>(), value_bytes, "values")? };
-        let r = add_edge(store, parent, child, SemiringWeight::Diagonal(v.to_vec()));
+        let r = add_edge(
+            store,
+            parent,
+            child,
+            SemiringWeight::Diagonal(v.to_vec()),
+            false,
+        );
         // SAFETY: caller contract above.
         unsafe { lsn_out(r, out_lsn) }
     })
@@ -155,25 +207,124 @@ pub unsafe extern "C" fn mmsb_semiring_add_edge_csr(
     out_lsn: *mut u64,
 ) -> i32 {
     call(|| {
-        let rows = nrows
-            .checked_add(1)
-            .ok_or_else(|| Error::invalid("nrows is impossibly large"))?;
-        // SAFETY: caller contract above (each slice helper checks null and length).
-        let (p, i, v) = unsafe {
-            (
-                slice(indptr, rows, "indptr")?,
-                slice(indices, nnz, "indices")?,
-                slice(values.cast::<u8>(), value_bytes, "values")?,
-            )
-        };
-        let w = SemiringWeight::Csr {
-            nrows,
-            ncols,
-            indptr: p.to_vec(),
-            indices: i.to_vec(),
-            values: v.to_vec(),
-        };
-        let r = add_edge(store, parent, child, w);
+        // SAFETY: caller contract above.
+        let w = unsafe { csr_weight(nrows, ncols, indptr, indices, nnz, values, value_bytes)? };
+        let r = add_edge(store, parent, child, w, false);
+        // SAFETY: caller contract above.
+        unsafe { lsn_out(r, out_lsn) }
+    })
+}
+
+/// Replaces the weight of the existing semiring edge `parent -> child` with a
+/// scalar (`value`: `value_bytes` bytes, one element of the nodes' dtype), in
+/// a commit of its own; the nodes it reaches are rewritten. No such edge is
+/// `MMSB_ERR_NOT_FOUND`; a wrong shape is `MMSB_ERR_INVALID_ARGUMENT`;
+/// nothing changes on error.
+///
+/// # Safety
+/// `value` is valid for reading `value_bytes` bytes; `out_lsn` is null or
+/// valid for one write.
+#[no_mangle]
+pub unsafe extern "C" fn mmsb_semiring_set_edge_scalar(
+    store: MmsbStore,
+    parent: MmsbPageId,
+    child: MmsbPageId,
+    value: *const c_void,
+    value_bytes: u64,
+    out_lsn: *mut u64,
+) -> i32 {
+    call(|| {
+        // SAFETY: caller contract above.
+        let v = unsafe { slice(value.cast::<u8>(), value_bytes, "value")? };
+        let r = add_edge(
+            store,
+            parent,
+            child,
+            SemiringWeight::Scalar(v.to_vec()),
+            true,
+        );
+        // SAFETY: caller contract above.
+        unsafe { lsn_out(r, out_lsn) }
+    })
+}
+
+/// Replaces the weight of the existing semiring edge `parent -> child` with a
+/// diagonal (`values`: `value_bytes` bytes, one element per entry). Errors as
+/// `mmsb_semiring_set_edge_scalar`.
+///
+/// # Safety
+/// `values` is valid for reading `value_bytes` bytes; `out_lsn` is null or
+/// valid for one write.
+#[no_mangle]
+pub unsafe extern "C" fn mmsb_semiring_set_edge_diagonal(
+    store: MmsbStore,
+    parent: MmsbPageId,
+    child: MmsbPageId,
+    values: *const c_void,
+    value_bytes: u64,
+    out_lsn: *mut u64,
+) -> i32 {
+    call(|| {
+        // SAFETY: caller contract above.
+        let v = unsafe { slice(values.cast::<u8>(), value_bytes, "values")? };
+        let r = add_edge(
+            store,
+            parent,
+            child,
+            SemiringWeight::Diagonal(v.to_vec()),
+            true,
+        );
+        // SAFETY: caller contract above.
+        unsafe { lsn_out(r, out_lsn) }
+    })
+}
+
+/// Replaces the weight of the existing semiring edge `parent -> child` with a
+/// CSR matrix (arguments as `mmsb_semiring_add_edge_csr`). Errors as
+/// `mmsb_semiring_set_edge_scalar`; a malformed matrix is
+/// `MMSB_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// As `mmsb_semiring_add_edge_csr`.
+#[no_mangle]
+pub unsafe extern "C" fn mmsb_semiring_set_edge_csr(
+    store: MmsbStore,
+    parent: MmsbPageId,
+    child: MmsbPageId,
+    nrows: u64,
+    ncols: u64,
+    indptr: *const u64,
+    indices: *const u32,
+    nnz: u64,
+    values: *const c_void,
+    value_bytes: u64,
+    out_lsn: *mut u64,
+) -> i32 {
+    call(|| {
+        // SAFETY: caller contract above.
+        let w = unsafe { csr_weight(nrows, ncols, indptr, indices, nnz, values, value_bytes)? };
+        let r = add_edge(store, parent, child, w, true);
+        // SAFETY: caller contract above.
+        unsafe { lsn_out(r, out_lsn) }
+    })
+}
+
+/// Removes the semiring edge `parent -> child` in a commit of its own; the
+/// nodes it reached are rewritten. No such edge is `MMSB_ERR_NOT_FOUND` and
+/// changes nothing.
+///
+/// # Safety
+/// `out_lsn` is null or valid for one write.
+#[no_mangle]
+pub unsafe extern "C" fn mmsb_semiring_remove_edge(
+    store: MmsbStore,
+    parent: MmsbPageId,
+    child: MmsbPageId,
+    out_lsn: *mut u64,
+) -> i32 {
+    call(|| {
+        let s = handle::durable(store)?;
+        let r = s.remove_semiring_edge(PageId(parent), PageId(child));
         // SAFETY: caller contract above.
         unsafe { lsn_out(r, out_lsn) }
     })

@@ -11,8 +11,8 @@
 //! uses), the system allocator's `alloc_zeroed` (glibc `posix_memalign` plus
 //! `memset`), and mimalloc's `GlobalAlloc::alloc_zeroed`
 //! (`mi_zalloc_aligned`), mimalloc being called directly, not installed as the
-//! global allocator. The three are interleaved in rounds so machine noise hits
-//! them alike. With `--threads 2` (the default runs 1 and 2) each thread runs
+//! global allocator. The three are interleaved in 16 short rounds so machine
+//! noise hits them alike. With `--threads 2` (the default runs 1 and 2) each thread runs
 //! the same loop at the same time. The result `ratio` is yardstick latency /
 //! MMSB latency (target >= 1: MMSB no slower).
 //!
@@ -45,6 +45,18 @@ pub struct BenchAllocArgs {
     /// A quick smoke run (few samples, 64k pages; numbers not meaningful).
     #[arg(long)]
     pub quick: bool,
+    /// A note on the machine for the result file (how loaded it is, what
+    /// else runs on it); the load average is recorded anyway.
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+/// The 1-minute load average from /proc/loadavg ("unknown" if unreadable).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// Pairs per sample.
@@ -241,6 +253,7 @@ pub fn run(args: BenchAllocArgs) -> Result<(), String> {
     if n == 0 || rss_pages == 0 {
         return Err("--samples and --rss-pages must be at least 1".into());
     }
+    let load_start = loadavg();
     let mut out = Out { results: vec![] };
     let sys = Sys(System, "malloc");
     let mi = Sys(mimalloc::MiMalloc, "mimalloc");
@@ -283,8 +296,12 @@ pub fn run(args: BenchAllocArgs) -> Result<(), String> {
         for burst in [false, true] {
             for &len in &SIZES {
                 let (mut m, mut s, mut i) = (Vec::new(), Vec::new(), Vec::new());
-                // Interleave in rounds so noise hits all three alike.
-                let rounds = 4;
+                // Interleave in rounds so noise hits all three alike. The
+                // rounds are short (about a millisecond each at 1 KiB) so that
+                // a burst of load from elsewhere on a shared machine spans
+                // all three allocators rather than one: with 4 long rounds
+                // such bursts decided the p99 ratios.
+                let rounds = 16.min(n);
                 for _ in 0..rounds {
                     m.extend(timed(&ours, len, burst, n / rounds, threads));
                     s.extend(timed(&sys, len, burst, n / rounds, threads));
@@ -320,10 +337,17 @@ pub fn run(args: BenchAllocArgs) -> Result<(), String> {
         st.allocations, st.frees, st.cas_retries, st.slow_path
     );
 
+    let mut machine = crate::machine::machine_json();
+    machine["note"] = json!(format!(
+        "load average (1 min) {} at the start of the run, {} at the end{}",
+        load_start,
+        loadavg(),
+        args.note.map(|n| format!("; {n}")).unwrap_or_default()
+    ));
     let doc = json!({
         "group": "alloc",
         "date": crate::machine::today(),
-        "machine": crate::machine::machine_json(),
+        "machine": machine,
         "quick": args.quick,
         "results": out.results,
     });

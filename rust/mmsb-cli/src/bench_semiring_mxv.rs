@@ -19,7 +19,7 @@
 //!
 //! The Python side needs a venv with the wheel: `MMSB_GRAPHBLAS_PYTHON` names
 //! a python that has it; else `benchmark/.venv-graphblas` is used, and created
-//! (`pip install suitesparse-graphblas python-graphblas numpy`) when missing —
+//! (`pip install suitesparse-graphblas numpy`) when missing —
 //! except under `--quick`, which skips the GraphBLAS cases (and says so) when
 //! no such python exists, so CI never installs anything.
 //!
@@ -98,7 +98,7 @@ fn round3(x: f64) -> f64 {
 fn graphblas_python(quick: bool, results_dir: &Path) -> Result<PathBuf, String> {
     let works = |py: &Path| {
         Command::new(py)
-            .args(["-c", "import graphblas, suitesparse_graphblas, numpy"])
+            .args(["-c", "import suitesparse_graphblas, numpy"])
             .output()
             .is_ok_and(|o| o.status.success())
     };
@@ -130,7 +130,7 @@ fn graphblas_python(quick: bool, results_dir: &Path) -> Result<PathBuf, String> 
         ));
     }
     println!(
-        "creating {} (pip install suitesparse-graphblas python-graphblas numpy)...",
+        "creating {} (pip install suitesparse-graphblas numpy)...",
         venv.display()
     );
     let run = |cmd: &mut Command| -> Result<(), String> {
@@ -150,13 +150,12 @@ fn graphblas_python(quick: bool, results_dir: &Path) -> Result<PathBuf, String> 
         "install",
         "-q",
         "suitesparse-graphblas",
-        "python-graphblas",
         "numpy",
     ]))?;
     if works(&py) {
         Ok(py)
     } else {
-        Err("the new venv cannot import graphblas".into())
+        Err("the new venv cannot import suitesparse_graphblas".into())
     }
 }
 

@@ -31,9 +31,7 @@ pub enum CheckpointCmd {
 pub fn run(cmd: CheckpointCmd) -> Result<(), String> {
     match cmd {
         CheckpointCmd::Create { dir } => {
-            if !dir.is_dir() {
-                return Err(format!("{} is not a data directory", dir.display()));
-            }
+            crate::data_dir::check(&dir)?;
             eprintln!("recovering {} ...", dir.display());
             let s = Store::open(&dir, StoreOptions::default()).map_err(|e| e.to_string())?;
             eprintln!("writing checkpoint at LSN {} ...", s.lsn());
@@ -49,6 +47,7 @@ pub fn run(cmd: CheckpointCmd) -> Result<(), String> {
             Ok(())
         }
         CheckpointCmd::Verify { dir } => {
+            crate::data_dir::check(&dir)?;
             let list =
                 checkpoint::list(&RealVfs, &dir.join(CHECKPOINT_DIR)).map_err(|e| e.to_string())?;
             if list.is_empty() {

@@ -1,9 +1,10 @@
 //! `mmsb log inspect|verify DIR`: what the transaction log holds, and whether it is whole.
 //!
 //! `inspect` lists each segment (number, first and last LSN, size) and the
-//! totals (commits, records, bytes, compression ratio). `verify` scans every
-//! frame's checksum and LSN and exits non-zero on a torn tail or corruption,
-//! naming the file and byte offset. Neither writes anything.
+//! totals (commits, records, bytes, compression ratio), then how the log
+//! ends. `verify` scans every frame's checksum and LSN. Both exit non-zero on
+//! a torn tail or corruption, naming the file and byte offset (`inspect` after
+//! printing its listing). Neither writes anything.
 
 use clap::Subcommand;
 use mmsb_core::recovery::LOG_DIR;
@@ -28,6 +29,7 @@ pub enum LogCmd {
 
 /// Scans the log of `dir`, printing progress every 100k commits.
 pub fn scan(dir: &Path) -> Result<LogScan, String> {
+    crate::data_dir::check(dir)?;
     let log = dir.join(LOG_DIR);
     if !log.is_dir() {
         return Err(format!("{} has no log directory", dir.display()));
@@ -89,11 +91,17 @@ pub fn run(cmd: LogCmd) -> Result<(), String> {
                 m.compressed_frames,
                 m.compression_ratio()
             );
+            // The listing is printed whole; damage then makes the exit non-zero.
             match describe_end(&s.end) {
-                Ok(()) => println!("end: clean"),
-                Err(e) => println!("end: {e}"),
+                Ok(()) => {
+                    println!("end: clean");
+                    Ok(())
+                }
+                Err(e) => {
+                    println!("end: {e}");
+                    Err(format!("the log does not end cleanly: {e}"))
+                }
             }
-            Ok(())
         }
         LogCmd::Verify { dir } => {
             let s = scan(&dir)?;

@@ -21,9 +21,7 @@ pub struct RecoverArgs {
 
 /// Runs `mmsb recover`.
 pub fn run(a: RecoverArgs) -> Result<(), String> {
-    if !a.dir.is_dir() {
-        return Err(format!("{} is not a data directory", a.dir.display()));
-    }
+    crate::data_dir::check(&a.dir)?;
     eprintln!("recovering {} ...", a.dir.display());
     let opts = StoreOptions {
         recovery: RecoveryOptions {

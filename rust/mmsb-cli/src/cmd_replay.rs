@@ -5,6 +5,7 @@
 
 use clap::Args;
 use mmsb_core::replay;
+use mmsb_core::tlog_frame::crc32c;
 use mmsb_core::vfs::RealVfs;
 use mmsb_core::Target;
 use std::path::PathBuf;
@@ -25,9 +26,7 @@ pub struct ReplayArgs {
 
 /// Runs `mmsb replay`.
 pub fn run(a: ReplayArgs) -> Result<(), String> {
-    if !a.dir.is_dir() {
-        return Err(format!("{} is not a data directory", a.dir.display()));
-    }
+    crate::data_dir::check(&a.dir)?;
     let target = match (a.to_lsn, a.to_time) {
         (Some(l), _) => Target::Lsn(l),
         (None, Some(t)) => Target::Time(t),
@@ -42,24 +41,8 @@ pub fn run(a: ReplayArgs) -> Result<(), String> {
             "{id} size={} epoch={} crc32c={:08x}",
             p.size(),
             p.epoch(),
-            crc32c_of(p.bytes())
+            crc32c(p.bytes())
         );
     }
     Ok(())
-}
-
-fn crc32c_of(b: &[u8]) -> u32 {
-    // A small bitwise CRC32C, so the CLI needs no checksum dependency of its own.
-    let mut c = !0u32;
-    for &x in b {
-        c ^= u32::from(x);
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0x82F6_3B78
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
 }

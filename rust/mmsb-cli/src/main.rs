@@ -23,6 +23,7 @@ mod cmd_checkpoint;
 mod cmd_log;
 mod cmd_recover;
 mod cmd_replay;
+mod data_dir;
 mod demo;
 mod demo_pipeline;
 mod machine;

@@ -63,6 +63,7 @@ use crate::location::PageLocation;
 use crate::page::Page;
 use crate::page_id::PageId;
 use crate::page_store::PageStore;
+use crate::tlog_frame::crc32c;
 use crate::tlog_segment::{le32, le64};
 use crate::tlog_writer::io_err;
 use crate::vfs::Vfs;
@@ -177,7 +178,7 @@ fn encode_page(p: &Page, out: &mut Vec<u8>) -> Result<()> {
         out.extend_from_slice(v);
     }
     out.extend_from_slice(p.bytes());
-    let crc = crc32c::crc32c(&out[start..]);
+    let crc = crc32c(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
     Ok(())
 }
@@ -203,7 +204,7 @@ fn encode_graph(parts: &GraphParts, out: &mut Vec<u8>) {
         }
         out.extend_from_slice(&e.seq.to_le_bytes());
     }
-    let crc = crc32c::crc32c(&out[start..]);
+    let crc = crc32c(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
@@ -323,6 +324,9 @@ impl<'a> Cursor<'a> {
 }
 
 /// Reads and verifies the checkpoint at `path` (SHA-256 first, then every page's CRC32C).
+///
+/// A whole file of a newer format version than this build reads is an
+/// [`ErrorCode::Unsupported`] error naming the file and the version.
 pub fn load(vfs: &dyn Vfs, path: &Path) -> Result<LoadedCheckpoint> {
     let file = vfs
         .read(path)
@@ -355,7 +359,18 @@ pub fn load(vfs: &dyn Vfs, path: &Path) -> Result<LoadedCheckpoint> {
         return Err(c.bad(0, "bad magic"));
     }
     let version = le32(&h[8..12]);
-    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
+    if version > FORMAT_VERSION {
+        return Err(Error::new(
+            ErrorCode::Unsupported,
+            format!(
+                "checkpoint {} at byte 8: format version {version} is newer than this build \
+                 reads ({OLDEST_READABLE_VERSION} to {FORMAT_VERSION}): it was written by a \
+                 newer MMSB",
+                path.display()
+            ),
+        ));
+    }
+    if version < OLDEST_READABLE_VERSION {
         return Err(c.bad(
             8,
             &format!(
@@ -397,7 +412,7 @@ pub fn load(vfs: &dyn Vfs, path: &Path) -> Result<LoadedCheckpoint> {
         let bytes = c.take(size, "page bytes")?;
         let crc_at = c.pos;
         let crc = le32(c.take(4, "page checksum")?);
-        if crc != crc32c::crc32c(&file[start..crc_at]) {
+        if crc != crc32c(&file[start..crc_at]) {
             return Err(Error::new(
                 ErrorCode::ChecksumMismatch,
                 format!(
@@ -487,7 +502,7 @@ fn load_graph(c: &mut Cursor<'_>, nodes: u64, edges: u64) -> Result<DependencyGr
     }
     let crc_at = c.pos;
     let crc = le32(c.take(4, "graph checksum")?);
-    if crc != crc32c::crc32c(&c.buf[start..crc_at]) {
+    if crc != crc32c(&c.buf[start..crc_at]) {
         return Err(Error::new(
             ErrorCode::ChecksumMismatch,
             format!(

@@ -19,7 +19,7 @@
 //! `max_delay`, and a crash may lose the commits of that last interval (never
 //! part of one). [`Durability::None`] keeps no files at all.
 //!
-//! **Open.** [`Store::open`] runs [`recovery`](crate::recovery): newest
+//! **Open.** [`Store::open`] runs [`recovery`]: newest
 //! verifying checkpoint, plus the log after it. A torn tail is cut (and
 //! reported in [`Store::recovery_report`]); corruption inside the log is an
 //! error unless [`StoreOptions::recovery`] accepts the loss. Writing then
@@ -61,7 +61,7 @@
 //! page up to date.
 //!
 //! **Transactions.** [`Store::commit_guarded`] is the seam optimistic
-//! transactions (see [`transaction`](crate::transaction)) commit through: it
+//! transactions (see [`transaction`]) commit through: it
 //! takes, besides the ops, the (page, epoch) pairs the transaction read or
 //! wrote, and checks them under the commit lock before anything is logged; a
 //! page whose epoch moved fails the commit with
@@ -241,7 +241,7 @@ impl Store {
         Store::open_with_vfs(Arc::new(RealVfs), dir.as_ref(), opts)
     }
 
-    /// [`Store::open`] over a given file system (tests use [`FaultFs`](crate::fault_fs)).
+    /// [`Store::open`] over a given file system (tests use `fault_fs::FaultFs`, feature `failpoints`).
     pub fn open_with_vfs(vfs: Arc<dyn Vfs>, dir: &Path, opts: StoreOptions) -> Result<Store> {
         if opts.durability == Durability::None {
             let mut s = Store::in_memory();
@@ -620,6 +620,37 @@ impl Store {
             false,
             &[],
             Some(&Declaration::Edge(parent, child, weight)),
+        )
+    }
+
+    /// Replaces the weight of the existing semiring edge `parent -> child`
+    /// in a commit of its own; the nodes it reaches are written with their
+    /// new values (a full wave of that network). `NotFound` if there is no
+    /// such edge; a weight of the wrong shape or dtype fails with
+    /// `InvalidArgument`; either way nothing changes.
+    pub fn set_semiring_edge_weight(
+        &self,
+        parent: PageId,
+        child: PageId,
+        weight: SemiringWeight,
+    ) -> Result<CommitReceipt> {
+        self.commit_inner(
+            Vec::new(),
+            false,
+            &[],
+            Some(&Declaration::SetWeight(parent, child, weight)),
+        )
+    }
+
+    /// Removes the semiring edge `parent -> child` in a commit of its own;
+    /// the nodes it reached are written with their new values. `NotFound`
+    /// if there is no such edge (nothing changes).
+    pub fn remove_semiring_edge(&self, parent: PageId, child: PageId) -> Result<CommitReceipt> {
+        self.commit_inner(
+            Vec::new(),
+            false,
+            &[],
+            Some(&Declaration::RemoveEdge(parent, child)),
         )
     }
 

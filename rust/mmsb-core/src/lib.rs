@@ -26,7 +26,7 @@
 //!   [`tlog_compression`].
 //! * [`checkpoint`], [`recovery`], [`replay`] (time travel, page history).
 //! * [`vfs`] (the file-system seam), [`retry`] (retry with backoff), and, with
-//!   the `failpoints` feature, [`fault_fs`] (fault injection, crash simulation).
+//!   the `failpoints` feature, `fault_fs` (fault injection, crash simulation).
 //! * [`dependency_graph`]: typed edges between pages, cycle rejection, an
 //!   incrementally kept topological order, traversals.
 //! * [`recompute`], [`command_buffer`], [`events`], [`propagation`]: recompute

@@ -11,7 +11,10 @@
 //!    (SHA-256 of the file, CRC32C of every page). Checkpoints that fail are
 //!    reported in [`RecoveryReport::checkpoints_rejected`] and the next older one
 //!    is tried; with none, start from the empty state (the log must then begin
-//!    at LSN 1).
+//!    at LSN 1). A checkpoint (or log segment) of a newer format version than
+//!    this build reads stops recovery with
+//!    [`ErrorCode::Unsupported`]: a newer build
+//!    wrote the directory, and nothing is skipped or cut.
 //! 2. Scan the log ([`tlog_reader::scan`]) and apply, in LSN order, every
 //!    commit after the checkpoint's LSN up to the target. The log must continue
 //!    the checkpoint without a gap.
@@ -137,6 +140,9 @@ pub fn recover(
                 base = Some(c);
                 break;
             }
+            // A newer build wrote this directory: stop rather than fall back
+            // to an older checkpoint behind its back.
+            Err(e) if e.code == ErrorCode::Unsupported => return Err(e),
             Err(e) => report.checkpoints_rejected.push((path, e)),
         }
     }
@@ -226,6 +232,15 @@ pub fn recover(
         Target::Lsn(t) if t != lsn => {
             return Err(Error::not_found(format!(
                 "LSN {t} is not retained: the reachable state ends at LSN {lsn}"
+            )))
+        }
+        // The log begins after the state reached: the commits between are
+        // gone, and any of them may be stamped at or before `t`.
+        Target::Time(t) if lsn + 1 < scan.summary.first_lsn => {
+            return Err(Error::not_found(format!(
+                "the state at time {t} ns is not retained: no checkpoint at or before it, \
+                 and the log begins at LSN {}",
+                scan.summary.first_lsn
             )))
         }
         _ => {}

@@ -7,9 +7,9 @@
 //! stamped at or before it; order is still by LSN, timestamps only select the
 //! point). The result, a [`ReadOnlyState`] (pages and dependency graph), can be read like a store but not
 //! written: [`ReadOnlyState::commit`] fails with
-//! [`ErrorCode::ReadOnly`](crate::ErrorCode::ReadOnly). A past state that is no
+//! [`ErrorCode::ReadOnly`]. A past state that is no
 //! longer retained (its checkpoint and log segments were deleted) is
-//! [`ErrorCode::NotFound`](crate::ErrorCode::NotFound).
+//! [`ErrorCode::NotFound`].
 //!
 //! [`page_history`] lists the deltas one page received over an LSN range,
 //! straight from the log, with each commit's LSN and timestamp — what audit and

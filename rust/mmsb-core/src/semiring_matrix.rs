@@ -453,7 +453,7 @@ fn mxv_rows<S: Semiring>(
 const MXV_TASK_NNZ: usize = 16 * 1024;
 
 /// `y = A ⊗ x`, or `y ⊕= A ⊗ x` when `accumulate`, on the current rayon pool:
-/// rows are cut into tasks of about [`MXV_TASK_NNZ`] stored entries each.
+/// rows are cut into tasks of about 16K stored entries each (`MXV_TASK_NNZ`).
 /// Equals [`mxv_reference`] exactly for exact semirings, and within rounding
 /// for float sums (see the module docs).
 pub fn mxv_into<S: Semiring>(
@@ -485,41 +485,61 @@ pub fn mxv_update<S: Semiring>(
     y: &mut [S::Elem],
 ) -> Result<Vec<usize>> {
     check_mxv(a, x, y)?;
-    let track = |first: usize, ys: &mut [S::Elem]| -> Vec<usize> {
-        let mut t = vec![s.zero(); ys.len()];
-        mxv_rows(s, a, x, &mut t, first, false);
-        let mut changed = Vec::new();
-        for (k, (yi, ti)) in ys.iter_mut().zip(t).enumerate() {
-            if *yi != ti {
-                *yi = ti;
-                changed.push(first + k);
-            }
-        }
-        changed
-    };
     if a.nnz() <= MXV_TASK_NNZ || rayon::current_num_threads() == 1 {
-        return Ok(track_in_blocks(y, 0, &track));
+        let mut changed = Vec::new();
+        mxv_rows_update(s, a, x, y, 0, &mut changed);
+        return Ok(changed);
     }
     let chunks = row_chunks(a, y);
     let parts: Vec<Vec<usize>> = chunks
         .into_par_iter()
-        .map(|(first, ys)| track_in_blocks(ys, first, &track))
+        .map(|(first, ys)| {
+            let mut changed = Vec::new();
+            mxv_rows_update(s, a, x, ys, first, &mut changed);
+            changed
+        })
         .collect();
     Ok(parts.concat())
 }
 
-/// Runs `track` over `y` in blocks of rows small enough to stay in cache.
-fn track_in_blocks<E>(
-    y: &mut [E],
-    first: usize,
-    track: &impl Fn(usize, &mut [E]) -> Vec<usize>,
-) -> Vec<usize> {
-    const BLOCK: usize = 2048;
-    let mut out = Vec::new();
-    for (b, ys) in y.chunks_mut(BLOCK).enumerate() {
-        out.extend(track(first + b * BLOCK, ys));
+/// Rows `first_row ..` of `y := A ⊗ x`, fused with the comparison: each
+/// row's new value is folded in registers, compared with the old one, and
+/// stored (and its row pushed to `changed`) only when it differs — one pass
+/// over `y` and no scratch vector. The caller has checked the shapes.
+fn mxv_rows_update<S: Semiring>(
+    s: &S,
+    a: &Csr<S::Elem>,
+    x: &[S::Elem],
+    y: &mut [S::Elem],
+    first_row: usize,
+    changed: &mut Vec<usize>,
+) {
+    let Some(ptr) = a.indptr.get(first_row..=first_row + y.len()) else {
+        return;
+    };
+    let lanes = s.properties().commutative_add;
+    debug_assert_eq!(x.len(), a.ncols);
+    for (k, (yi, w)) in y.iter_mut().zip(ptr.windows(2)).enumerate() {
+        let (lo, hi) = (w[0], w[1]);
+        // SAFETY: as in `mxv_rows`: a `Csr` built by `from_parts` (or
+        // `transpose` of a checked matrix) has non-decreasing `indptr` ending
+        // at `indices.len() == values.len()` and every column below `ncols`,
+        // and `check_mxv` guaranteed `x.len() == ncols`. Exercised by
+        // `mxv_update_writes_the_product_and_reports_exactly_the_rows_that_moved`
+        // and the full-wave
+        // network tests.
+        let t = unsafe {
+            if lanes {
+                row_fold4_unchecked(s, &a.indices, &a.values, lo, hi, x)
+            } else {
+                row_fold1_unchecked(s, &a.indices, &a.values, lo, hi, x)
+            }
+        };
+        if *yi != t {
+            *yi = t;
+            changed.push(first_row + k);
+        }
     }
-    out
 }
 
 /// Splits `y` into tasks of about [`MXV_TASK_NNZ`] stored entries of `a`.

@@ -382,10 +382,24 @@ impl<S: Semiring> SemiringNetwork<S> {
             return Ok(());
         };
         let mut changed = Vec::new();
-        for (i, (x, &bi)) in node.value.iter_mut().zip(b).enumerate() {
-            if *x != bi {
-                *x = bi;
-                changed.push(i);
+        // Blocks of 64 are first compared branch-free (vectorised); only a
+        // block that differs is walked entry by entry.
+        const BLOCK: usize = 64;
+        for (k, (xs, bs)) in node
+            .value
+            .chunks_mut(BLOCK)
+            .zip(b.chunks(BLOCK))
+            .enumerate()
+        {
+            let differs = xs.iter().zip(bs).fold(false, |d, (x, bi)| d | (x != bi));
+            if !differs {
+                continue;
+            }
+            for (i, (x, &bi)) in xs.iter_mut().zip(bs).enumerate() {
+                if *x != bi {
+                    *x = bi;
+                    changed.push(k * BLOCK + i);
+                }
             }
         }
         if !changed.is_empty() {

@@ -30,6 +30,12 @@
 //! the copy behind `Arc`s) that replaces the live network once the commit is
 //! applied (`SemiringNodes::install`).
 //!
+//! **Changing edges.** `Store::set_semiring_edge_weight` replaces an edge's
+//! weight and `Store::remove_semiring_edge` removes it; like a declaration,
+//! each is a commit of its own that works on a copy of the network, rewrites
+//! (or removes) the edge's metadata, runs a full wave and writes the node
+//! pages whose bytes differ.
+//!
 //! **Declarations are page metadata.** A node declaration is the metadata
 //! value under [`NODE_KEY`] on the node page; an edge is the metadata value
 //! under `mmsb.semiring.edge.<parent id>` on the child page (layouts in
@@ -357,6 +363,8 @@ trait DynNet: Send + Sync + Debug {
     fn clone_box(&self) -> Box<dyn DynNet>;
     fn add_node(&mut self, page: PageId, len: usize, input: Option<&[u8]>) -> Result<()>;
     fn add_edge(&mut self, parent: PageId, child: PageId, w: &SemiringWeight) -> Result<()>;
+    /// Removes the edge `parent -> child` (`NotFound` if there is none).
+    fn remove_edge(&mut self, parent: PageId, child: PageId) -> Result<()>;
     /// Loads a node's value from its page bytes (recovery) and marks the
     /// network fresh once all are loaded (`fresh`).
     fn load_value(&mut self, page: PageId, bytes: &[u8], fresh: bool) -> Result<()>;
@@ -395,6 +403,9 @@ where
     }
     fn add_edge(&mut self, parent: PageId, child: PageId, w: &SemiringWeight) -> Result<()> {
         self.0.add_edge(parent, child, w.to_weight::<S::Elem>()?)
+    }
+    fn remove_edge(&mut self, parent: PageId, child: PageId) -> Result<()> {
+        self.0.remove_edge(parent, child).map(|_| ())
     }
     fn load_value(&mut self, page: PageId, bytes: &[u8], fresh: bool) -> Result<()> {
         let v = crate::dtype::decode::<S::Elem>(bytes)?;
@@ -495,6 +506,10 @@ pub(crate) enum Declaration {
     Node(PageId, NodeDecl),
     /// Add the edge `parent -> child`.
     Edge(PageId, PageId, SemiringWeight),
+    /// Replace the weight of the existing edge `parent -> child`.
+    SetWeight(PageId, PageId, SemiringWeight),
+    /// Remove the edge `parent -> child`.
+    RemoveEdge(PageId, PageId),
 }
 
 /// What a planned commit will change in [`SemiringNodes`]; installed with
@@ -705,6 +720,25 @@ impl SemiringNodes {
         extra: &mut Vec<Record>,
     ) -> Result<()> {
         let (key, target, meta_key, meta) = match decl {
+            Declaration::SetWeight(parent, child, _) | Declaration::RemoveEdge(parent, child) => {
+                let key = self.existing_edge(store, *parent, *child)?;
+                let mut net = take_or_copy(self, pending, key)?;
+                net.remove_edge(*parent, *child)?;
+                let meta_key = format!("{EDGE_KEY_PREFIX}{}", parent.get());
+                let meta = match decl {
+                    Declaration::SetWeight(_, _, w) => {
+                        // A failing weight (wrong shape, wrong dtype) drops
+                        // the copy: the live network keeps the old edge.
+                        net.add_edge(*parent, *child, w)?;
+                        let seq = pending.next_seq;
+                        pending.next_seq += 1;
+                        Some(w.encode(seq))
+                    }
+                    _ => None,
+                };
+                pending.nets.push((key, net));
+                (key, *child, meta_key, meta)
+            }
             Declaration::Node(page, d) => {
                 if self.decls.contains_key(page) {
                     return Err(Error::invalid(format!("{page} is already a semiring node")));
@@ -748,7 +782,7 @@ impl SemiringNodes {
                 net.add_node(*page, d.len as usize, input.as_deref())?;
                 pending.nets.push((d.key(), net));
                 pending.node = Some((*page, *d));
-                (d.key(), *page, NODE_KEY.to_string(), d.encode())
+                (d.key(), *page, NODE_KEY.to_string(), Some(d.encode()))
             }
             Declaration::Edge(parent, child, w) => {
                 let (Some(dp), Some(dc)) = (self.decls.get(parent), self.decls.get(child)) else {
@@ -774,14 +808,20 @@ impl SemiringNodes {
                     dc.key(),
                     *child,
                     format!("{EDGE_KEY_PREFIX}{}", parent.get()),
-                    w.encode(seq),
+                    Some(w.encode(seq)),
                 )
             }
         };
-        extra.push(Record::SetMetadata {
-            id: target,
-            key: meta_key,
-            value: meta,
+        extra.push(match meta {
+            Some(value) => Record::SetMetadata {
+                id: target,
+                key: meta_key,
+                value,
+            },
+            None => Record::RemoveMetadata {
+                id: target,
+                key: meta_key,
+            },
         });
         let Some((_, net)) = pending.nets.iter_mut().rev().find(|(k, _)| *k == key) else {
             return Err(Error::new(
@@ -818,6 +858,20 @@ impl SemiringNodes {
             extra.push(Record::Delta(provenance(d, key, &[target])?));
         }
         Ok(())
+    }
+
+    /// The network key of the semiring edge `parent -> child`, which must
+    /// exist (its declaration is the metadata on the child page).
+    fn existing_edge(&self, store: &PageStore, parent: PageId, child: PageId) -> Result<(u8, u8)> {
+        let missing = || Error::not_found(format!("no semiring edge {parent} -> {child}"));
+        let d = self.decls.get(&child).ok_or_else(missing)?;
+        let key = format!("{EDGE_KEY_PREFIX}{}", parent.get());
+        let page = store.page(child)?;
+        if page.metadata_iter().any(|(k, _)| k == key) {
+            Ok(d.key())
+        } else {
+            Err(missing())
+        }
     }
 
     /// Takes back a planned commit that failed: input waves are undone on

@@ -269,7 +269,10 @@ fn with_offset(e: Error, file: &Path, offset: u64) -> Error {
 /// Scans the log in `log_dir`, calling `visit` with every good frame and its decoded records, in LSN order.
 ///
 /// An error from `visit` stops the scan and is returned. Damage is not an
-/// error here; it is described in [`LogScan::end`].
+/// error here; it is described in [`LogScan::end`]. A segment of a newer
+/// format version than this build reads is an error
+/// ([`ErrorCode::Unsupported`], naming the file and the version): it is not
+/// damage, and must not be cut.
 pub fn scan(
     vfs: &dyn Vfs,
     log_dir: &Path,
@@ -326,6 +329,9 @@ fn scan_windowed(
         });
         let header = match header {
             Ok(h) => h,
+            // An intact header of a newer format: not damage, and nothing to
+            // cut. The caller must stop (a newer build owns this log).
+            Err(e) if e.code == ErrorCode::Unsupported => return Err(with_offset(e, path, 0)),
             Err(e) => {
                 // A header that never made it to disk whole: the segment was
                 // being created when the process died. Only the last may be so.

@@ -31,9 +31,12 @@
 //! kind u8 = 8 RemoveEdge      parent u64, child u64, edge kind u8
 //! ```
 //!
-//! Kinds 7 and 8 appeared with format version 2 (see
-//! [`tlog_segment::FORMAT_VERSION`](crate::tlog_segment::FORMAT_VERSION)); a
-//! version 1 log never holds them, so version 2 reads version 1 logs as they are.
+//! Kinds 7 and 8 are why log segments have format version 2 (see
+//! [`tlog_segment::FORMAT_VERSION`](crate::tlog_segment::FORMAT_VERSION)): a
+//! version 1 reader does not know them, and now refuses a version 2 segment by
+//! its header instead of meeting an unknown record kind in the middle of it.
+//! Builds from before that version change wrote kinds 7 and 8 into version 1
+//! segments, so a version 1 segment is read with every kind above.
 
 use crate::delta::Delta;
 use crate::delta_codec;

@@ -13,7 +13,7 @@
 //! ```text
 //! offset size field
 //! 0      8    magic "MMSBTLOG"
-//! 8      4    format version (FORMAT_VERSION)
+//! 8      4    format version (FORMAT_VERSION; 1 is still read)
 //! 12     4    reserved, 0
 //! 16     8    segment number
 //! 24     8    first LSN: the LSN the first frame of this segment has
@@ -21,16 +21,31 @@
 //! 36     4    reserved, 0
 //! ```
 //!
+//! Version 2 has the same bytes as version 1; it says that frames may hold the
+//! dependency-graph records (kinds 7 and 8, see
+//! [`tlog_record`](crate::tlog_record)), which a version 1 reader does not
+//! know. A version 1 segment is read as it is (whatever record kinds it holds:
+//! builds from before the version change wrote graph records into version 1
+//! segments). A segment whose header is intact but names a version newer than
+//! [`FORMAT_VERSION`] was written by a newer build: reading it stops with
+//! [`ErrorCode::Unsupported`](crate::ErrorCode::Unsupported) naming the file
+//! and the version, and recovery never cuts it as damage.
+//!
 //! Segments are deleted only whole, and only when every frame in them is
 //! covered by the oldest checkpoint kept (see [`checkpoint`](crate::checkpoint)).
 
 use crate::error::{Error, Result};
+use crate::tlog_frame::crc32c;
 use std::path::{Path, PathBuf};
 
 /// Magic bytes opening every segment.
 pub const MAGIC: [u8; 8] = *b"MMSBTLOG";
-/// The on-disk format version of log segments and checkpoints this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The log segment format version this build writes (2: frames may hold graph records).
+///
+/// Checkpoints have their own version, [`checkpoint::FORMAT_VERSION`](crate::checkpoint::FORMAT_VERSION).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest log segment format version this build reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 /// Size of a segment header.
 pub const HEADER_LEN: usize = 40;
 /// File name extension of segments.
@@ -53,12 +68,16 @@ impl SegmentHeader {
         b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         b[16..24].copy_from_slice(&self.number.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_lsn.to_le_bytes());
-        let crc = crc32c::crc32c(&b[0..32]);
+        let crc = crc32c(&b[0..32]);
         b[32..36].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
     /// Parses and checks a header at the front of `buf`.
+    ///
+    /// A header of a newer format version than this build reads (with an
+    /// intact checksum) is an [`ErrorCode::Unsupported`](crate::ErrorCode::Unsupported)
+    /// error; any other bad header is corruption.
     pub fn decode(buf: &[u8]) -> Result<SegmentHeader> {
         let b = buf.get(..HEADER_LEN).ok_or_else(|| {
             Error::corruption(format!(
@@ -70,16 +89,27 @@ impl SegmentHeader {
             return Err(Error::corruption("bad segment magic at byte 0"));
         }
         let crc = le32(&b[32..36]);
-        if crc != crc32c::crc32c(&b[0..32]) {
+        if crc != crc32c(&b[0..32]) {
             return Err(Error::new(
                 crate::ErrorCode::ChecksumMismatch,
                 "segment header checksum mismatch at byte 32",
             ));
         }
         let version = le32(&b[8..12]);
-        if version != FORMAT_VERSION {
+        if version > FORMAT_VERSION {
+            return Err(Error::new(
+                crate::ErrorCode::Unsupported,
+                format!(
+                    "segment format version {version} (header byte 8) is newer than this build \
+                     reads ({OLDEST_READABLE_VERSION} to {FORMAT_VERSION}): the log was written \
+                     by a newer MMSB"
+                ),
+            ));
+        }
+        if version < OLDEST_READABLE_VERSION {
             return Err(Error::corruption(format!(
-                "segment format version {version} at byte 8; this build reads {FORMAT_VERSION}"
+                "segment format version {version} at byte 8; this build reads \
+                 {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}"
             )));
         }
         if le32(&b[12..16]) != 0 || le32(&b[36..40]) != 0 {
@@ -140,6 +170,44 @@ mod tests {
             c[i / 8] ^= 1 << (i % 8);
             assert!(SegmentHeader::decode(&c).is_err(), "bit {i}");
         }
+    }
+
+    /// `h` encoded with its version field set to `version` (checksum fixed up).
+    fn with_version(h: SegmentHeader, version: u32) -> [u8; HEADER_LEN] {
+        let mut b = h.encode();
+        b[8..12].copy_from_slice(&version.to_le_bytes());
+        let crc = crc32c(&b[0..32]);
+        b[32..36].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn this_build_writes_the_current_version_and_reads_every_older_one() {
+        let h = SegmentHeader {
+            number: 3,
+            first_lsn: 9,
+        };
+        assert_eq!(le32(&h.encode()[8..12]), FORMAT_VERSION);
+        for v in OLDEST_READABLE_VERSION..=FORMAT_VERSION {
+            assert_eq!(SegmentHeader::decode(&with_version(h, v)).unwrap(), h);
+        }
+    }
+
+    #[test]
+    fn a_newer_version_is_unsupported_and_version_0_is_corrupt() {
+        let h = SegmentHeader {
+            number: 3,
+            first_lsn: 9,
+        };
+        let e = SegmentHeader::decode(&with_version(h, FORMAT_VERSION + 1)).unwrap_err();
+        assert_eq!(e.code, crate::ErrorCode::Unsupported);
+        assert!(
+            e.message
+                .contains(&format!("format version {}", FORMAT_VERSION + 1)),
+            "{e}"
+        );
+        let e = SegmentHeader::decode(&with_version(h, 0)).unwrap_err();
+        assert_eq!(e.code, crate::ErrorCode::Corruption);
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! operations, whole-file reads) and to the [`VfsFile`] handles it returns
 //! (appends, positional writes, `fsync`, truncation), and reads the log through
 //! [`VfsReader`] windows. Production uses [`RealVfs`], a thin layer
-//! over `std::fs` whose calls go through [`retry_io`](crate::retry::retry_io),
+//! over `std::fs` whose calls go through [`retry_io`],
 //! so interrupted system calls are retried in one place. Tests substitute the
-//! in-memory [`FaultFs`](crate::fault_fs::FaultFs) (feature `failpoints`), which
+//! in-memory `fault_fs::FaultFs` (feature `failpoints`), which
 //! injects write errors, fsync errors, `ENOSPC`, short writes and failed
 //! renames, and which, on a simulated crash, forgets everything that was not
 //! made durable — the discipline RocksDB's `FaultInjectionTestFS` enforces.

@@ -17,6 +17,9 @@
 //! Sizes: `MMSB_PROP_PAGES` (default 40) pages, `MMSB_PROP_COMMITS` (default
 //! 60) update commits per phase.
 
+mod common;
+
+use common::dag::{self, eval, DagEdge, Fk, SIZE};
 use mmsb_core::fault_fs::FaultFs;
 use mmsb_core::{
     Delta, Durability, Edge, EdgeKind, EdgeWeight, Op, PageId, PageLocation, PropagationMode,
@@ -29,41 +32,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const SIZE: usize = 8;
-
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Fk {
-    /// Order-sensitive weighted sum (input order = edge insertion order).
-    Sum,
-    /// Keeps two high bits of the max: changes rarely (cutoff).
-    Coarse,
-    /// The first input (zeros without inputs).
-    Pass,
-    /// The first input xor 0x5A.
-    Xor,
-}
-
-/// The pure functions, shared by the store's closures and the oracle.
-fn eval(k: Fk, inputs: &[&[u8]]) -> [u8; SIZE] {
-    let mut out = [0u8; SIZE];
-    for (j, o) in out.iter_mut().enumerate() {
-        *o = match k {
-            Fk::Sum => inputs.iter().enumerate().fold(0u8, |a, (i, x)| {
-                a.wrapping_add(x[j].wrapping_mul(i as u8 * 2 + 1))
-            }),
-            Fk::Coarse => inputs.iter().map(|x| x[j]).max().unwrap_or(0) & 0xC0,
-            Fk::Pass => inputs.first().map_or(0, |x| x[j]),
-            Fk::Xor => inputs.first().map_or(0, |x| x[j]) ^ 0x5A,
-        };
-    }
-    out
 }
 
 type Calls = Arc<Mutex<HashMap<PageId, u64>>>;
@@ -105,7 +78,7 @@ struct World {
     rng: StdRng,
     pages: Vec<PageId>,
     /// `(parent, child, kind)` in insertion order (the input order of data parents).
-    edges: Vec<(PageId, PageId, EdgeKind)>,
+    edges: Vec<DagEdge>,
     funcs: BTreeMap<PageId, Fk>,
     sources: HashMap<PageId, [u8; SIZE]>,
     calls: Calls,
@@ -118,7 +91,7 @@ struct World {
     /// State after each LSN, for the replay checks.
     history: BTreeMap<u64, Snap>,
     /// Candidate edges of a hidden DAG, not yet added.
-    candidates: Vec<(PageId, PageId, EdgeKind)>,
+    candidates: Vec<DagEdge>,
 }
 
 impl World {
@@ -136,40 +109,7 @@ impl World {
             .unwrap();
         let pages = r.created.clone();
         // A hidden random order makes the DAG.
-        let mut rank: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            rank.swap(i, rng.gen_range(0..=i));
-        }
-        let mut by_rank = vec![0; n];
-        for (i, &r) in rank.iter().enumerate() {
-            by_rank[r] = i;
-        }
-        let mut candidates = Vec::new();
-        for i in 0..n {
-            if rank[i] == 0 || rng.gen_bool(0.2) {
-                continue;
-            }
-            for _ in 0..rng.gen_range(1..=4) {
-                let r = if rng.gen_bool(0.7) {
-                    rank[i] - 1 - rng.gen_range(0..rank[i].min(6))
-                } else {
-                    rng.gen_range(0..rank[i])
-                };
-                let kind = match rng.gen_range(0..10) {
-                    0 => EdgeKind::Control,
-                    1 => EdgeKind::GpuSync,
-                    2 => EdgeKind::Compiler,
-                    _ => EdgeKind::Data,
-                };
-                let e = (pages[by_rank[r]], pages[i], kind);
-                if !candidates.contains(&e) {
-                    candidates.push(e);
-                }
-            }
-        }
-        for i in (1..candidates.len()).rev() {
-            candidates.swap(i, rng.gen_range(0..=i));
-        }
+        let candidates = dag::random_dag(&mut rng, &pages, 0.2, 6);
         let mut w = World {
             store,
             rng,
@@ -194,7 +134,7 @@ impl World {
             .collect();
         for p in targets {
             if w.rng.gen_bool(0.8) {
-                let k = [Fk::Sum, Fk::Coarse, Fk::Pass, Fk::Xor][w.rng.gen_range(0..4)];
+                let k = [Fk::Sum, Fk::Coarse, Fk::Pass, Fk::Xor5a][w.rng.gen_range(0..4)];
                 w.store.set_recompute(p, make_fn(k, &w.calls)).unwrap();
                 w.funcs.insert(p, k);
                 w.forced.insert(p);
@@ -209,52 +149,11 @@ impl World {
     }
 
     fn data_parents(&self, c: PageId) -> Vec<PageId> {
-        self.edges
-            .iter()
-            .filter(|e| e.1 == c && e.2 == EdgeKind::Data)
-            .map(|e| e.0)
-            .collect()
-    }
-
-    /// Kahn's algorithm over the test's own edge list.
-    fn topo(&self) -> Vec<PageId> {
-        let mut indeg: BTreeMap<PageId, usize> = self.pages.iter().map(|&p| (p, 0)).collect();
-        for e in &self.edges {
-            *indeg.get_mut(&e.1).unwrap() += 1;
-        }
-        let mut ready: Vec<PageId> = indeg
-            .iter()
-            .filter(|(_, &d)| d == 0)
-            .map(|(&p, _)| p)
-            .collect();
-        let mut out = Vec::new();
-        while let Some(p) = ready.pop() {
-            out.push(p);
-            for e in self.edges.iter().filter(|e| e.0 == p) {
-                let d = indeg.get_mut(&e.1).unwrap();
-                *d -= 1;
-                if *d == 0 {
-                    ready.push(e.1);
-                }
-            }
-        }
-        assert_eq!(out.len(), self.pages.len(), "the test's graph has a cycle");
-        out
+        dag::data_parents(&self.edges, c)
     }
 
     fn recompute_from_scratch(&self) -> HashMap<PageId, [u8; SIZE]> {
-        let mut v: HashMap<PageId, [u8; SIZE]> = HashMap::new();
-        for p in self.topo() {
-            let val = match self.funcs.get(&p) {
-                Some(&k) => {
-                    let ins: Vec<&[u8]> = self.data_parents(p).iter().map(|q| &v[q][..]).collect();
-                    eval(k, &ins)
-                }
-                None => self.sources[&p],
-            };
-            v.insert(p, val);
-        }
-        v
+        dag::from_scratch(&self.pages, &self.edges, &self.funcs, &self.sources)
     }
 
     /// The pages whose function a wave must run (the model of the rules).
@@ -615,7 +514,7 @@ fn a_commit_can_create_a_page_link_it_and_write_it_with_one_wave() {
         .unwrap()
         .created[0];
     let calls: Calls = Arc::default();
-    s.set_recompute(c, make_fn(Fk::Xor, &calls)).unwrap();
+    s.set_recompute(c, make_fn(Fk::Xor5a, &calls)).unwrap();
     // The new page gets id c + 1; the commit creates it, links it to c and writes it.
     let n = PageId(c.0 + 1);
     let r = s
@@ -635,11 +534,11 @@ fn a_commit_can_create_a_page_link_it_and_write_it_with_one_wave() {
         .unwrap();
     assert_eq!(r.created, vec![n]);
     assert_eq!(r.propagation.recomputed, vec![c]);
-    let want: Vec<u8> = eval(Fk::Xor, &[&[1, 2, 3, 0, 0, 0, 0, 0]]).to_vec();
+    let want: Vec<u8> = eval(Fk::Xor5a, &[&[1, 2, 3, 0, 0, 0, 0, 0]]).to_vec();
     assert_eq!(s.read(c).unwrap(), want);
     assert_eq!(calls.lock().unwrap()[&c], 1);
     // Deleting the parent in a later commit recomputes c with no input.
     s.commit(vec![Op::DeletePage(n)]).unwrap();
-    assert_eq!(s.read(c).unwrap(), eval(Fk::Xor, &[]).to_vec());
+    assert_eq!(s.read(c).unwrap(), eval(Fk::Xor5a, &[]).to_vec());
     assert!(s.edges().is_empty());
 }

@@ -253,8 +253,12 @@ fn old_segments_and_checkpoints_are_pruned_and_the_rest_still_replays() {
         ..opts()
     };
     let s = Store::open(dir.path(), o).unwrap();
+    let mut t50 = 0;
     for k in 0..4 {
         run(&s, &w[k * 100..(k + 1) * 100], k * 100);
+        if k == 0 {
+            t50 = s.state_at(Target::Lsn(50)).unwrap().timestamp_ns();
+        }
         s.checkpoint().unwrap();
     }
     let ckpts = std::fs::read_dir(dir.path().join("checkpoints"))
@@ -266,6 +270,11 @@ fn old_segments_and_checkpoints_are_pruned_and_the_rest_still_replays() {
     assert_same_state(past.pages(), &model_at(&w, 300), "lsn 300");
     assert_eq!(
         s.state_at(Target::Lsn(50)).unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    // By time too: no checkpoint is that old, and the log begins later.
+    assert_eq!(
+        s.state_at(Target::Time(t50)).unwrap_err().code,
         ErrorCode::NotFound
     );
     drop(s);

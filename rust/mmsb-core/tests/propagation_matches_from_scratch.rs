@@ -10,6 +10,9 @@
 //! * every input a function saw carried its post-commit epoch (glitch freedom);
 //! * stale, invalidated and pending-sync sets equal a model of the rules.
 
+mod common;
+
+use common::dag::{self, eval, DagEdge, Fk, SIZE};
 use mmsb_core::{
     ByteTransform, Delta, EdgeKind, Engine, PageId, PageLocation, PropagationMode, RecomputeFn,
     RecomputeInputs,
@@ -20,34 +23,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-
-const SIZE: usize = 8;
-
-#[derive(Clone, Copy, Debug)]
-enum Fk {
-    Sum,
-    Coarse,
-    Pass,
-    Xor5a,
-    CXor,
-}
-
-/// The pure functions, shared by the engine's closures and the oracle.
-fn eval(k: Fk, inputs: &[&[u8]]) -> [u8; SIZE] {
-    let mut out = [0u8; SIZE];
-    for (j, o) in out.iter_mut().enumerate() {
-        *o = match k {
-            Fk::Sum => inputs.iter().enumerate().fold(0u8, |a, (i, x)| {
-                a.wrapping_add(x[j].wrapping_mul(i as u8 * 2 + 1))
-            }),
-            Fk::Coarse => inputs.iter().map(|x| x[j]).max().unwrap_or(0) & 0xC0,
-            Fk::Pass => inputs[0][j],
-            Fk::Xor5a => inputs[0][j] ^ 0x5A,
-            Fk::CXor => inputs.iter().fold(0u8, |a, x| a ^ x[j]),
-        };
-    }
-    out
-}
 
 unsafe extern "C" fn c_xor(
     user_data: *mut c_void,
@@ -82,7 +57,7 @@ struct World {
     engine: Engine,
     pages: Vec<PageId>,
     /// (parent, child, kind) in insertion order (the input order of data parents).
-    edges: Vec<(PageId, PageId, EdgeKind)>,
+    edges: Vec<DagEdge>,
     funcs: BTreeMap<PageId, Fk>,
     calls: Arc<Mutex<HashMap<PageId, u64>>>,
     c_counters: HashMap<PageId, Box<AtomicU64>>,
@@ -97,53 +72,11 @@ struct World {
 
 impl World {
     fn data_parents(&self, c: PageId) -> Vec<PageId> {
-        self.edges
-            .iter()
-            .filter(|e| e.1 == c && e.2 == EdgeKind::Data)
-            .map(|e| e.0)
-            .collect()
-    }
-
-    /// Kahn's algorithm over the test's own edge list.
-    fn topo(&self) -> Vec<PageId> {
-        let mut indeg: BTreeMap<PageId, usize> = self.pages.iter().map(|&p| (p, 0)).collect();
-        for e in &self.edges {
-            *indeg.get_mut(&e.1).unwrap() += 1;
-        }
-        let mut ready: Vec<PageId> = indeg
-            .iter()
-            .filter(|(_, &d)| d == 0)
-            .map(|(&p, _)| p)
-            .collect();
-        let mut out = Vec::new();
-        while let Some(p) = ready.pop() {
-            out.push(p);
-            for e in self.edges.iter().filter(|e| e.0 == p) {
-                let d = indeg.get_mut(&e.1).unwrap();
-                *d -= 1;
-                if *d == 0 {
-                    ready.push(e.1);
-                }
-            }
-        }
-        assert_eq!(out.len(), self.pages.len(), "the test's graph has a cycle");
-        out
+        dag::data_parents(&self.edges, c)
     }
 
     fn recompute_from_scratch(&self) -> HashMap<PageId, [u8; SIZE]> {
-        let mut v: HashMap<PageId, [u8; SIZE]> = HashMap::new();
-        for p in self.topo() {
-            let val = match self.funcs.get(&p) {
-                Some(&k) => {
-                    let ps = self.data_parents(p);
-                    let ins: Vec<&[u8]> = ps.iter().map(|q| &v[q][..]).collect();
-                    eval(k, &ins)
-                }
-                None => self.sources[&p],
-            };
-            v.insert(p, val);
-        }
-        v
+        dag::from_scratch(&self.pages, &self.edges, &self.funcs, &self.sources)
     }
 
     fn register(&mut self, p: PageId, k: Fk) {
@@ -199,45 +132,8 @@ impl World {
             forced: BTreeSet::new(),
         };
         // A hidden random order makes the DAG; edges are added in random order.
-        let mut rank: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            rank.swap(i, rng.gen_range(0..=i));
-        }
-        let mut cand = Vec::new();
-        for i in 0..n {
-            let fan_in = if rng.gen_bool(0.25) {
-                0
-            } else {
-                rng.gen_range(1..=4)
-            };
-            for _ in 0..fan_in {
-                // Parents are pages earlier in the hidden order; bias to recent ones
-                // so chains get deep, sometimes anywhere (wide fan-out).
-                if rank[i] == 0 {
-                    break;
-                }
-                let r = if rng.gen_bool(0.7) {
-                    rank[i] - 1 - rng.gen_range(0..rank[i].min(8))
-                } else {
-                    rng.gen_range(0..rank[i])
-                };
-                let parent = rank.iter().position(|&x| x == r).unwrap();
-                let kind = match rng.gen_range(0..10) {
-                    0 => EdgeKind::Control,
-                    1 => EdgeKind::GpuSync,
-                    2 => EdgeKind::Compiler,
-                    _ => EdgeKind::Data,
-                };
-                cand.push((pages[parent], pages[i], kind));
-            }
-        }
-        for i in (1..cand.len()).rev() {
-            cand.swap(i, rng.gen_range(0..=i));
-        }
+        let cand = dag::random_dag(rng, &pages, 0.25, 8);
         for (a, b, k) in cand {
-            if w.edges.contains(&(a, b, k)) {
-                continue;
-            }
             w.engine.add_edge(a, b, k, None).unwrap();
             w.edges.push((a, b, k));
             // Adding the reverse edge must fail and change nothing.

@@ -24,7 +24,9 @@
 //! memory; [`PageAllocator::free`] takes it back. Frees are checked: a block
 //! that is not a live allocation of this allocator (a double free through
 //! [`PageAllocator::free_raw`], or a foreign pointer) is an
-//! [`ErrorCode::InvalidArgument`] error, never silent corruption.
+//! [`ErrorCode::InvalidArgument`] error, never silent corruption (with one
+//! exception on the global allocator, a slot on *another* thread's cache; see
+//! `free_raw`).
 //! `docs/allocator.md` explains the design and its measurements.
 
 pub mod freelist;
@@ -174,8 +176,9 @@ struct LocalHandle {
 
 impl LocalHandle {
     fn register() -> LocalHandle {
-        let cache = Arc::new(ThreadCache::new(shard_no()));
-        PageAllocator::global().registry().push(Arc::clone(&cache));
+        let g = PageAllocator::global();
+        let cache = Arc::new(ThreadCache::new(shard_no(), &g.classes));
+        g.registry().push(Arc::clone(&cache));
         LocalHandle { cache }
     }
 }
@@ -241,25 +244,52 @@ fn bad_class() -> Error {
     Error::invalid("free of a block with a bad size class")
 }
 
-/// Zeroes the first `len` bytes of a slot. Small pages are zeroed in whole
-/// 64-byte lines by inline vector stores (slot sizes are multiples of 64 and
-/// slots 64-byte aligned, so the rounded-up range stays inside the slot); a
-/// call to `memset` costs more than the stores for them.
-#[inline]
+/// Zeroes the first `len` bytes of a slot. Pages of up to 128 bytes are
+/// zeroed in whole 64-byte lines by inline stores (slot sizes are multiples of
+/// 64 and slots 64-byte aligned, so the rounded-up range stays inside the
+/// slot): for them a call to `memset` costs more than the stores. Larger pages
+/// call `memset`, whose wide stores (AVX2 or AVX-512, picked at load time)
+/// the inline 16-byte stores cannot match from 256 bytes on.
+#[inline(always)]
 fn zero_slot(ptr: NonNull<u8>, len: usize) {
-    if len <= 1024 {
-        let lines = len.div_ceil(64);
-        let p = ptr.as_ptr().cast::<[u64; 8]>();
-        for i in 0..lines {
-            // SAFETY: the slot is 64-byte aligned and at least
-            // lines * 64 bytes long (its size is a multiple of 64 >= len), and
-            // the caller owns it exclusively.
-            unsafe { p.add(i).write([0u64; 8]) };
-        }
+    if len <= 128 {
+        zero_lines(ptr.as_ptr(), len.div_ceil(64));
     } else {
         // SAFETY: the slot holds at least `len` bytes, owned by the caller.
         unsafe { ptr.as_ptr().write_bytes(0, len) };
     }
+}
+
+/// Zeroes `lines` 64-byte lines at `p` with 16-byte stores. They are volatile
+/// only so that the compiler keeps them inline: it turns a plain loop of zero
+/// stores back into a call to `memset` (a PLT call plus size dispatch, several
+/// times the cost of four stores for a 64-byte page). A volatile store of a
+/// 16-byte vector is still one `movaps`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn zero_lines(p: *mut u8, lines: usize) {
+    use std::arch::x86_64::__m128i;
+    // SAFETY: all-zero bits are a valid __m128i (a plain vector of integers).
+    let z: __m128i = unsafe { std::mem::zeroed() };
+    let v = p.cast::<__m128i>();
+    for i in 0..lines {
+        // SAFETY: the caller owns `lines * 64` bytes at `p`, 64-byte aligned
+        // (so every 16-byte store is aligned and in bounds).
+        unsafe {
+            v.add(4 * i).write_volatile(z);
+            v.add(4 * i + 1).write_volatile(z);
+            v.add(4 * i + 2).write_volatile(z);
+            v.add(4 * i + 3).write_volatile(z);
+        }
+    }
+}
+
+/// Zeroes `lines` 64-byte lines at `p` (other architectures: `memset`).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn zero_lines(p: *mut u8, lines: usize) {
+    // SAFETY: the caller owns `lines * 64` bytes at `p`.
+    unsafe { p.write_bytes(0, lines * 64) };
 }
 
 /// The page allocator: size-class slabs with lock-free freelists for pages up
@@ -325,15 +355,48 @@ impl PageAllocator {
         let sc = &self.classes[class];
         if self.cached {
             if let Some(tc) = local_cache() {
-                let (index, ptr) = tc.classes[class].take(sc, tc.shard)?;
+                let (ptr, index) = tc.classes[class].take(sc, tc.shard)?;
                 return Ok((ptr, index));
             }
         }
         sc.alloc(shard_no())
     }
 
-    #[inline]
+    /// The calling thread's cache, if this allocator has them and the
+    /// thread's is set up and alive (else the general paths handle it).
+    #[inline(always)]
+    fn fast_cache(&self) -> Option<&ThreadCache> {
+        if !self.cached {
+            return None;
+        }
+        let p = FAST.with(|f| f.get());
+        // SAFETY: as in `local_cache`: a non-null FAST is the calling thread's
+        // live cache, and `self` is the global allocator it serves (only the
+        // global allocator is `cached`).
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    /// The fast path of an allocation: a small page from the top of the
+    /// calling thread's free list (no atomic read-modify-write, no call);
+    /// everything else goes to [`PageAllocator::alloc_general`].
+    #[inline(always)]
     fn alloc(&self, len: usize, zeroed: bool) -> Result<Block> {
+        if let Some(class) = class_of(len) {
+            if let Some(tc) = self.fast_cache() {
+                if let Some((ptr, index)) = tc.classes[class].pop() {
+                    if zeroed {
+                        zero_slot(ptr, len);
+                    }
+                    return Ok(Block::small(ptr, len, class as u8 | GLOBAL_BIT, index));
+                }
+            }
+        }
+        self.alloc_general(len, zeroed)
+    }
+
+    /// Every allocation the fast path does not serve.
+    #[inline(never)]
+    fn alloc_general(&self, len: usize, zeroed: bool) -> Result<Block> {
         if len == 0 {
             return Err(Error::invalid("allocation of a zero-length page"));
         }
@@ -373,30 +436,59 @@ impl PageAllocator {
 
     /// Gives a block back. An error (and nothing freed) if the block is not a
     /// live allocation of this allocator.
+    ///
+    /// The fast path (a small block of the global allocator freed by a thread
+    /// with a live cache) pushes the slot on the thread's free list. Ownership:
+    /// only the global allocator sets [`GLOBAL_BIT`], and a `Block` cannot be
+    /// forged or copied in safe code, so a set bit proves the block is a live
+    /// slot of class `cb & !GLOBAL_BIT` of this allocator, at the index it
+    /// carries: no chunk-table lookup. No double-free check either: a `Block`
+    /// is an owned token (not `Clone`), so freeing one twice takes unsafe
+    /// forgery. Debug builds check both anyway.
     #[inline]
     pub fn free(&self, block: Block) -> Result<()> {
-        if block.class_byte() == LARGE {
+        let cb = block.class_byte();
+        if cb != LARGE && cb & GLOBAL_BIT != 0 {
+            if let Some(tc) = self.fast_cache() {
+                let c = (cb & !GLOBAL_BIT) as usize;
+                if let Some(lc) = tc.classes.get(c) {
+                    debug_assert!(self.classes[c].check(block.ptr, block.index()).is_ok());
+                    debug_assert_eq!(self.classes[c].next_of(block.index()), freelist::LIVE);
+                    debug_assert!(!lc.contains(block.ptr.as_ptr()), "double free");
+                    // SAFETY: by the ownership argument above, the block is a
+                    // live slot of class `c` of this (the global) allocator at
+                    // index `block.index()`, and the caller gives it up.
+                    if unsafe { lc.push(block.ptr, block.index()) } {
+                        lc.flush(&self.classes[c], tc.shard);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        self.free_general(block)
+    }
+
+    /// Every free the fast path does not take.
+    #[inline(never)]
+    fn free_general(&self, block: Block) -> Result<()> {
+        let cb = block.class_byte();
+        if cb == LARGE {
             return self.large.free(block.ptr, block.len());
         }
-        let cb = block.class_byte();
         if self.cached {
-            // The typed fast path of the global allocator. Ownership: only
-            // the global allocator sets GLOBAL_BIT, and a `Block` cannot be
-            // forged or copied in safe code, so a set bit proves the block is
-            // a live slot of class `cb & !GLOBAL_BIT` of this allocator, at
-            // the index it carries: no chunk-table lookup. No double-free
-            // check either: a `Block` is an owned token (not `Clone`), so
-            // freeing one twice takes unsafe forgery (`free_raw` checks
-            // double frees strictly). Debug builds check both anyway.
+            // The global allocator, called by a thread without a live cache
+            // (exiting): the shared freelists, trusting the tag bit as above.
             if cb & GLOBAL_BIT != 0 {
                 let c = (cb & !GLOBAL_BIT) as usize;
                 let Some(class) = self.classes.get(c) else {
                     return Err(bad_class());
                 };
-                debug_assert!(class.check(block.ptr, block.index()).is_ok());
-                debug_assert_eq!(class.next_of(block.index()), freelist::LIVE);
                 if let Some(tc) = local_cache() {
-                    tc.classes[c].give(class, tc.shard, block.index(), block.ptr);
+                    // First use on this thread: the cache was just set up.
+                    // SAFETY: as in `free`.
+                    if unsafe { tc.classes[c].push(block.ptr, block.index()) } {
+                        tc.classes[c].flush(class, tc.shard);
+                    }
                     return Ok(());
                 }
                 return class.free(block.ptr, block.index(), shard_no());
@@ -415,16 +507,28 @@ impl PageAllocator {
     /// [`Block::into_raw`]. Slower than [`PageAllocator::free`] (it scans the
     /// class's chunk table to find the slot). A pointer that is not the start
     /// of a live block of this allocator of that size class is an error: a
-    /// double free is detected and refused.
+    /// double free is detected and refused. On the global allocator, a block
+    /// already freed sits for a while on its freeing thread's cache, which
+    /// only that thread can inspect: freeing it again is refused on that
+    /// thread, but from another thread it is the misuse below.
     ///
     /// # Safety
     /// If `ptr` is the start of a block that is live but owned by someone
     /// else, that owner's memory is freed under it: the caller must own the
-    /// block at `ptr`.
+    /// block at `ptr`. (On the global allocator, a slot in another thread's
+    /// cache counts as owned by that thread.)
     pub unsafe fn free_raw(&self, ptr: *mut u8, len: usize) -> Result<()> {
         let nn = NonNull::new(ptr).ok_or_else(|| Error::invalid("free of a null pointer"))?;
         if let Some(class) = class_of(len) {
             if let Some(index) = self.classes[class].index_of(ptr) {
+                if self
+                    .fast_cache()
+                    .is_some_and(|tc| tc.classes[class].contains(ptr))
+                {
+                    return Err(Error::invalid(format!(
+                        "double free of {ptr:p}: it is on this thread's cache"
+                    )));
+                }
                 // The strict path: a CAS on the slot's link decides between
                 // racing frees, and the slot goes to the shared freelists.
                 return self.classes[class].free(nn, index, shard_no());
@@ -615,6 +719,28 @@ mod tests {
             .join()
             .unwrap();
         check_and_free(right);
+    }
+
+    #[test]
+    fn a_global_block_freed_then_freed_raw_on_the_same_thread_is_refused() {
+        // The typed free leaves the slot on this thread's cache with its link
+        // still LIVE; free_raw must find it there and refuse the second free.
+        let g = PageAllocator::global();
+        let len = 40_960; // a class used by no other test here
+        let b = g.alloc_zeroed(len).unwrap();
+        let p = b.ptr().as_ptr();
+        g.free(b).unwrap();
+        // SAFETY: a double free, which free_raw must detect and refuse
+        // without touching anything.
+        let e = unsafe { g.free_raw(p, len) }.unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument, "{e}");
+        // The slot is still usable exactly once.
+        let b1 = g.alloc_zeroed(len).unwrap();
+        let b2 = g.alloc_zeroed(len).unwrap();
+        assert_ne!(b1.ptr(), b2.ptr());
+        assert!(b1.ptr().as_ptr() == p || b2.ptr().as_ptr() == p);
+        g.free(b1).unwrap();
+        g.free(b2).unwrap();
     }
 
     #[test]

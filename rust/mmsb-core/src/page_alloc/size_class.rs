@@ -28,20 +28,42 @@ pub const fn class_size(class: usize) -> usize {
 }
 
 /// The class serving a request of `len` bytes, `None` when `len` is 0 or
-/// larger than [`MAX_SMALL`].
-#[inline]
+/// larger than [`MAX_SMALL`]. One bounds check and one load from a 1 KiB table
+/// (every slot size is a multiple of [`GRANULE`], so all lengths with the same
+/// number of granules share a class).
+#[inline(always)]
 pub fn class_of(len: usize) -> Option<usize> {
-    if len == 0 || len > MAX_SMALL {
+    if len.wrapping_sub(1) >= MAX_SMALL {
         return None;
     }
+    Some(CLASS_OF_GRANULES[len.div_ceil(GRANULE)] as usize)
+}
+
+/// The class of a request of `granules * GRANULE` bytes (entry 0 unused).
+static CLASS_OF_GRANULES: [u8; MAX_SMALL / GRANULE + 1] = class_table();
+
+/// Builds [`CLASS_OF_GRANULES`] from [`class_of_slow`].
+const fn class_table() -> [u8; MAX_SMALL / GRANULE + 1] {
+    let mut t = [0u8; MAX_SMALL / GRANULE + 1];
+    let mut g = 1;
+    while g < t.len() {
+        t[g] = class_of_slow(g * GRANULE) as u8;
+        g += 1;
+    }
+    t
+}
+
+/// The class of `len` (1..=[`MAX_SMALL`]) by arithmetic: 64-byte steps up to
+/// 512, then quarter steps of each power of two.
+const fn class_of_slow(len: usize) -> usize {
     if len <= 512 {
-        return Some((len - 1) / GRANULE);
+        return (len - 1) / GRANULE;
     }
     // len in (2^b, 2^(b+1)] with b >= 9: quarter steps of 2^b / 4.
     let b = usize::BITS - 1 - (len - 1).leading_zeros(); // floor(log2(len - 1))
     let base = 1usize << b;
-    let quarter = (len - base - 1) >> (b - 2); // 0..=3 (base / 4 = 2^(b-2); no division)
-    Some(8 + (b as usize - 9) * 4 + quarter)
+    let quarter = (len - base - 1) >> (b - 2); // 0..=3 (base / 4 = 2^(b-2))
+    8 + (b as usize - 9) * 4 + quarter
 }
 
 #[cfg(test)]

@@ -328,6 +328,12 @@ impl SlabClass {
         })
     }
 
+    /// Test helper: pops a free slot from any shard (no slow path, no count).
+    #[cfg(test)]
+    pub fn shards_pop_for_test(&self, retries: &mut u64) -> Option<u32> {
+        self.shards.iter().find_map(|s| s.list.pop(self, retries))
+    }
+
     /// Slots a thread cache may hold in its free list of this class.
     #[inline]
     pub fn flush_limit(&self) -> u32 {

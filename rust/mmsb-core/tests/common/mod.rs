@@ -1,5 +1,8 @@
-//! Shared generators for the property tests: pages, masks and deltas.
+//! Shared generators for the property tests: pages, masks and deltas; and
+//! (in [`dag`]) random page DAGs with their from-scratch oracle.
 #![allow(dead_code)]
+
+pub mod dag;
 
 use mmsb_core::{mask, Delta, PageId};
 use proptest::prelude::*;
