@@ -40,8 +40,9 @@
 //! parent plus one); the time per commit divided by the pages recomputed,
 //! minus the trivial function's own time (called directly in a loop on the
 //! same bytes), is what the engine spends per page beyond the user function:
-//! planning, staging copies, cutoff compare, the derived delta with its
-//! provenance, applying it. Target <= 1 us. The line also shows the same
+//! planning, copying the page into the scratch buffer, the cutoff compare,
+//! writing the changed range (an in-memory `Engine::commit` builds no
+//! provenance strings). Target <= 1 us. The line also shows the same
 //! difference computed with [`sum_kernel`] (engine time per page minus the
 //! kernel alone).
 //!

@@ -33,6 +33,10 @@ pub struct Command {
     pub level: u32,
     /// Whether it runs even if no input changed.
     pub forced: bool,
+    /// Whether another command of the buffer reads its page (so a wave must
+    /// keep the page's new bytes for it; a page nobody in the wave reads only
+    /// needs its changed range written).
+    pub feeds: bool,
 }
 
 /// A wave's commands in level order (topological within a level). See the module docs.
@@ -57,7 +61,8 @@ impl CommandBuffer {
         let region = graph.region_in_order(changed.iter().copied(), &forced_list, |e| {
             e.kind == EdgeKind::Data
         });
-        let mut level: IdHashMap<PageId, u32> = IdHashMap::default();
+        // Each command's level and its index in `commands` (before sorting).
+        let mut level: IdHashMap<PageId, (u32, usize)> = IdHashMap::default();
         level.reserve(region.len());
         let mut commands = Vec::with_capacity(region.len());
         // Pages outside the graph (a function on a page without edges) have
@@ -69,18 +74,24 @@ impl CommandBuffer {
                 continue;
             };
             let inputs = graph.parents_of_kind(page, EdgeKind::Data);
-            let l = inputs
-                .iter()
-                .filter_map(|q| level.get(q).map(|l| l + 1))
-                .max()
-                .unwrap_or(0);
-            level.insert(page, l);
+            let mut l = 0;
+            for q in &inputs {
+                if let Some(&(lq, at)) = level.get(q) {
+                    l = l.max(lq + 1);
+                    if let Some(c) = commands.get_mut(at) {
+                        let c: &mut Command = c;
+                        c.feeds = true;
+                    }
+                }
+            }
+            level.insert(page, (l, commands.len()));
             commands.push(Command {
                 page,
                 function,
                 inputs,
                 level: l,
                 forced: !forced.is_empty() && forced.contains(&page),
+                feeds: false,
             });
         }
         commands.sort_by_key(|c| c.level); // stable: topological within a level
@@ -102,5 +113,36 @@ impl CommandBuffer {
     /// Whether there is nothing to run.
     pub fn is_empty(&self) -> bool {
         self.commands.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `a -> b -> c` and `a -> d`, functions on `b`, `c`, `d`: only `b` is
+    /// read by another command; the order is topological by level.
+    #[test]
+    fn feeds_marks_exactly_the_commands_another_command_reads() {
+        let [a, b, c, d] = [1, 2, 3, 4].map(PageId);
+        let mut g = DependencyGraph::new();
+        for (p, q) in [(a, b), (b, c), (a, d)] {
+            g.add_edge(p, q, EdgeKind::Data, None).unwrap();
+        }
+        let mut f = IdHashMap::default();
+        for (i, p) in [b, c, d].into_iter().enumerate() {
+            f.insert(p, FunctionId(i as u64 + 1));
+        }
+        let cb = CommandBuffer::plan(&g, &f, &BTreeSet::from([a]), &BTreeSet::new());
+        let feeds: Vec<(PageId, bool, u32)> = cb
+            .commands
+            .iter()
+            .map(|c| (c.page, c.feeds, c.level))
+            .collect();
+        assert_eq!(feeds.len(), 3);
+        for (p, fed, level) in feeds {
+            assert_eq!(fed, p == b, "{p}");
+            assert_eq!(level, u32::from(p == c), "{p}");
+        }
     }
 }

@@ -148,6 +148,9 @@ pub struct DependencyGraph {
     next_ord: u64,
     next_seq: u64,
     edges: usize,
+    /// How many of `edges` are data edges (the rest are control, gpu-sync
+    /// and compiler edges, which a commit turns into marks).
+    data_edges: usize,
 }
 
 impl DependencyGraph {
@@ -164,6 +167,12 @@ impl DependencyGraph {
     /// Number of edges.
     pub fn edge_count(&self) -> usize {
         self.edges
+    }
+
+    /// Whether some edge is not a data edge (control, gpu-sync, compiler):
+    /// if none is, no commit marks any page, and the wave skips looking.
+    pub fn has_non_data_edges(&self) -> bool {
+        self.edges > self.data_edges
     }
 
     /// Whether `page` is a node.
@@ -211,6 +220,7 @@ impl DependencyGraph {
             removed.push(e);
         }
         self.edges -= removed.len();
+        self.data_edges -= removed.iter().filter(|e| e.kind == EdgeKind::Data).count();
         Ok(removed)
     }
 
@@ -269,6 +279,9 @@ impl DependencyGraph {
             n.inc.push((parent, kind));
         }
         self.edges += 1;
+        if kind == EdgeKind::Data {
+            self.data_edges += 1;
+        }
         Ok(())
     }
 
@@ -364,6 +377,9 @@ impl DependencyGraph {
             n.inc_remove(parent, kind);
         }
         self.edges -= 1;
+        if kind == EdgeKind::Data {
+            self.data_edges -= 1;
+        }
         Ok(e)
     }
 
@@ -570,6 +586,9 @@ impl DependencyGraph {
             };
             cn.inc.push((parent, kind));
             g.edges += 1;
+            if kind == EdgeKind::Data {
+                g.data_edges += 1;
+            }
         }
         // Incoming edges were pushed by parent: put them back in input order.
         let mut incs: Vec<(PageId, Vec<(PageId, EdgeKind)>)> = g
@@ -639,6 +658,15 @@ impl DependencyGraph {
         let inc: usize = self.nodes.values().map(|n| n.inc.len()).sum();
         if count != self.edges || inc != self.edges {
             return Err(internal("edge count is off".into()));
+        }
+        let data = self
+            .nodes
+            .values()
+            .flat_map(|n| n.out.iter())
+            .filter(|e| e.kind == EdgeKind::Data)
+            .count();
+        if data != self.data_edges {
+            return Err(internal("data edge count is off".into()));
         }
         Ok(())
     }

@@ -16,7 +16,8 @@
 //! * [`apply`]: the apply kernels (reference, scalar, SIMD) and their dispatch.
 //! * [`delta_merge`]: composing two deltas into one.
 //! * [`delta_codec`]: the versioned binary encoding the log stores.
-//! * [`page_store`]: the in-memory store that creates pages and applies deltas.
+//! * [`page_store`]: the in-memory store that creates pages and applies deltas
+//!   (pages found by id in a dense table, `page_table`).
 //! * [`durable_store`]: the durable store (data directory, write-ahead log,
 //!   group commit, checkpoints); [`commit`] validates what it is asked to do.
 //! * The log: [`tlog_record`] (what a commit changes), [`tlog_frame`] (one
@@ -84,6 +85,7 @@ pub mod page_alloc;
 pub mod page_buf;
 pub mod page_id;
 pub mod page_store;
+mod page_table;
 pub mod propagation;
 pub mod recompute;
 pub mod recovery;

@@ -13,10 +13,10 @@ use crate::apply;
 use crate::delta::Delta;
 use crate::dtype::NumericView;
 use crate::error::{Error, ErrorCode, Result};
-use crate::id_hash::IdHashMap;
 use crate::location::PageLocation;
 use crate::page::{Page, PageSnapshot};
 use crate::page_id::PageId;
+use crate::page_table::PageTable;
 
 /// What applying one delta did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub struct StoreStats {
 /// An in-memory set of pages. See the module docs.
 #[derive(Debug, Default)]
 pub struct PageStore {
-    pages: IdHashMap<PageId, Page>,
+    pages: PageTable<Page>,
     next_id: u64,
     stats: StoreStats,
 }
@@ -56,7 +56,7 @@ impl PageStore {
     /// An empty store.
     pub fn new() -> PageStore {
         PageStore {
-            pages: IdHashMap::default(),
+            pages: PageTable::default(),
             next_id: 1,
             stats: StoreStats::default(),
         }
@@ -76,7 +76,7 @@ impl PageStore {
     /// Inserts a page built elsewhere (recovery, replay). Its id must be free.
     pub fn insert_page(&mut self, page: Page) -> Result<()> {
         let id = page.id();
-        if self.pages.contains_key(&id) {
+        if self.pages.contains(id) {
             return Err(Error::invalid(format!("{id} already exists")));
         }
         self.next_id = self.next_id.max(id.0 + 1);
@@ -95,7 +95,7 @@ impl PageStore {
     pub fn delete_page(&mut self, id: PageId) -> Result<()> {
         let p = self
             .pages
-            .remove(&id)
+            .remove(id)
             .ok_or_else(|| Error::not_found(format!("{id} does not exist")))?;
         self.stats.pages -= 1;
         self.stats.page_bytes -= p.size();
@@ -105,26 +105,29 @@ impl PageStore {
     /// The page, if it exists.
     pub fn page(&self, id: PageId) -> Result<&Page> {
         self.pages
-            .get(&id)
+            .get(id)
             .ok_or_else(|| Error::not_found(format!("{id} does not exist")))
     }
 
     fn page_mut(&mut self, id: PageId) -> Result<&mut Page> {
         self.pages
-            .get_mut(&id)
+            .get_mut(id)
             .ok_or_else(|| Error::not_found(format!("{id} does not exist")))
+    }
+
+    /// One more than the largest page id stored densely (see `page_table`).
+    pub(crate) fn dense_id_bound(&self) -> u64 {
+        self.pages.dense_bound()
     }
 
     /// Whether the page exists.
     pub fn contains(&self, id: PageId) -> bool {
-        self.pages.contains_key(&id)
+        self.pages.contains(id)
     }
 
     /// Ids of all pages, ascending.
     pub fn page_ids(&self) -> Vec<PageId> {
-        let mut ids: Vec<PageId> = self.pages.keys().copied().collect();
-        ids.sort_unstable();
-        ids
+        self.pages.ids()
     }
 
     /// Copies `out.len()` bytes starting at `offset` into `out`.

@@ -63,8 +63,10 @@
 //! page, without provenance strings or a second validation); a wave with
 //! nothing forced over an unchanged graph reuses the last wave's command
 //! buffer when its roots are the same, and the whole graph's (planned once
-//! per shape) when it has many roots; output buffers are reused across waves
-//! (bounded). [`Engine::apply_commit`] writes a plan's derived deltas without
+//! per shape) when it has many roots; on one thread each function runs in
+//! one reusable scratch buffer, and a changed page that no later command
+//! reads copies only its differing bytes into a per-wave arena (see
+//! `Buffers`). [`Engine::apply_commit`] writes a plan's derived deltas without
 //! validating them again: the wave built them from the staged copy of exactly
 //! the state the version check guarantees. See docs/propagation.md.
 //!
@@ -75,7 +77,7 @@
 //! Many deltas in one call always make one wave.
 
 use crate::apply;
-use crate::byte_diff::{first_difference, last_difference};
+use crate::byte_diff::diff_range;
 use crate::command_buffer::{Command, CommandBuffer};
 use crate::delta::{Delta, MAX_SOURCE_LEN};
 use crate::dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
@@ -84,6 +86,7 @@ use crate::events::{Event, EventBus, EventKind, SubscriptionId};
 use crate::location::PageLocation;
 use crate::page_id::PageId;
 use crate::page_store::PageStore;
+use crate::page_table::PageBits;
 use crate::recompute::{FunctionId, RecomputeFn, RecomputeInputs};
 use crate::tlog_record::Record;
 use rayon::prelude::*;
@@ -133,13 +136,14 @@ pub struct CommitPlan {
     derived_count: usize,
     /// The derived writes of a plan made without provenance (only inside
     /// [`Engine::commit`] and [`Engine::propagate`], whose plan is applied at
-    /// once and never shown): each page's recomputed buffer, moved out of the
-    /// staging overlay, and the range of it that differs from the page. They
+    /// once and never shown): each changed page's range of bytes that differ
+    /// from the page, either in its recomputed buffer (moved out of the
+    /// staging overlay: pages that later commands read) or in `arena`. They
     /// stand for derived deltas that nobody would read.
     writes: Vec<PlannedWrite>,
-    /// Output buffers of cut-off pages in such a plan: `(page, epoch, bytes)`,
-    /// the page's bytes at that epoch (kept as shadows, see `Buffers`).
-    kept: Vec<(PageId, u64, Vec<u8>)>,
+    /// The differing bytes of the writes whose page no later command reads,
+    /// back to back (one buffer per wave, reused across waves).
+    arena: Vec<u8>,
     version: u64,
     /// Set by the unlinked fast path of [`Engine::plan_records`]: the pages its
     /// deltas touch with their epochs before the commit. The pages that
@@ -148,13 +152,15 @@ pub struct CommitPlan {
     unlinked: Option<Vec<(PageId, u64)>>,
 }
 
-/// A derived page's new bytes in a plan without provenance: `bytes[range]`
-/// goes to the same range of `page`.
+/// A derived page's new bytes in a plan without provenance: the bytes for
+/// `range` of `page` are `bytes[range]` (the page's recomputed buffer) or,
+/// if `arena` is set, that range of the plan's arena.
 #[derive(Clone, Debug)]
 struct PlannedWrite {
     page: PageId,
     range: std::ops::Range<usize>,
     bytes: Vec<u8>,
+    arena: Option<std::ops::Range<usize>>,
 }
 
 impl CommitPlan {
@@ -234,8 +240,8 @@ pub struct Engine {
     stats: EngineStats,
     /// Output buffers of earlier waves, reused by the next one on one thread
     /// (a fresh buffer per recomputed page made the allocator return and
-    /// re-fault the memory every wave). At most [`SPARE_BYTES`], and never more
-    /// than the store's page bytes, are kept.
+    /// re-fault the memory every wave). At most [`SPARE_BYTES`] of spares,
+    /// and never more than the store's page bytes, are kept.
     spare: std::sync::Mutex<Buffers>,
     /// Changes with every change to the graph or the functions (not with
     /// commits that only write pages): the key of `last_wave`.
@@ -258,30 +264,39 @@ struct CachedWave {
     commands: Arc<CommandBuffer>,
 }
 
-/// Output buffers kept between waves. A *shadow* is the buffer a page's last
-/// recompute produced, with the epoch the page got: while the page is still
-/// at that epoch the buffer holds exactly its bytes, so the next recompute
-/// starts from it without copying the page. Other buffers are *spare*.
+/// Buffers kept between waves (see the module docs, "Fast paths").
+///
+/// `scratch` is where a one-thread wave without provenance runs each
+/// function: the page's bytes are copied in, the function writes, and the
+/// cutoff compare reads both while they are still in the cache. A changed
+/// page that a later command reads moves the scratch buffer into the staging
+/// overlay and takes a *spare* one as the next scratch; any other changed
+/// page copies only its differing bytes into `arena`. After the commit the
+/// staged buffers become spares again.
 #[derive(Debug, Default)]
 struct Buffers {
     spare: Vec<Vec<u8>>,
-    shadows: HashMap<PageId, (u64, Vec<u8>)>,
-    /// Capacity held by both.
+    /// Capacity held by `spare`.
     held: usize,
-}
-
-/// A buffer for one command's output.
-enum OutBuf {
-    /// None kept: allocate.
-    Fresh,
-    /// A spare buffer: the page's bytes are copied in.
-    Spare(Vec<u8>),
-    /// The page's shadow at this epoch (used as is if the epoch is current).
-    Shadow(u64, Vec<u8>),
+    scratch: Vec<u8>,
+    arena: Vec<u8>,
 }
 
 /// The most bytes of spare output buffers an engine keeps between waves.
 const SPARE_BYTES: usize = 64 << 20;
+
+impl Buffers {
+    /// A spare buffer (empty if none is kept).
+    fn take(&mut self) -> Vec<u8> {
+        match self.spare.pop() {
+            Some(b) => {
+                self.held -= b.capacity();
+                b
+            }
+            None => Vec::new(),
+        }
+    }
+}
 
 /// Copies of the pages a planned commit touches, with the epochs they will
 /// have, and the graph as the commit leaves it (borrowed until the commit
@@ -784,7 +799,7 @@ impl Engine {
             deleted,
             derived_count: 0,
             writes: Vec::new(),
-            kept: Vec::new(),
+            arena: Vec::new(),
             version: self.version,
             unlinked: Some(touched),
         })
@@ -823,7 +838,7 @@ impl Engine {
             deleted: Vec::new(),
             derived_count: 0,
             writes: Vec::new(),
-            kept: Vec::new(),
+            arena: Vec::new(),
             version: self.version,
             unlinked: None,
         };
@@ -840,9 +855,15 @@ impl Engine {
         let mut forced = new_forced;
         forced.extend(self.forced.iter().copied());
         let cb = self.wave_commands(&st, &roots, &forced, !provenance);
-        let mut wave_changed: HashSet<PageId> = HashSet::default();
-        wave_changed.reserve(roots.len() + cb.len());
-        wave_changed.extend(roots.iter().copied());
+        // Pages changed so far in the wave: a bit per page id (ids are
+        // dense), for ids up to a bound that keeps clearing the bits within
+        // a small multiple of the wave's size (the rest are hashed).
+        let bound = (self.store.dense_id_bound())
+            .min(4096u64.saturating_mul((roots.len() + cb.len() + 1) as u64));
+        let mut wave_changed = PageBits::with_bound(bound);
+        for &r in &roots {
+            wave_changed.insert(r);
+        }
         changed_set.reserve(cb.len());
         // One timestamp for the wave's derived deltas (they are one commit).
         let wave = WaveOut {
@@ -861,10 +882,11 @@ impl Engine {
                 .map(|mut g| std::mem::take(&mut *g))
                 .unwrap_or_default()
         };
+        spare.arena.clear();
         for level in &cb.levels {
             let cmds = &cb.commands[level.clone()];
-            let runs = |c: &Command, changed: &HashSet<PageId>| {
-                c.forced || c.inputs.iter().any(|i| changed.contains(i))
+            let runs = |c: &Command, changed: &PageBits| {
+                c.forced || c.inputs.iter().any(|i| changed.contains(*i))
             };
             if parallel_pool && cmds.len() > 1 {
                 let run: Vec<&Command> = cmds.iter().filter(|c| runs(c, &wave_changed)).collect();
@@ -877,11 +899,11 @@ impl Engine {
                 let stage = &st;
                 let results: Vec<Result<Output<'_>>> = if parallel {
                     run.par_iter()
-                        .map(|c| self.exec(stage, c, OutBuf::Fresh))
+                        .map(|c| self.exec(stage, c, Vec::new()))
                         .collect()
                 } else {
                     run.iter()
-                        .map(|c| self.exec(stage, c, OutBuf::Fresh))
+                        .map(|c| self.exec(stage, c, Vec::new()))
                         .collect()
                 };
                 for (c, r) in run.iter().zip(results) {
@@ -901,28 +923,49 @@ impl Engine {
                     if !runs(c, &wave_changed) {
                         continue;
                     }
-                    let buf = match spare.shadows.remove(&c.page) {
-                        Some((e, b)) => {
-                            spare.held -= b.capacity();
-                            OutBuf::Shadow(e, b)
-                        }
-                        None => match spare.spare.pop() {
-                            Some(b) => {
-                                spare.held -= b.capacity();
-                                OutBuf::Spare(b)
-                            }
-                            None => OutBuf::Fresh,
-                        },
+                    if provenance {
+                        let o = self.exec(&st, c, spare.take())?;
+                        wave.absorb(
+                            &mut st,
+                            &mut plan,
+                            &mut wave_changed,
+                            (&mut changed, &mut changed_set),
+                            c,
+                            o,
+                        )?;
+                        continue;
+                    }
+                    // No provenance: run in the scratch buffer (see `Buffers`).
+                    let r = self.exec_into(&st, c, &mut spare.scratch)?;
+                    plan.recomputed.push(c.page);
+                    let Some((first, last)) = r.diff else {
+                        continue; // cutoff
                     };
-                    let o = self.exec(&st, c, buf)?;
-                    wave.absorb(
-                        &mut st,
-                        &mut plan,
-                        &mut wave_changed,
-                        (&mut changed, &mut changed_set),
-                        c,
-                        o,
-                    )?;
+                    let range = first..last + 1;
+                    if c.feeds {
+                        let next = spare.take();
+                        let out = std::mem::replace(&mut spare.scratch, next);
+                        st.put_output(c.page, out, r.epoch);
+                        plan.writes.push(PlannedWrite {
+                            page: c.page,
+                            range,
+                            bytes: Vec::new(), // moved out of the staging overlay at the end
+                            arena: None,
+                        });
+                    } else {
+                        let at = spare.arena.len();
+                        spare.arena.extend_from_slice(&spare.scratch[range.clone()]);
+                        plan.writes.push(PlannedWrite {
+                            page: c.page,
+                            range,
+                            bytes: Vec::new(),
+                            arena: Some(at..spare.arena.len()),
+                        });
+                    }
+                    wave_changed.insert(c.page);
+                    if changed_set.insert(c.page) {
+                        changed.push(c.page);
+                    }
                 }
             }
         }
@@ -931,12 +974,17 @@ impl Engine {
         } else {
             CommandBuffer::default() // never shown: keep the cached one shared
         };
-        self.keep_buffers(spare, Vec::new(), Vec::new());
+        if !provenance {
+            plan.arena = std::mem::take(&mut spare.arena);
+        }
+        self.keep_buffers(spare);
         if !plan.writes.is_empty() {
-            // Move each written page's final buffer out of the staging overlay.
+            // Move each staged written page's final buffer out of the staging overlay.
             for w in &mut plan.writes {
-                if let Some((bytes, _)) = st.pages.remove(&w.page) {
-                    w.bytes = bytes;
+                if w.arena.is_none() {
+                    if let Some((bytes, _)) = st.pages.remove(&w.page) {
+                        w.bytes = bytes;
+                    }
                 }
             }
         }
@@ -1007,7 +1055,25 @@ impl Engine {
     /// Runs one command's function on the staged inputs; returns its output
     /// (the page's staged bytes as the function left them) and the function's name.
     /// `buf`: a kept buffer to use for the output.
-    fn exec<'s>(&'s self, st: &Staging<'_>, c: &Command, buf: OutBuf) -> Result<Output<'s>> {
+    fn exec<'s>(&'s self, st: &Staging<'_>, c: &Command, mut buf: Vec<u8>) -> Result<Output<'s>> {
+        let r = self.exec_into(st, c, &mut buf)?;
+        Ok(Output {
+            bytes: buf,
+            diff: r.diff,
+            epoch: r.epoch,
+            fname: r.fname,
+        })
+    }
+
+    /// Runs one command's function with `out` as its output buffer (the
+    /// page's staged bytes are copied in first); returns where the result
+    /// differs from the page, the page's staged epoch and the function's name.
+    fn exec_into<'s>(
+        &'s self,
+        st: &Staging<'_>,
+        c: &Command,
+        out: &mut Vec<u8>,
+    ) -> Result<Step<'s>> {
         let f = self.functions.get(&c.function).ok_or_else(|| {
             Error::new(
                 ErrorCode::Internal,
@@ -1022,17 +1088,8 @@ impl Engine {
             epochs.push(e);
         }
         let (old, epoch) = st.bytes_and_epoch(c.page)?;
-        let mut out = match buf {
-            // The page is still at the epoch its shadow was made at: the
-            // shadow holds its bytes (a page's bytes change only with its epoch).
-            OutBuf::Shadow(e, b) if e == epoch && b.len() == old.len() => b,
-            OutBuf::Shadow(_, mut b) | OutBuf::Spare(mut b) => {
-                b.clear();
-                b.extend_from_slice(old);
-                b
-            }
-            OutBuf::Fresh => old.to_vec(),
-        };
+        out.clear();
+        out.extend_from_slice(old);
         f.call(
             &RecomputeInputs {
                 page: c.page,
@@ -1040,13 +1097,10 @@ impl Engine {
                 inputs: &inputs,
                 epochs: &epochs,
             },
-            &mut out,
+            out,
         )?;
-        let diff = first_difference(old, &out)
-            .map(|first| (first, last_difference(old, &out).unwrap_or(first)));
-        Ok(Output {
-            bytes: out,
-            diff,
+        Ok(Step {
+            diff: diff_range(old, out),
             epoch,
             fname: f.name(),
         })
@@ -1062,6 +1116,9 @@ impl Engine {
         changed: &[PageId],
         written: &HashSet<PageId>,
     ) {
+        if !graph.has_non_data_edges() {
+            return; // only data edges: nothing to mark
+        }
         let mut marks: [BTreeMap<PageId, PageId>; 3] = Default::default();
         for &p in changed {
             for e in graph.children(p) {
@@ -1093,30 +1150,34 @@ impl Engine {
         self.apply_plan(plan, &[])
     }
 
-    /// Keeps an applied plan's output buffers for the next wave: each
-    /// written page's buffer (which now equals the page) as its shadow at the
-    /// page's new epoch, and the buffers of cut-off pages (which equal the
-    /// page at its unchanged epoch) likewise.
+    /// Keeps an applied plan's buffers for the next wave: the staged output
+    /// buffers become spares, and the arena is kept (emptied).
     fn recycle(&self, plan: CommitPlan) {
-        let mut shadows = Vec::with_capacity(plan.writes.len() + plan.kept.len());
+        let mut back = Buffers {
+            arena: plan.arena,
+            ..Buffers::default()
+        };
+        back.arena.clear();
         for w in plan.writes {
-            if let Ok(p) = self.store.page(w.page) {
-                shadows.push((w.page, p.epoch(), w.bytes));
+            if w.bytes.capacity() > 0 {
+                back.held += w.bytes.capacity();
+                back.spare.push(w.bytes);
             }
         }
-        shadows.extend(plan.kept);
-        self.keep_buffers(Buffers::default(), Vec::new(), shadows);
+        self.keep_buffers(back);
     }
 
-    /// Puts `back` (buffers taken for a wave) and new shadows and spares
-    /// among the kept buffers, up to the cap (below).
-    fn keep_buffers(
-        &self,
-        back: Buffers,
-        spares: Vec<Vec<u8>>,
-        shadows: Vec<(PageId, u64, Vec<u8>)>,
-    ) {
-        if back.held == 0 && spares.is_empty() && shadows.is_empty() {
+    /// Merges `back` (buffers taken for a wave, or freed by one) into the
+    /// kept buffers: spares up to the cap (below), the larger scratch buffer
+    /// and the larger arena (one of at most [`SPARE_BYTES`]).
+    fn keep_buffers(&self, back: Buffers) {
+        let Buffers {
+            spare,
+            held: _,
+            scratch,
+            arena,
+        } = back;
+        if spare.is_empty() && scratch.capacity() == 0 && arena.capacity() == 0 {
             return;
         }
         let Ok(mut g) = self.spare.lock() else {
@@ -1126,24 +1187,13 @@ impl Engine {
         let cap = usize::try_from(self.store.stats().page_bytes)
             .unwrap_or(usize::MAX)
             .min(SPARE_BYTES);
-        if g.held == 0 {
-            *g = back;
-        } else {
-            let held = back.held;
-            g.spare.extend(back.spare);
-            g.shadows.extend(back.shadows);
-            g.held += held;
+        if scratch.capacity() > g.scratch.capacity() {
+            g.scratch = scratch;
         }
-        for (page, epoch, b) in shadows {
-            if g.held + b.capacity() > cap {
-                break;
-            }
-            g.held += b.capacity();
-            if let Some((_, old)) = g.shadows.insert(page, (epoch, b)) {
-                g.held -= old.capacity();
-            }
+        if arena.capacity() > g.arena.capacity() && arena.capacity() <= SPARE_BYTES {
+            g.arena = arena;
         }
-        for b in spares {
+        for b in spare {
             if g.held + b.capacity() > cap {
                 break;
             }
@@ -1187,7 +1237,11 @@ impl Engine {
             }
         }
         for w in &plan.writes {
-            let bytes = w.bytes.get(w.range.clone()).ok_or_else(|| {
+            let bytes = match &w.arena {
+                Some(r) => plan.arena.get(r.clone()),
+                None => w.bytes.get(w.range.clone()),
+            };
+            let bytes = bytes.ok_or_else(|| {
                 failed(Error::invalid(format!(
                     "planned write {:?} lies outside its buffer",
                     w.range
@@ -1279,11 +1333,6 @@ impl Engine {
 
     /// Drops a deleted page's function and marks.
     fn forget_page(&mut self, page: PageId) {
-        if let Ok(g) = self.spare.get_mut() {
-            if let Some((_, b)) = g.shadows.remove(&page) {
-                g.held -= b.capacity();
-            }
-        }
         if let Some(f) = self.page_fn.remove(&page) {
             self.functions.remove(&f);
         }
@@ -1370,6 +1419,13 @@ struct Output<'s> {
     fname: &'s str,
 }
 
+/// What running one command into a caller's buffer gave (see [`Engine::exec_into`]).
+struct Step<'s> {
+    diff: Option<(usize, usize)>,
+    epoch: u64,
+    fname: &'s str,
+}
+
 /// What the wave's commands share when their outputs are absorbed.
 struct WaveOut {
     timestamp_ns: u64,
@@ -1386,7 +1442,7 @@ impl WaveOut {
         &self,
         st: &mut Staging<'_>,
         plan: &mut CommitPlan,
-        wave_changed: &mut HashSet<PageId>,
+        wave_changed: &mut PageBits,
         (changed, changed_set): (&mut Vec<PageId>, &mut HashSet<PageId>),
         c: &Command,
         o: Output<'_>,
@@ -1394,9 +1450,6 @@ impl WaveOut {
         let page = c.page;
         plan.recomputed.push(page);
         let Some((first, last)) = o.diff else {
-            if !self.provenance {
-                plan.kept.push((page, o.epoch, o.bytes));
-            }
             return Ok(()); // cutoff: same bytes, nothing downstream from here
         };
         let out = o.bytes;
@@ -1405,6 +1458,7 @@ impl WaveOut {
                 page,
                 range: first..last + 1,
                 bytes: Vec::new(), // filled from the staging overlay at the end
+                arena: None,
             });
             st.put_output(page, out, o.epoch);
             wave_changed.insert(page);
@@ -1417,7 +1471,7 @@ impl WaveOut {
             .inputs
             .iter()
             .copied()
-            .filter(|i| wave_changed.contains(i))
+            .filter(|i| wave_changed.contains(*i))
             .collect();
         let mut d = derived_delta(page, first, &out[first..=last], &causes, c, o.fname)?;
         d.timestamp_ns = self.timestamp_ns;
