@@ -439,7 +439,7 @@ impl PageAllocator {
     ///
     /// The fast path (a small block of the global allocator freed by a thread
     /// with a live cache) pushes the slot on the thread's free list. Ownership:
-    /// only the global allocator sets [`GLOBAL_BIT`], and a `Block` cannot be
+    /// only the global allocator sets `GLOBAL_BIT`, and a `Block` cannot be
     /// forged or copied in safe code, so a set bit proves the block is a live
     /// slot of class `cb & !GLOBAL_BIT` of this allocator, at the index it
     /// carries: no chunk-table lookup. No double-free check either: a `Block`

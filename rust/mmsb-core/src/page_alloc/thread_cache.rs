@@ -28,11 +28,11 @@
 //! lists: handed out, *or on a thread's free list*. The fast paths leave it
 //! alone (a store each way to a line of its own cost some 7% of a 1 KiB
 //! allocate+free pair); the link changes when the slot leaves the thread:
-//! [`LocalClass::flush`] chains the slots through their links. So
+//! `LocalClass::flush` chains the slots through their links. So
 //! [`free_raw`](super::PageAllocator::free_raw) cannot tell a slot on another
 //! thread's free list from a live one (that case is its documented "memory
 //! owned by someone else" misuse); it does check the calling thread's own
-//! free list ([`LocalClass::contains`]), so a pointer freed and then freed
+//! free list (`LocalClass::contains`), so a pointer freed and then freed
 //! again on one thread is still refused.
 //!
 //!
@@ -57,7 +57,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 /// Slots a thread's free list of a class may hold before it is flushed (at
-/// most [`TAG_MASK`]: the length is kept in the head pointer's low bits).
+/// most `TAG_MASK`: the length is kept in the head pointer's low bits).
 pub fn flush_limit(slot_size: usize) -> u32 {
     ((256 * 1024) / slot_size).clamp(4, TAG_MASK) as u32
 }
