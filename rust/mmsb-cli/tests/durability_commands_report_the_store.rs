@@ -9,7 +9,7 @@
 //! and exit non-zero; bad arguments must fail with a clear message.
 
 use mmsb_core::tlog_frame::crc32c;
-use mmsb_core::{Delta, Op, PageId, PageLocation, Store, StoreOptions};
+use mmsb_core::{Delta, Durability, Op, PageId, PageLocation, Store, StoreOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,8 +58,15 @@ fn segments(dir: &Path) -> BTreeMap<PathBuf, u64> {
 /// Writes `commits` commits (the first creates the pages, each later one
 /// writes one to three random byte ranges) and records the model.
 fn write_store(dir: &Path, commits: u64, seed: u64) -> Written {
+    // Buffered durability: each frame is appended where the file ends (no
+    // zero-filled preallocation or block-padded direct writes, which
+    // immediate durability uses), so a segment's size after each commit tells
+    // where that commit's frame lies. The log's format is the same.
     let opts = StoreOptions {
         segment_bytes: SEGMENT_BYTES,
+        durability: Durability::Buffered {
+            max_delay: std::time::Duration::from_millis(5),
+        },
         ..StoreOptions::default()
     };
     let s = Store::open(dir, opts).unwrap();

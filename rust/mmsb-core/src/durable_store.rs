@@ -91,7 +91,7 @@ use crate::tlog_reader::LogEnd;
 use crate::tlog_record::Record;
 use crate::tlog_segment;
 use crate::tlog_writer::{io_err, GroupSync, TLogWriter};
-use crate::transaction::{self, TxnCounters};
+use crate::transaction::{self, TxnCounters, TxnGate};
 use crate::vfs::{DirLock, RealVfs, Vfs};
 
 /// The file in a data directory whose lock marks the store as open.
@@ -225,6 +225,9 @@ pub struct Store {
     lock: Option<DirLock>,
     /// Transaction counters (begun, committed, conflicts, ...).
     pub(crate) txn_counters: TxnCounters,
+    /// Lets a transaction that keeps losing conflicts run alone (see
+    /// `transaction.rs`, "Starvation").
+    pub(crate) txn_gate: TxnGate,
 }
 
 impl Store {
@@ -415,6 +418,7 @@ impl Store {
             background,
             lock: None,
             txn_counters: TxnCounters::default(),
+            txn_gate: TxnGate::default(),
         }
     }
 
@@ -462,6 +466,8 @@ impl Store {
         guard: &[(PageId, u64)],
         decl: Option<&Declaration>,
     ) -> Result<CommitReceipt> {
+        // Waits while a starving transaction runs alone (no-op otherwise).
+        self.txn_gate.pass();
         let sh = &self.shared;
         let lsn;
         let events: Vec<Event>;

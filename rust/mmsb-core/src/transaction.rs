@@ -44,6 +44,16 @@
 //! exponential backoff and jitter, through [`retry_with`], up to
 //! [`TXN_RETRY`]'s attempts. Any other error aborts and is returned.
 //!
+//! **Starvation.** Optimistic validation alone can starve a transaction:
+//! under high contention a short rival can commit between every read and
+//! commit of a longer one, retry after retry. So after [`STARVATION_ATTEMPTS`]
+//! failed attempts, `with_transaction` runs each further attempt *alone*: it
+//! raises a flag and holds the store's transaction gate from `begin` to
+//! commit, and every other commit that sees the flag waits at the gate before
+//! it takes the commit lock. Commits already past the gate can still make
+//! that attempt conflict once, but no new ones start, so it soon succeeds.
+//! Without starvation the gate costs each commit one relaxed atomic load.
+//!
 //! **Intent.** [`Transaction::set_intent`] attaches a JSON document saying why
 //! the transaction ran. At commit it is stored as the intent of every delta of
 //! the commit that has none of its own, so the log records it with the commit
@@ -76,6 +86,57 @@ pub const TXN_RETRY: RetryPolicy = RetryPolicy {
     first_delay: Duration::from_micros(10),
     max_delay: Duration::from_millis(5),
 };
+
+/// Failed attempts after which [`Store::with_transaction`] runs a transaction
+/// alone (see the module docs, "Starvation").
+pub const STARVATION_ATTEMPTS: u32 = 4;
+
+thread_local! {
+    /// Whether this thread holds a store's transaction gate (its own commits
+    /// must not wait at the gate they hold).
+    static HOLDS_GATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The transaction gate of a store (see the module docs, "Starvation").
+#[derive(Debug, Default)]
+pub(crate) struct TxnGate {
+    starving: std::sync::atomic::AtomicUsize,
+    gate: std::sync::Mutex<()>,
+}
+
+/// Clears the gate state of [`TxnGate::hold`] even if its closure panics.
+struct GateHeld<'a>(&'a TxnGate);
+
+impl Drop for GateHeld<'_> {
+    fn drop(&mut self) {
+        HOLDS_GATE.with(|h| h.set(false));
+        self.0.starving.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl TxnGate {
+    /// Called by every commit before the commit lock: waits while a
+    /// starving transaction holds the gate (returns at once otherwise).
+    pub(crate) fn pass(&self) {
+        if self.starving.load(Ordering::Acquire) == 0 || HOLDS_GATE.with(|h| h.get()) {
+            return;
+        }
+        drop(self.gate.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Runs `f` holding the gate: commits of other threads that arrive
+    /// meanwhile wait until it returns.
+    pub(crate) fn hold<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.starving.fetch_add(1, Ordering::AcqRel);
+        let lock = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        HOLDS_GATE.with(|h| h.set(true));
+        let held = GateHeld(self);
+        let r = f();
+        drop(held);
+        drop(lock);
+        r
+    }
+}
 
 /// Checks that every `(page, epoch)` of `guard` is current in `state`.
 ///
@@ -489,14 +550,21 @@ impl Store {
             if attempt > 1 {
                 bump(&self.txn_counters.retries);
             }
-            let mut txn = self.begin();
-            let value = f(&mut txn)?;
-            let receipt = txn.commit()?;
-            Ok(Committed {
-                value,
-                receipt,
-                attempts: attempt,
-            })
+            let mut run = || {
+                let mut txn = self.begin();
+                let value = f(&mut txn)?;
+                let receipt = txn.commit()?;
+                Ok(Committed {
+                    value,
+                    receipt,
+                    attempts: attempt,
+                })
+            };
+            if attempt > STARVATION_ATTEMPTS {
+                self.txn_gate.hold(run)
+            } else {
+                run()
+            }
         })
     }
 
