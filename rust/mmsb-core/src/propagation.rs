@@ -214,6 +214,16 @@ struct Changed {
 }
 
 impl Changed {
+    /// Room for `n` pages (a batch's size; capped so a huge batch on a few
+    /// pages does not reserve more than it can use).
+    fn with_capacity(n: usize) -> Changed {
+        let n = n.min(STAGING_RESERVE_MAX);
+        Changed {
+            list: Vec::with_capacity(n),
+            set: HashSet::with_capacity_and_hasher(n, Default::default()),
+        }
+    }
+
     fn add(&mut self, p: PageId) {
         if self.set.insert(p) {
             self.list.push(p);
@@ -308,12 +318,21 @@ struct Staging<'a> {
     deleted: HashSet<PageId>,
 }
 
+/// The most pages a commit's staging reserves room for up front (a batch
+/// of `n` writes reserves `min(n, this)`; the maps still grow past it).
+const STAGING_RESERVE_MAX: usize = 1 << 14;
+
 impl<'a> Staging<'a> {
-    fn new(store: &'a PageStore, graph: &'a DependencyGraph) -> Staging<'a> {
+    /// Staging for a commit of about `writes` page writes (room reserved,
+    /// so a batch does not rehash its map as it grows).
+    fn new(store: &'a PageStore, graph: &'a DependencyGraph, writes: usize) -> Staging<'a> {
         Staging {
             store,
             graph: Cow::Borrowed(graph),
-            pages: HashMap::default(),
+            pages: HashMap::with_capacity_and_hasher(
+                writes.min(STAGING_RESERVE_MAX),
+                Default::default(),
+            ),
             deleted: HashSet::default(),
         }
     }
@@ -694,8 +713,8 @@ impl Engine {
     /// without it the plan holds [`PlannedWrite`]s instead, for
     /// [`Engine::apply_commit`] right away.
     fn plan(&self, deltas: &[Delta], wave: bool, provenance: bool) -> Result<CommitPlan> {
-        let mut st = Staging::new(&self.store, &self.graph);
-        let mut changed = Changed::default();
+        let mut st = Staging::new(&self.store, &self.graph, deltas.len());
+        let mut changed = Changed::with_capacity(deltas.len());
         for d in deltas {
             if st.apply(d, true)? {
                 changed.add(d.page);
@@ -724,8 +743,8 @@ impl Engine {
         if let Some(plan) = self.plan_unlinked(records, wave) {
             return Ok(plan);
         }
-        let mut st = Staging::new(&self.store, &self.graph);
-        let mut changed = Changed::default();
+        let mut st = Staging::new(&self.store, &self.graph, records.len());
+        let mut changed = Changed::with_capacity(records.len());
         let mut forced = BTreeSet::new();
         let mut deleted = Vec::new();
         for r in records {
