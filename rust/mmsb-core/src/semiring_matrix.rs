@@ -412,6 +412,46 @@ unsafe fn row_fold1_unchecked<S: Semiring>(
     acc
 }
 
+/// Folds each row `first_row + k` of `A ⊗ x` for `k` in `0..y.len()` and hands
+/// `f` the row's position `k`, its entry of `y` and the folded value. The one
+/// row kernel of [`mxv_rows`] and [`mxv_rows_update`]; the caller has checked
+/// the shapes (`check_mxv`).
+#[inline(always)]
+fn fold_rows<S: Semiring>(
+    s: &S,
+    a: &Csr<S::Elem>,
+    x: &[S::Elem],
+    y: &mut [S::Elem],
+    first_row: usize,
+    mut f: impl FnMut(usize, &mut S::Elem, S::Elem),
+) {
+    let Some(ptr) = a.indptr.get(first_row..=first_row + y.len()) else {
+        return;
+    };
+    // Four lanes reorder ⊕; a semiring that does not declare ⊕ commutative
+    // folds each row strictly left to right.
+    let lanes = s.properties().commutative_add;
+    debug_assert_eq!(x.len(), a.ncols);
+    for (k, (yi, w)) in y.iter_mut().zip(ptr.windows(2)).enumerate() {
+        let (lo, hi) = (w[0], w[1]);
+        // SAFETY: a `Csr` is only built by `from_parts` (or `transpose` of a
+        // checked matrix), which guarantees non-decreasing `indptr` ending at
+        // `indices.len() == values.len()` and every column below `ncols`;
+        // `check_mxv` guaranteed `x.len() == ncols`. Exercised by
+        // `parallel_mxv_equals_the_reference_and_checks_shapes`,
+        // `mxv_update_writes_the_product_and_reports_exactly_the_rows_that_moved`
+        // and the mxv property tests.
+        let t = unsafe {
+            if lanes {
+                row_fold4_unchecked(s, &a.indices, &a.values, lo, hi, x)
+            } else {
+                row_fold1_unchecked(s, &a.indices, &a.values, lo, hi, x)
+            }
+        };
+        f(k, yi, t);
+    }
+}
+
 /// Rows `first_row ..` of `y = A ⊗ x` (or `⊕=`), written to `y` (which holds
 /// exactly those rows). The caller has checked the shapes (`check_mxv`).
 fn mxv_rows<S: Semiring>(
@@ -422,30 +462,9 @@ fn mxv_rows<S: Semiring>(
     first_row: usize,
     accumulate: bool,
 ) {
-    let Some(ptr) = a.indptr.get(first_row..=first_row + y.len()) else {
-        return;
-    };
-    // Four lanes reorder ⊕; a semiring that does not declare ⊕ commutative
-    // folds each row strictly left to right.
-    let lanes = s.properties().commutative_add;
-    debug_assert_eq!(x.len(), a.ncols);
-    for (yi, w) in y.iter_mut().zip(ptr.windows(2)) {
-        let (lo, hi) = (w[0], w[1]);
-        // SAFETY: a `Csr` is only built by `from_parts` (or `transpose` of a
-        // checked matrix), which guarantees non-decreasing `indptr` ending at
-        // `indices.len() == values.len()` and every column below `ncols`;
-        // `check_mxv` guaranteed `x.len() == ncols`. Exercised by
-        // `parallel_mxv_equals_the_reference_and_checks_shapes` and the mxv
-        // property tests.
-        let t = unsafe {
-            if lanes {
-                row_fold4_unchecked(s, &a.indices, &a.values, lo, hi, x)
-            } else {
-                row_fold1_unchecked(s, &a.indices, &a.values, lo, hi, x)
-            }
-        };
+    fold_rows(s, a, x, y, first_row, |_, yi, t| {
         *yi = if accumulate { s.add(*yi, t) } else { t };
-    }
+    });
 }
 
 /// Entries per parallel task of [`mxv_into`]: large enough that scheduling is
@@ -514,32 +533,12 @@ fn mxv_rows_update<S: Semiring>(
     first_row: usize,
     changed: &mut Vec<usize>,
 ) {
-    let Some(ptr) = a.indptr.get(first_row..=first_row + y.len()) else {
-        return;
-    };
-    let lanes = s.properties().commutative_add;
-    debug_assert_eq!(x.len(), a.ncols);
-    for (k, (yi, w)) in y.iter_mut().zip(ptr.windows(2)).enumerate() {
-        let (lo, hi) = (w[0], w[1]);
-        // SAFETY: as in `mxv_rows`: a `Csr` built by `from_parts` (or
-        // `transpose` of a checked matrix) has non-decreasing `indptr` ending
-        // at `indices.len() == values.len()` and every column below `ncols`,
-        // and `check_mxv` guaranteed `x.len() == ncols`. Exercised by
-        // `mxv_update_writes_the_product_and_reports_exactly_the_rows_that_moved`
-        // and the full-wave
-        // network tests.
-        let t = unsafe {
-            if lanes {
-                row_fold4_unchecked(s, &a.indices, &a.values, lo, hi, x)
-            } else {
-                row_fold1_unchecked(s, &a.indices, &a.values, lo, hi, x)
-            }
-        };
+    fold_rows(s, a, x, y, first_row, |k, yi, t| {
         if *yi != t {
             *yi = t;
             changed.push(first_row + k);
         }
-    }
+    });
 }
 
 /// Splits `y` into tasks of about [`MXV_TASK_NNZ`] stored entries of `a`.
