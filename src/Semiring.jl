@@ -228,6 +228,47 @@ function declare_node!(store::Store, page::PageRef, kind::Symbol, T::Type, len::
     return lsn[]
 end
 
+# The weight forms shared by `add_semiring_edge!` and `set_semiring_edge!`:
+# `cfun` is the C function of the form (the add and set functions of a form
+# take the same arguments).
+function _semiring_edge(cfun, store::Store, parent::PageRef, child::PageRef, w::T) where {T<:Number}
+    dtype_code(T)
+    r = Ref{T}(w)
+    lsn = Ref{UInt64}(0)
+    GC.@preserve r begin
+        check(cfun(store.handle, page_value(parent), page_value(child),
+                   Base.unsafe_convert(Ptr{T}, r), UInt64(sizeof(T)), lsn))
+    end
+    return lsn[]
+end
+
+function _semiring_edge(cfun, store::Store, parent::PageRef, child::PageRef, d::Vector{T}) where {T<:Number}
+    dtype_code(T)
+    lsn = Ref{UInt64}(0)
+    GC.@preserve d begin
+        check(cfun(store.handle, page_value(parent), page_value(child), pointer(d), UInt64(sizeof(d)), lsn))
+    end
+    return lsn[]
+end
+
+function _semiring_edge(cfun, store::Store, parent::PageRef, child::PageRef, nrows::Integer, ncols::Integer,
+                        indptr::AbstractVector{<:Integer}, indices::AbstractVector{<:Integer},
+                        values::Vector{T}) where {T<:Number}
+    dtype_code(T)
+    length(indptr) == nrows + 1 || throw(InvalidArgumentError(
+        "indptr has $(length(indptr)) offsets, not nrows + 1 = $(nrows + 1)"))
+    length(indices) == length(values) || throw(InvalidArgumentError(
+        "$(length(indices)) column indices for $(length(values)) values"))
+    p = Vector{UInt64}(indptr)
+    ix = Vector{UInt32}(indices)
+    lsn = Ref{UInt64}(0)
+    GC.@preserve p ix values begin
+        check(cfun(store.handle, page_value(parent), page_value(child), UInt64(nrows), UInt64(ncols),
+                   pointer(p), pointer(ix), UInt64(length(ix)), pointer(values), UInt64(sizeof(values)), lsn))
+    end
+    return lsn[]
+end
+
 """
     add_semiring_edge!(store, parent, child, w::T) -> lsn                (scalar weight)
     add_semiring_edge!(store, parent, child, d::Vector{T}) -> lsn        (diagonal weight)
@@ -240,46 +281,14 @@ The CSR form takes 0-based `indptr` (`nrows + 1` offsets) and 0-based column
 `ncols` the parent's. A cycle throws `CycleError`; nothing changes on error.
 The weight vectors are read in place (no copy on the Julia side).
 """
-function add_semiring_edge!(store::Store, parent::PageRef, child::PageRef, w::T) where {T<:Number}
-    dtype_code(T)
-    r = Ref{T}(w)
-    lsn = Ref{UInt64}(0)
-    GC.@preserve r begin
-        check(LibMMSB.mmsb_semiring_add_edge_scalar(store.handle, page_value(parent), page_value(child),
-                                                    Base.unsafe_convert(Ptr{T}, r), UInt64(sizeof(T)), lsn))
-    end
-    return lsn[]
-end
-
-function add_semiring_edge!(store::Store, parent::PageRef, child::PageRef, d::Vector{T}) where {T<:Number}
-    dtype_code(T)
-    lsn = Ref{UInt64}(0)
-    GC.@preserve d begin
-        check(LibMMSB.mmsb_semiring_add_edge_diagonal(store.handle, page_value(parent), page_value(child),
-                                                      pointer(d), UInt64(sizeof(d)), lsn))
-    end
-    return lsn[]
-end
-
-function add_semiring_edge!(store::Store, parent::PageRef, child::PageRef, nrows::Integer, ncols::Integer,
-                            indptr::AbstractVector{<:Integer}, indices::AbstractVector{<:Integer},
-                            values::Vector{T}) where {T<:Number}
-    dtype_code(T)
-    length(indptr) == nrows + 1 || throw(InvalidArgumentError(
-        "indptr has $(length(indptr)) offsets, not nrows + 1 = $(nrows + 1)"))
-    length(indices) == length(values) || throw(InvalidArgumentError(
-        "$(length(indices)) column indices for $(length(values)) values"))
-    p = Vector{UInt64}(indptr)
-    ix = Vector{UInt32}(indices)
-    lsn = Ref{UInt64}(0)
-    GC.@preserve p ix values begin
-        check(LibMMSB.mmsb_semiring_add_edge_csr(store.handle, page_value(parent), page_value(child),
-                                                 UInt64(nrows), UInt64(ncols), pointer(p), pointer(ix),
-                                                 UInt64(length(ix)), pointer(values), UInt64(sizeof(values)),
-                                                 lsn))
-    end
-    return lsn[]
-end
+add_semiring_edge!(store::Store, parent::PageRef, child::PageRef, w::Number) =
+    _semiring_edge(LibMMSB.mmsb_semiring_add_edge_scalar, store, parent, child, w)
+add_semiring_edge!(store::Store, parent::PageRef, child::PageRef, d::Vector{<:Number}) =
+    _semiring_edge(LibMMSB.mmsb_semiring_add_edge_diagonal, store, parent, child, d)
+add_semiring_edge!(store::Store, parent::PageRef, child::PageRef, nrows::Integer, ncols::Integer,
+                   indptr::AbstractVector{<:Integer}, indices::AbstractVector{<:Integer},
+                   values::Vector{<:Number}) =
+    _semiring_edge(LibMMSB.mmsb_semiring_add_edge_csr, store, parent, child, nrows, ncols, indptr, indices, values)
 
 """
     set_semiring_edge!(store, parent, child, w::T) -> lsn                (scalar weight)
@@ -291,46 +300,14 @@ forms as `add_semiring_edge!`), in a commit of its own; the nodes it reaches
 are rewritten. No such edge throws `NotFoundError`; a weight of the wrong
 shape throws `InvalidArgumentError`; nothing changes on error.
 """
-function set_semiring_edge!(store::Store, parent::PageRef, child::PageRef, w::T) where {T<:Number}
-    dtype_code(T)
-    r = Ref{T}(w)
-    lsn = Ref{UInt64}(0)
-    GC.@preserve r begin
-        check(LibMMSB.mmsb_semiring_set_edge_scalar(store.handle, page_value(parent), page_value(child),
-                                                    Base.unsafe_convert(Ptr{T}, r), UInt64(sizeof(T)), lsn))
-    end
-    return lsn[]
-end
-
-function set_semiring_edge!(store::Store, parent::PageRef, child::PageRef, d::Vector{T}) where {T<:Number}
-    dtype_code(T)
-    lsn = Ref{UInt64}(0)
-    GC.@preserve d begin
-        check(LibMMSB.mmsb_semiring_set_edge_diagonal(store.handle, page_value(parent), page_value(child),
-                                                      pointer(d), UInt64(sizeof(d)), lsn))
-    end
-    return lsn[]
-end
-
-function set_semiring_edge!(store::Store, parent::PageRef, child::PageRef, nrows::Integer, ncols::Integer,
-                            indptr::AbstractVector{<:Integer}, indices::AbstractVector{<:Integer},
-                            values::Vector{T}) where {T<:Number}
-    dtype_code(T)
-    length(indptr) == nrows + 1 || throw(InvalidArgumentError(
-        "indptr has $(length(indptr)) offsets, not nrows + 1 = $(nrows + 1)"))
-    length(indices) == length(values) || throw(InvalidArgumentError(
-        "$(length(indices)) column indices for $(length(values)) values"))
-    p = Vector{UInt64}(indptr)
-    ix = Vector{UInt32}(indices)
-    lsn = Ref{UInt64}(0)
-    GC.@preserve p ix values begin
-        check(LibMMSB.mmsb_semiring_set_edge_csr(store.handle, page_value(parent), page_value(child),
-                                                 UInt64(nrows), UInt64(ncols), pointer(p), pointer(ix),
-                                                 UInt64(length(ix)), pointer(values), UInt64(sizeof(values)),
-                                                 lsn))
-    end
-    return lsn[]
-end
+set_semiring_edge!(store::Store, parent::PageRef, child::PageRef, w::Number) =
+    _semiring_edge(LibMMSB.mmsb_semiring_set_edge_scalar, store, parent, child, w)
+set_semiring_edge!(store::Store, parent::PageRef, child::PageRef, d::Vector{<:Number}) =
+    _semiring_edge(LibMMSB.mmsb_semiring_set_edge_diagonal, store, parent, child, d)
+set_semiring_edge!(store::Store, parent::PageRef, child::PageRef, nrows::Integer, ncols::Integer,
+                   indptr::AbstractVector{<:Integer}, indices::AbstractVector{<:Integer},
+                   values::Vector{<:Number}) =
+    _semiring_edge(LibMMSB.mmsb_semiring_set_edge_csr, store, parent, child, nrows, ncols, indptr, indices, values)
 
 """
     remove_semiring_edge!(store, parent, child) -> lsn
