@@ -51,12 +51,9 @@ pub struct BenchAllocArgs {
     pub note: Option<String>,
 }
 
-/// The 1-minute load average from /proc/loadavg ("unknown" if unreadable).
+/// The 1-minute load average as text ("unknown" if unreadable).
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".to_owned())
+    crate::machine::load_average().map_or_else(|| "unknown".to_owned(), |l| l.to_string())
 }
 
 /// Pairs per sample.

@@ -584,7 +584,7 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
     }
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&base).map_err(|e| format!("creating {}: {e}", base.display()))?;
-    let load_start = load_average();
+    let load_start = crate::machine::load_average();
     let pool = Pool::new(0x4d4d_5342);
     println!(
         "mmsb bench log: dir {}, {secs} s per commit measurement, best of {reps} alternating reps; cpu {}",
@@ -855,7 +855,7 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
     let mut machine = crate::machine::machine_json();
     // How loaded the box was: the one-minute load average when the run began and ended.
     machine["load_average_start"] = json!(load_start);
-    machine["load_average_end"] = json!(load_average());
+    machine["load_average_end"] = json!(crate::machine::load_average());
     let doc = json!({
         "group": "log",
         "date": crate::machine::today(),
@@ -869,16 +869,6 @@ pub fn run(args: BenchLogArgs) -> Result<(), String> {
     std::fs::write(&path, text + "\n").map_err(|e| format!("writing {}: {e}", path.display()))?;
     println!("wrote {}", path.display());
     Ok(())
-}
-
-/// The one-minute load average (Linux `/proc/loadavg`), if readable.
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 fn round3(x: f64) -> f64 {
