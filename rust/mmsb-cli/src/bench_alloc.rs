@@ -45,6 +45,11 @@ pub struct BenchAllocArgs {
     /// A quick smoke run (few samples, 64k pages; numbers not meaningful).
     #[arg(long)]
     pub quick: bool,
+    /// Only the latency cases whose name (`pattern/sizeB/tN`, e.g.
+    /// `burst32/1024B/t2`) contains this text; skips the resident-memory case.
+    /// For profiling one case; the result file then holds only those cases.
+    #[arg(long)]
+    pub only: Option<String>,
     /// A note on the machine for the result file (how loaded it is, what
     /// else runs on it); the load average is recorded anyway.
     #[arg(long)]
@@ -263,9 +268,8 @@ pub fn run(args: BenchAllocArgs) -> Result<(), String> {
     } else {
         rss_pages.to_string()
     };
-    {
-        let fresh = PageAllocator::new();
-        let ours = rss_growth(&Mmsb(&fresh), rss_pages, 1024)?;
+    if args.only.is_none() {
+        let ours = rss_growth(&Mmsb(&PageAllocator::new()), rss_pages, 1024)?;
         let name = format!("rss/{pages_name}x1KiB");
         out.push(
             &name,
@@ -276,22 +280,31 @@ pub fn run(args: BenchAllocArgs) -> Result<(), String> {
             ours as f64 / raw as f64,
             1.1,
         );
-    }
-    for (label, growth) in [
-        ("mimalloc", rss_growth(&mi, rss_pages, 1024)?),
-        ("malloc", rss_growth(&sys, rss_pages, 1024)?),
-    ] {
-        println!(
-            "  ({label}: {:.2} MB resident for the same pages, {:.3}x raw)",
-            growth as f64 / 1e6,
-            growth as f64 / raw as f64
-        );
+        for (label, growth) in [
+            ("mimalloc", rss_growth(&mi, rss_pages, 1024)?),
+            ("malloc", rss_growth(&sys, rss_pages, 1024)?),
+        ] {
+            println!(
+                "  ({label}: {:.2} MB resident for the same pages, {:.3}x raw)",
+                growth as f64 / 1e6,
+                growth as f64 / raw as f64
+            );
+        }
     }
 
     let ours = Mmsb(PageAllocator::global());
     for threads in [1usize, 2] {
         for burst in [false, true] {
             for &len in &SIZES {
+                let pattern = if burst { "burst32" } else { "pair" };
+                let case = format!("{pattern}/{len}B/t{threads}");
+                if args
+                    .only
+                    .as_ref()
+                    .is_some_and(|o| !case.contains(o.as_str()))
+                {
+                    continue;
+                }
                 let (mut m, mut s, mut i) = (Vec::new(), Vec::new(), Vec::new());
                 // Interleave in rounds so noise hits all three alike. The
                 // rounds are short (about a millisecond each at 1 KiB) so that
@@ -307,7 +320,6 @@ pub fn run(args: BenchAllocArgs) -> Result<(), String> {
                 for v in [&mut m, &mut s, &mut i] {
                     v.sort_by(f64::total_cmp);
                 }
-                let pattern = if burst { "burst32" } else { "pair" };
                 for (pname, p) in [("p50", 0.5), ("p99", 0.99)] {
                     let ov = percentile(&m, p);
                     for (yname, yv) in [
@@ -315,7 +327,7 @@ pub fn run(args: BenchAllocArgs) -> Result<(), String> {
                         (mi.name(), percentile(&i, p)),
                     ] {
                         out.push(
-                            &format!("{pattern}/{len}B/t{threads}/{pname}/vs_{yname}"),
+                            &format!("{case}/{pname}/vs_{yname}"),
                             ov,
                             "ns",
                             yname,

@@ -17,6 +17,8 @@
 //!   the process-wide allocator: the common allocate and free touch no shared
 //!   line and execute no locked instruction.
 //! * [`large`]: pages above 64 KiB, through the system allocator under a mutex.
+//! * `zero`: clearing of small pages in whole aligned 64-byte lines, with
+//!   the widest vector stores the CPU has.
 //! * [`stats`]: live pages and bytes per class, allocations, frees, CAS
 //!   retries, slow-path entries.
 //!
@@ -36,6 +38,7 @@ pub mod slab_class;
 pub mod stats;
 pub mod sync;
 pub mod thread_cache;
+mod zero;
 
 pub use slab_class::SHARDS;
 pub use stats::{AllocStats, ClassStats};
@@ -49,6 +52,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use thread_cache::ThreadCache;
+use zero::zero_slot;
 
 /// `Block::class` of a block from the large path.
 const LARGE: u8 = u8::MAX;
@@ -242,54 +246,6 @@ fn local_cache_slow() -> Option<&'static ThreadCache> {
 #[inline(never)]
 fn bad_class() -> Error {
     Error::invalid("free of a block with a bad size class")
-}
-
-/// Zeroes the first `len` bytes of a slot. Pages of up to 128 bytes are
-/// zeroed in whole 64-byte lines by inline stores (slot sizes are multiples of
-/// 64 and slots 64-byte aligned, so the rounded-up range stays inside the
-/// slot): for them a call to `memset` costs more than the stores. Larger pages
-/// call `memset`, whose wide stores (AVX2 or AVX-512, picked at load time)
-/// the inline 16-byte stores cannot match from 256 bytes on.
-#[inline(always)]
-fn zero_slot(ptr: NonNull<u8>, len: usize) {
-    if len <= 128 {
-        zero_lines(ptr.as_ptr(), len.div_ceil(64));
-    } else {
-        // SAFETY: the slot holds at least `len` bytes, owned by the caller.
-        unsafe { ptr.as_ptr().write_bytes(0, len) };
-    }
-}
-
-/// Zeroes `lines` 64-byte lines at `p` with 16-byte stores. They are volatile
-/// only so that the compiler keeps them inline: it turns a plain loop of zero
-/// stores back into a call to `memset` (a PLT call plus size dispatch, several
-/// times the cost of four stores for a 64-byte page). A volatile store of a
-/// 16-byte vector is still one `movaps`.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn zero_lines(p: *mut u8, lines: usize) {
-    use std::arch::x86_64::__m128i;
-    // SAFETY: all-zero bits are a valid __m128i (a plain vector of integers).
-    let z: __m128i = unsafe { std::mem::zeroed() };
-    let v = p.cast::<__m128i>();
-    for i in 0..lines {
-        // SAFETY: the caller owns `lines * 64` bytes at `p`, 64-byte aligned
-        // (so every 16-byte store is aligned and in bounds).
-        unsafe {
-            v.add(4 * i).write_volatile(z);
-            v.add(4 * i + 1).write_volatile(z);
-            v.add(4 * i + 2).write_volatile(z);
-            v.add(4 * i + 3).write_volatile(z);
-        }
-    }
-}
-
-/// Zeroes `lines` 64-byte lines at `p` (other architectures: `memset`).
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-fn zero_lines(p: *mut u8, lines: usize) {
-    // SAFETY: the caller owns `lines * 64` bytes at `p`.
-    unsafe { p.write_bytes(0, lines * 64) };
 }
 
 /// The page allocator: size-class slabs with lock-free freelists for pages up
