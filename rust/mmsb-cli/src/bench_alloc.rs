@@ -21,6 +21,9 @@
 //! raw bytes; target <= 1.1. The storage for the handles is allocated and
 //! touched before the first reading, so only the allocator's memory counts.
 //! malloc and mimalloc are measured the same way, for information.
+//!
+//! `--only TEXT` runs only the latency cases whose name contains TEXT (and no
+//! resident-memory case), for profiling one case; the loop is unchanged.
 
 use clap::Args;
 use mmsb_core::page_alloc::{Block, PageAllocator};
