@@ -107,7 +107,7 @@ fn zero_lines_wide(p: *mut u8, lines: usize) {
     unsafe { f(p, lines) }
 }
 
-/// First use: picks the store loop (the widest the CPU has, capped by
+/// First use: picks the store loop ([`best_level`], capped by
 /// `MMSB_ALLOC_ZERO`), stores it in [`ZERO_WIDE`] and runs it.
 ///
 /// # Safety
@@ -124,7 +124,7 @@ unsafe fn detect_and_zero(p: *mut u8, lines: usize) {
     unsafe { f(p, lines) }
 }
 
-/// The widest store loop this CPU can run.
+/// The store loop for this CPU: the widest it runs at full clock.
 pub(crate) fn best_level() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
