@@ -56,17 +56,22 @@
 //! afterwards (the write is the fresh value); a mark made in the same commit
 //! as a write of that page is dropped for the same reason.
 //!
+//! **Staging.** The copies live in one arena kept across commits
+//! (`staged_pages`): an input delta's page is copied into it, and on one
+//! thread each function writes its page's new bytes straight into it, where
+//! the cutoff compare reads old and new while both are in the cache and
+//! later commands read them. So a batch of input deltas or a wave allocates
+//! nothing per page once the arena has grown (see `Buffers`).
+//!
 //! **Fast paths of [`Engine::commit`] and [`Engine::propagate`].** Their plan
 //! is applied at once and never shown, so they skip what nobody would see:
-//! derived deltas are not built (each changed page's recomputed buffer moves
-//! out of the staging overlay and its differing range is written into the
-//! page, without provenance strings or a second validation); a wave with
-//! nothing forced over an unchanged graph reuses the last wave's command
-//! buffer when its roots are the same, and the whole graph's (planned once
-//! per shape) when it has many roots; on one thread each function runs in
-//! one reusable scratch buffer, and a changed page that no later command
-//! reads copies only its differing bytes into a per-wave arena (see
-//! `Buffers`). [`Engine::apply_commit`] writes a plan's derived deltas without
+//! derived deltas are not built (each changed page's differing range is
+//! copied into one plan arena and written into the page, without provenance
+//! strings or a second validation), and a changed page that no later command
+//! reads is not kept staged; a wave with nothing forced over an unchanged
+//! graph reuses the last wave's command buffer when its roots are the same,
+//! and the whole graph's (planned once per shape) when it has many roots.
+//! [`Engine::apply_commit`] writes a plan's derived deltas without
 //! validating them again: the wave built them from the staged copy of exactly
 //! the state the version check guarantees. See docs/propagation.md.
 //!
@@ -88,6 +93,7 @@ use crate::page_id::PageId;
 use crate::page_store::PageStore;
 use crate::page_table::PageBits;
 use crate::recompute::{FunctionId, RecomputeFn, RecomputeInputs};
+use crate::staged_pages::{StagedPages, StagedView};
 use crate::tlog_record::Record;
 use rayon::prelude::*;
 use smallvec::SmallVec;
@@ -137,12 +143,11 @@ pub struct CommitPlan {
     /// The derived writes of a plan made without provenance (only inside
     /// [`Engine::commit`] and [`Engine::propagate`], whose plan is applied at
     /// once and never shown): each changed page's range of bytes that differ
-    /// from the page, either in its recomputed buffer (moved out of the
-    /// staging overlay: pages that later commands read) or in `arena`. They
-    /// stand for derived deltas that nobody would read.
+    /// from the page, copied into `arena`. They stand for derived deltas
+    /// that nobody would read.
     writes: Vec<PlannedWrite>,
-    /// The differing bytes of the writes whose page no later command reads,
-    /// back to back (one buffer per wave, reused across waves).
+    /// The differing bytes of the writes, back to back (one buffer, reused
+    /// across waves).
     arena: Vec<u8>,
     version: u64,
     /// Set by the unlinked fast path of [`Engine::plan_records`]: the pages its
@@ -153,14 +158,12 @@ pub struct CommitPlan {
 }
 
 /// A derived page's new bytes in a plan without provenance: the bytes for
-/// `range` of `page` are `bytes[range]` (the page's recomputed buffer) or,
-/// if `arena` is set, that range of the plan's arena.
+/// `range` of `page` are the range `arena` of the plan's arena.
 #[derive(Clone, Debug)]
 struct PlannedWrite {
     page: PageId,
     range: std::ops::Range<usize>,
-    bytes: Vec<u8>,
-    arena: Option<std::ops::Range<usize>>,
+    arena: std::ops::Range<usize>,
 }
 
 impl CommitPlan {
@@ -248,10 +251,9 @@ pub struct Engine {
     events: EventBus,
     version: u64,
     stats: EngineStats,
-    /// Output buffers of earlier waves, reused by the next one on one thread
-    /// (a fresh buffer per recomputed page made the allocator return and
-    /// re-fault the memory every wave). At most [`SPARE_BYTES`] of spares,
-    /// and never more than the store's page bytes, are kept.
+    /// The staging arena and the plan arena of earlier commits, reused by
+    /// the next one (fresh buffers per page made the allocator return and
+    /// re-fault the memory every commit). See `Buffers`.
     spare: std::sync::Mutex<Buffers>,
     /// Changes with every change to the graph or the functions (not with
     /// commits that only write pages): the key of `last_wave`.
@@ -274,39 +276,23 @@ struct CachedWave {
     commands: Arc<CommandBuffer>,
 }
 
-/// Buffers kept between waves (see the module docs, "Fast paths").
+/// Buffers kept between commits (see the module docs, "Fast paths").
 ///
-/// `scratch` is where a one-thread wave without provenance runs each
-/// function: the page's bytes are copied in, the function writes, and the
-/// cutoff compare reads both while they are still in the cache. A changed
-/// page that a later command reads moves the scratch buffer into the staging
-/// overlay and takes a *spare* one as the next scratch; any other changed
-/// page copies only its differing bytes into `arena`. After the commit the
-/// staged buffers become spares again.
+/// `staged` holds the copies of the pages a commit touches (see
+/// `staged_pages`): input deltas are applied to copies in it, and each
+/// function of a wave writes its page's new bytes straight into it, next to
+/// the pages it reads; the cutoff compare then reads the old and the new
+/// bytes while they are still in the cache. A changed page that a later
+/// command reads stays staged; any other keeps only its differing bytes,
+/// copied into `arena` (the plan's, handed back after the commit).
 #[derive(Debug, Default)]
 struct Buffers {
-    spare: Vec<Vec<u8>>,
-    /// Capacity held by `spare`.
-    held: usize,
-    scratch: Vec<u8>,
+    staged: StagedPages,
     arena: Vec<u8>,
 }
 
-/// The most bytes of spare output buffers an engine keeps between waves.
+/// The most bytes of plan arena an engine keeps between waves.
 const SPARE_BYTES: usize = 64 << 20;
-
-impl Buffers {
-    /// A spare buffer (empty if none is kept).
-    fn take(&mut self) -> Vec<u8> {
-        match self.spare.pop() {
-            Some(b) => {
-                self.held -= b.capacity();
-                b
-            }
-            None => Vec::new(),
-        }
-    }
-}
 
 /// Copies of the pages a planned commit touches, with the epochs they will
 /// have, and the graph as the commit leaves it (borrowed until the commit
@@ -314,27 +300,48 @@ impl Buffers {
 struct Staging<'a> {
     store: &'a PageStore,
     graph: Cow<'a, DependencyGraph>,
-    pages: HashMap<PageId, (Vec<u8>, u64)>,
+    pages: StagedPages,
     deleted: HashSet<PageId>,
+    /// The plan arena to fill (see `Buffers`).
+    arena: Vec<u8>,
 }
 
-/// The most pages a commit's staging reserves room for up front (a batch
-/// of `n` writes reserves `min(n, this)`; the maps still grow past it).
+/// The most pages a commit's set of changed pages reserves room for up
+/// front (a batch of `n` writes reserves `min(n, this)`; the set still
+/// grows past it).
 const STAGING_RESERVE_MAX: usize = 1 << 14;
 
 impl<'a> Staging<'a> {
-    /// Staging for a commit of about `writes` page writes (room reserved,
-    /// so a batch does not rehash its map as it grows).
-    fn new(store: &'a PageStore, graph: &'a DependencyGraph, writes: usize) -> Staging<'a> {
+    /// Staging in the kept buffers `bufs` (cleared).
+    fn new(store: &'a PageStore, graph: &'a DependencyGraph, bufs: Buffers) -> Staging<'a> {
+        let Buffers { mut staged, arena } = bufs;
+        staged.begin(store.dense_id_bound());
         Staging {
             store,
             graph: Cow::Borrowed(graph),
-            pages: HashMap::with_capacity_and_hasher(
-                writes.min(STAGING_RESERVE_MAX),
-                Default::default(),
-            ),
+            pages: staged,
             deleted: HashSet::default(),
+            arena,
         }
+    }
+
+    /// The bytes and epoch of `page` as the commit has them so far: staged
+    /// (in `view`), deleted, or as in the store.
+    #[inline]
+    fn lookup<'s>(
+        store: &'s PageStore,
+        deleted: &HashSet<PageId>,
+        view: StagedView<'s>,
+        page: PageId,
+    ) -> Result<(&'s [u8], u64)> {
+        if !deleted.is_empty() && deleted.contains(&page) {
+            return Err(Staging::gone(page));
+        }
+        if let Some(staged) = view.get(page) {
+            return Ok(staged);
+        }
+        let p = store.page(page)?;
+        Ok((p.bytes(), p.epoch()))
     }
 
     fn gone(page: PageId) -> Error {
@@ -342,16 +349,7 @@ impl<'a> Staging<'a> {
     }
 
     fn bytes_and_epoch(&self, page: PageId) -> Result<(&[u8], u64)> {
-        if !self.deleted.is_empty() && self.deleted.contains(&page) {
-            return Err(Staging::gone(page));
-        }
-        match self.pages.get(&page) {
-            Some((b, e)) => Ok((b, *e)),
-            None => {
-                let p = self.store.page(page)?;
-                Ok((p.bytes(), p.epoch()))
-            }
-        }
+        Staging::lookup(self.store, &self.deleted, self.pages.view(), page)
     }
 
     /// Validates and applies `d` to the copy, as the store would; returns
@@ -359,16 +357,17 @@ impl<'a> Staging<'a> {
     /// against the staged epoch (the durable store checks it earlier, against
     /// the epoch at the start of the commit).
     fn apply(&mut self, d: &Delta, check_epoch: bool) -> Result<bool> {
-        if self.deleted.contains(&d.page) {
+        if !self.deleted.is_empty() && self.deleted.contains(&d.page) {
             return Err(Staging::gone(d.page));
         }
-        let (bytes, epoch) = match self.pages.entry(d.page) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                let page = self.store.page(d.page)?;
-                v.insert((page.bytes().to_vec(), page.epoch()))
-            }
+        let staged = if self.pages.contains(d.page) {
+            self.pages.get_mut(d.page)
+        } else {
+            let page = self.store.page(d.page)?;
+            Some(self.pages.insert(d.page, page.bytes(), page.epoch()))
         };
+        let (bytes, epoch) = staged
+            .ok_or_else(|| Error::new(ErrorCode::Internal, format!("{} was not staged", d.page)))?;
         d.validate(bytes.len() as u64)?;
         if let (true, Some(e)) = (check_epoch, d.expected_epoch) {
             if e != *epoch {
@@ -390,11 +389,11 @@ impl<'a> Staging<'a> {
         Ok(true)
     }
 
-    /// Stages a recomputed page: its function's output buffer becomes the
-    /// staged copy (moved, not copied), one epoch on. No validation: the
-    /// buffer was made from the staged page, so it has the page's size.
-    fn put_output(&mut self, page: PageId, out: Vec<u8>, old_epoch: u64) {
-        self.pages.insert(page, (out, old_epoch + 1));
+    /// Stages a recomputed page: a copy of its function's output buffer,
+    /// one epoch on. No validation: the buffer was made from the staged
+    /// page, so it has the page's size.
+    fn put_output(&mut self, page: PageId, out: &[u8], old_epoch: u64) {
+        self.pages.insert(page, out, old_epoch + 1);
     }
 
     /// Stages one record of a durable commit. Returns whether it changed a
@@ -405,11 +404,11 @@ impl<'a> Staging<'a> {
             Record::CreatePage { id, size, .. } => {
                 let n = usize::try_from(*size)
                     .map_err(|_| Error::invalid(format!("page size {size} does not fit memory")))?;
-                self.pages.insert(*id, (vec![0; n], 0));
+                self.pages.insert_zeroed(*id, n, 0);
                 self.deleted.remove(id);
             }
             Record::DeletePage { id } => {
-                self.pages.remove(id);
+                self.pages.remove(*id);
                 self.deleted.insert(*id);
                 if self.graph.contains_node(*id) {
                     for e in self.graph.to_mut().remove_node(*id)? {
@@ -713,7 +712,7 @@ impl Engine {
     /// without it the plan holds [`PlannedWrite`]s instead, for
     /// [`Engine::apply_commit`] right away.
     fn plan(&self, deltas: &[Delta], wave: bool, provenance: bool) -> Result<CommitPlan> {
-        let mut st = Staging::new(&self.store, &self.graph, deltas.len());
+        let mut st = Staging::new(&self.store, &self.graph, self.take_buffers());
         let mut changed = Changed::with_capacity(deltas.len());
         for d in deltas {
             if st.apply(d, true)? {
@@ -743,7 +742,7 @@ impl Engine {
         if let Some(plan) = self.plan_unlinked(records, wave) {
             return Ok(plan);
         }
-        let mut st = Staging::new(&self.store, &self.graph, records.len());
+        let mut st = Staging::new(&self.store, &self.graph, self.take_buffers());
         let mut changed = Changed::with_capacity(records.len());
         let mut forced = BTreeSet::new();
         let mut deleted = Vec::new();
@@ -866,6 +865,7 @@ impl Engine {
             plan.made_dirty = changed.clone();
             plan.made_forced = new_forced.into_iter().collect();
             plan.changed = changed;
+            self.keep_staging(st);
             return Ok(plan);
         }
         // Roots: this commit's changes plus what deferred commits left dirty.
@@ -891,17 +891,9 @@ impl Engine {
         };
         plan.deltas.reserve(cb.len());
         plan.recomputed.reserve(cb.len());
-        st.pages.reserve(cb.len());
+        plan.arena = std::mem::take(&mut st.arena);
+        plan.arena.clear();
         let parallel_pool = rayon::current_num_threads() > 1;
-        let mut spare = if parallel_pool {
-            Buffers::default()
-        } else {
-            self.spare
-                .lock()
-                .map(|mut g| std::mem::take(&mut *g))
-                .unwrap_or_default()
-        };
-        spare.arena.clear();
         for level in &cb.levels {
             let cmds = &cb.commands[level.clone()];
             let runs = |c: &Command, changed: &PageBits| {
@@ -926,60 +918,36 @@ impl Engine {
                         .collect()
                 };
                 for (c, r) in run.iter().zip(results) {
-                    wave.absorb(
-                        &mut st,
-                        &mut plan,
-                        &mut wave_changed,
-                        (&mut changed, &mut changed_set),
-                        c,
-                        r?,
-                    )?;
+                    let o = r?;
+                    plan.recomputed.push(c.page);
+                    let Some(diff) = o.diff else {
+                        continue; // cutoff: same bytes, nothing downstream from here
+                    };
+                    let keep = wave.record(&mut plan, &wave_changed, c, diff, &o.bytes, o.fname)?;
+                    if keep {
+                        st.put_output(c.page, &o.bytes, o.epoch);
+                    }
+                    wave_changed.insert(c.page);
+                    if changed_set.insert(c.page) {
+                        changed.push(c.page);
+                    }
                 }
             } else {
                 // One thread: run and absorb each command in turn (the
-                // commands of a level are independent), with no per-level lists.
+                // commands of a level are independent), with no per-level
+                // lists, each function writing into the staging arena.
                 for c in cmds {
                     if !runs(c, &wave_changed) {
                         continue;
                     }
-                    if provenance {
-                        let o = self.exec(&st, c, spare.take())?;
-                        wave.absorb(
-                            &mut st,
-                            &mut plan,
-                            &mut wave_changed,
-                            (&mut changed, &mut changed_set),
-                            c,
-                            o,
-                        )?;
-                        continue;
-                    }
-                    // No provenance: run in the scratch buffer (see `Buffers`).
-                    let r = self.exec_into(&st, c, &mut spare.scratch)?;
+                    let r = self.exec_staged(&mut st, c)?;
                     plan.recomputed.push(c.page);
-                    let Some((first, last)) = r.diff else {
+                    let Some(diff) = r.diff else {
                         continue; // cutoff
                     };
-                    let range = first..last + 1;
-                    if c.feeds {
-                        let next = spare.take();
-                        let out = std::mem::replace(&mut spare.scratch, next);
-                        st.put_output(c.page, out, r.epoch);
-                        plan.writes.push(PlannedWrite {
-                            page: c.page,
-                            range,
-                            bytes: Vec::new(), // moved out of the staging overlay at the end
-                            arena: None,
-                        });
-                    } else {
-                        let at = spare.arena.len();
-                        spare.arena.extend_from_slice(&spare.scratch[range.clone()]);
-                        plan.writes.push(PlannedWrite {
-                            page: c.page,
-                            range,
-                            bytes: Vec::new(),
-                            arena: Some(at..spare.arena.len()),
-                        });
+                    let out = st.pages.pending_bytes();
+                    if wave.record(&mut plan, &wave_changed, c, diff, out, r.fname)? {
+                        st.pages.keep_pending(c.page, r.epoch + 1);
                     }
                     wave_changed.insert(c.page);
                     if changed_set.insert(c.page) {
@@ -993,25 +961,12 @@ impl Engine {
         } else {
             CommandBuffer::default() // never shown: keep the cached one shared
         };
-        if !provenance {
-            plan.arena = std::mem::take(&mut spare.arena);
-        }
-        self.keep_buffers(spare);
-        if !plan.writes.is_empty() {
-            // Move each staged written page's final buffer out of the staging overlay.
-            for w in &mut plan.writes {
-                if w.arena.is_none() {
-                    if let Some((bytes, _)) = st.pages.remove(&w.page) {
-                        w.bytes = bytes;
-                    }
-                }
-            }
-        }
         plan.derived_count = plan.deltas.len() - plan.input_count + plan.writes.len();
         plan.dirty_consumed = self.dirty.iter().copied().collect();
         plan.forced_consumed = forced.into_iter().collect();
         self.mark(&st.graph, &mut plan, &changed, &changed_set);
         plan.changed = changed;
+        self.keep_staging(st);
         Ok(plan)
     }
 
@@ -1081,6 +1036,47 @@ impl Engine {
             diff: r.diff,
             epoch: r.epoch,
             fname: r.fname,
+        })
+    }
+
+    /// Runs one command's function with its output in the staging arena
+    /// (the region [`StagedPages::pending`] opens, holding a copy of the
+    /// page's staged bytes first): inputs are read from the arena or the
+    /// store, and the output stays there for [`StagedPages::keep_pending`].
+    /// Returns where the result differs from the page, the page's staged
+    /// epoch and the function's name.
+    fn exec_staged<'s>(&'s self, st: &mut Staging<'_>, c: &Command) -> Result<Step<'s>> {
+        let f = self.functions.get(&c.function).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("{} of {} is not registered", c.function, c.page),
+            )
+        })?;
+        let len = st.bytes_and_epoch(c.page)?.0.len();
+        let (store, deleted) = (st.store, &st.deleted);
+        let (view, out) = st.pages.pending(len);
+        let mut inputs: SmallVec<[&[u8]; 8]> = SmallVec::with_capacity(c.inputs.len());
+        let mut epochs: SmallVec<[u64; 8]> = SmallVec::with_capacity(c.inputs.len());
+        for &q in &c.inputs {
+            let (b, e) = Staging::lookup(store, deleted, view, q)?;
+            inputs.push(b);
+            epochs.push(e);
+        }
+        let (old, epoch) = Staging::lookup(store, deleted, view, c.page)?;
+        out.copy_from_slice(old);
+        f.call(
+            &RecomputeInputs {
+                page: c.page,
+                parents: &c.inputs,
+                inputs: &inputs,
+                epochs: &epochs,
+            },
+            out,
+        )?;
+        Ok(Step {
+            diff: diff_range(old, out),
+            epoch,
+            fname: f.name(),
         })
     }
 
@@ -1169,55 +1165,49 @@ impl Engine {
         self.apply_plan(plan, &[])
     }
 
-    /// Keeps an applied plan's buffers for the next wave: the staged output
-    /// buffers become spares, and the arena is kept (emptied).
-    fn recycle(&self, plan: CommitPlan) {
-        let mut back = Buffers {
-            arena: plan.arena,
-            ..Buffers::default()
-        };
-        back.arena.clear();
-        for w in plan.writes {
-            if w.bytes.capacity() > 0 {
-                back.held += w.bytes.capacity();
-                back.spare.push(w.bytes);
-            }
-        }
-        self.keep_buffers(back);
+    /// The kept buffers, for a commit to plan in (empty ones if another
+    /// plan holds them).
+    fn take_buffers(&self) -> Buffers {
+        self.spare
+            .lock()
+            .map(|mut g| std::mem::take(&mut *g))
+            .unwrap_or_default()
     }
 
-    /// Merges `back` (buffers taken for a wave, or freed by one) into the
-    /// kept buffers: spares up to the cap (below), the larger scratch buffer
-    /// and the larger arena (one of at most [`SPARE_BYTES`]).
-    fn keep_buffers(&self, back: Buffers) {
-        let Buffers {
-            spare,
-            held: _,
-            scratch,
+    /// Keeps a plan's staging buffers (cleared) for the next commit.
+    fn keep_staging(&self, st: Staging<'_>) {
+        let Staging {
+            mut pages, arena, ..
+        } = st;
+        pages.clear();
+        self.keep_buffers(Buffers {
+            staged: pages,
             arena,
-        } = back;
-        if spare.is_empty() && scratch.capacity() == 0 && arena.capacity() == 0 {
-            return;
-        }
+        });
+    }
+
+    /// Keeps an applied plan's arena (emptied) for the next wave.
+    fn recycle(&self, plan: CommitPlan) {
+        let mut arena = plan.arena;
+        arena.clear();
+        self.keep_buffers(Buffers {
+            staged: StagedPages::default(),
+            arena,
+        });
+    }
+
+    /// Merges `back` (buffers a plan used) into the kept buffers: the
+    /// larger staging and the larger arena (one of at most [`SPARE_BYTES`]).
+    fn keep_buffers(&self, back: Buffers) {
+        let Buffers { staged, arena } = back;
         let Ok(mut g) = self.spare.lock() else {
             return;
         };
-        // Never more than the store's own pages: a wave writes no more.
-        let cap = usize::try_from(self.store.stats().page_bytes)
-            .unwrap_or(usize::MAX)
-            .min(SPARE_BYTES);
-        if scratch.capacity() > g.scratch.capacity() {
-            g.scratch = scratch;
+        if staged.capacity() > g.staged.capacity() {
+            g.staged = staged;
         }
         if arena.capacity() > g.arena.capacity() && arena.capacity() <= SPARE_BYTES {
             g.arena = arena;
-        }
-        for b in spare {
-            if g.held + b.capacity() > cap {
-                break;
-            }
-            g.held += b.capacity();
-            g.spare.push(b);
         }
     }
 
@@ -1256,11 +1246,7 @@ impl Engine {
             }
         }
         for w in &plan.writes {
-            let bytes = match &w.arena {
-                Some(r) => plan.arena.get(r.clone()),
-                None => w.bytes.get(w.range.clone()),
-            };
-            let bytes = bytes.ok_or_else(|| {
+            let bytes = plan.arena.get(w.arena.clone()).ok_or_else(|| {
                 failed(Error::invalid(format!(
                     "planned write {:?} lies outside its buffer",
                     w.range
@@ -1453,38 +1439,35 @@ struct WaveOut {
 }
 
 impl WaveOut {
-    /// Takes one command's output into the plan: cutoff if the bytes did not
-    /// change; otherwise the derived delta (the range of differing bytes, with
-    /// provenance) and the output buffer as the page's staged copy.
-    #[allow(clippy::too_many_arguments)]
-    fn absorb(
+    /// Takes one changed page's new bytes `out` (differing from the staged
+    /// page in `first..=last`) into the plan: the derived delta with
+    /// provenance, or a [`PlannedWrite`] of the differing bytes. Returns
+    /// whether the page's new bytes must be staged (a later command may
+    /// read them; a plan with provenance stages every changed page).
+    fn record(
         &self,
-        st: &mut Staging<'_>,
         plan: &mut CommitPlan,
-        wave_changed: &mut PageBits,
-        (changed, changed_set): (&mut Vec<PageId>, &mut HashSet<PageId>),
+        wave_changed: &PageBits,
         c: &Command,
-        o: Output<'_>,
-    ) -> Result<()> {
-        let page = c.page;
-        plan.recomputed.push(page);
-        let Some((first, last)) = o.diff else {
-            return Ok(()); // cutoff: same bytes, nothing downstream from here
-        };
-        let out = o.bytes;
+        (first, last): (usize, usize),
+        out: &[u8],
+        fname: &str,
+    ) -> Result<bool> {
+        let bytes = out.get(first..=last).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("changed range {first}..={last} lies outside {}", c.page),
+            )
+        })?;
         if !self.provenance {
+            let at = plan.arena.len();
+            plan.arena.extend_from_slice(bytes);
             plan.writes.push(PlannedWrite {
-                page,
+                page: c.page,
                 range: first..last + 1,
-                bytes: Vec::new(), // filled from the staging overlay at the end
-                arena: None,
+                arena: at..plan.arena.len(),
             });
-            st.put_output(page, out, o.epoch);
-            wave_changed.insert(page);
-            if changed_set.insert(page) {
-                changed.push(page);
-            }
-            return Ok(());
+            return Ok(c.feeds);
         }
         let causes: SmallVec<[PageId; 8]> = c
             .inputs
@@ -1492,15 +1475,10 @@ impl WaveOut {
             .copied()
             .filter(|i| wave_changed.contains(*i))
             .collect();
-        let mut d = derived_delta(page, first, &out[first..=last], &causes, c, o.fname)?;
+        let mut d = derived_delta(c.page, first, bytes, &causes, c, fname)?;
         d.timestamp_ns = self.timestamp_ns;
-        st.put_output(page, out, o.epoch);
         plan.deltas.push(d);
-        wave_changed.insert(page);
-        if changed_set.insert(page) {
-            changed.push(page);
-        }
-        Ok(())
+        Ok(true)
     }
 }
 
