@@ -70,7 +70,8 @@
 //! strings or a second validation), and a changed page that no later command
 //! reads is not kept staged; a wave with nothing forced over an unchanged
 //! graph reuses the last wave's command buffer when its roots are the same,
-//! and the whole graph's (planned once per shape) when it has many roots.
+//! and the whole graph's (planned once per shape) when it has many roots or
+//! its roots reach more than one derived page in 8.
 //! [`Engine::apply_commit`] writes a plan's derived deltas without
 //! validating them again: the wave built them from the staged copy of exactly
 //! the state the version check guarantees. See docs/propagation.md.
@@ -83,7 +84,7 @@
 
 use crate::apply;
 use crate::byte_diff::diff_range;
-use crate::command_buffer::{Command, CommandBuffer};
+use crate::command_buffer::{Command, CommandBuffer, ReachScratch};
 use crate::delta::{Delta, MAX_SOURCE_LEN};
 use crate::dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
 use crate::error::{Error, ErrorCode, Result};
@@ -266,6 +267,9 @@ pub struct Engine {
     /// without forced pages can run), for the current `shape`; used by
     /// waves from many roots (see `Engine::wave_commands`).
     full_wave: std::sync::Mutex<Option<(u64, Arc<CommandBuffer>)>>,
+    /// Marks and stacks for sizing a wave's region (see
+    /// `Engine::wave_commands`), kept so that a wave clears only its own.
+    reach: std::sync::Mutex<ReachScratch>,
 }
 
 /// A planned wave kept for reuse (see `Engine::last_wave`).
@@ -989,15 +993,7 @@ impl Engine {
             // graph's commands, planned once per shape. The commands no root
             // reaches have no changed input and are skipped, so the same
             // pages run, in an order that is still topological.
-            if let Ok(mut g) = self.full_wave.lock() {
-                if let Some((shape, cb)) = g.as_ref() {
-                    if *shape == self.shape {
-                        return Arc::clone(cb);
-                    }
-                }
-                let all: BTreeSet<PageId> = st.graph.topo_order().into_iter().collect();
-                let cb = Arc::new(CommandBuffer::plan(&st.graph, &self.page_fn, &all, forced));
-                *g = Some((self.shape, Arc::clone(&cb)));
+            if let Some(cb) = self.full_commands(&st.graph) {
                 return cb;
             }
         }
@@ -1013,7 +1009,30 @@ impl Engine {
                 }
             }
         }
-        let cb = Arc::new(CommandBuffer::plan(&st.graph, &self.page_fn, roots, forced));
+        let mut cb = None;
+        if cacheable && wide {
+            // Few roots that reach a large part of the graph (more than one
+            // derived page in 8): the whole graph's commands as well, which
+            // skips planning the region (finding it, ordering it, listing
+            // each command's inputs) for the price of testing the inputs of
+            // the commands it does not reach. Finding out stops at that size.
+            let limit = self.page_fn.len() / 8;
+            let wide_region = self.reach.lock().is_ok_and(|mut scratch| {
+                crate::command_buffer::region_exceeds(
+                    &st.graph,
+                    roots.iter().copied(),
+                    limit,
+                    self.store.dense_id_bound(),
+                    &mut scratch,
+                )
+            });
+            if wide_region {
+                cb = self.full_commands(&st.graph);
+            }
+        }
+        let cb = cb.unwrap_or_else(|| {
+            Arc::new(CommandBuffer::plan(&st.graph, &self.page_fn, roots, forced))
+        });
         if cacheable {
             if let Ok(mut g) = self.last_wave.lock() {
                 *g = Some(CachedWave {
@@ -1024,6 +1043,27 @@ impl Engine {
             }
         }
         cb
+    }
+
+    /// The command buffer of a wave from every page, with nothing forced:
+    /// the cached one if planned for the current shape, else planned now
+    /// and cached. `None` if the cache's lock is poisoned.
+    fn full_commands(&self, graph: &DependencyGraph) -> Option<Arc<CommandBuffer>> {
+        let mut g = self.full_wave.lock().ok()?;
+        if let Some((shape, cb)) = g.as_ref() {
+            if *shape == self.shape {
+                return Some(Arc::clone(cb));
+            }
+        }
+        let all: BTreeSet<PageId> = graph.topo_order().into_iter().collect();
+        let cb = Arc::new(CommandBuffer::plan(
+            graph,
+            &self.page_fn,
+            &all,
+            &BTreeSet::new(),
+        ));
+        *g = Some((self.shape, Arc::clone(&cb)));
+        Some(cb)
     }
 
     /// Runs one command's function on the staged inputs; returns its output
