@@ -191,6 +191,47 @@ impl PageStore {
         self.apply_checked(delta, false)
     }
 
+    /// Applies an input delta of a planned commit without validating it
+    /// again: the engine's plan validated it (shape and range against the
+    /// page's size, numeric view, compare-and-set epoch against the epoch the
+    /// page has at that point of the commit) on a staged copy of exactly this
+    /// state, which the plan's version check guarantees. Whether it changes
+    /// bytes is still found here (for the epoch and the counters). A delta
+    /// outside its page is still an error, never a panic; nothing changes
+    /// then.
+    pub(crate) fn apply_planned_input(&mut self, delta: &Delta) -> Result<ApplyOutcome> {
+        let written = delta.written_bytes();
+        let p = self.page_mut(delta.page)?;
+        let r = usize::try_from(delta.offset)
+            .ok()
+            .zip(usize::try_from(delta.offset.saturating_add(delta.len)).ok())
+            .filter(|&(_, end)| end <= p.bytes().len())
+            .map(|(start, end)| start..end)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Internal,
+                    format!("planned delta on {} lies outside the page", delta.page),
+                )
+            })?;
+        if !apply::would_change(&p.bytes()[r.clone()], delta) {
+            let epoch = p.epoch();
+            self.stats.deltas_noop += 1;
+            return Ok(ApplyOutcome {
+                changed: false,
+                epoch,
+            });
+        }
+        apply::apply(&mut p.bytes_mut()?[r], delta)?;
+        p.bump_epoch();
+        let epoch = p.epoch();
+        self.stats.deltas_applied += 1;
+        self.stats.bytes_written += written;
+        Ok(ApplyOutcome {
+            changed: true,
+            epoch,
+        })
+    }
+
     /// Writes `bytes` at `offset` of `id` and bumps its epoch, without the
     /// checks of [`PageStore::apply_delta`]: for the derived deltas of a
     /// planned wave, which the engine built itself from the staged copy of

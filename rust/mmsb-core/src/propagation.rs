@@ -719,6 +719,11 @@ impl Engine {
         let mut st = Staging::new(&self.store, &self.graph, self.take_buffers());
         let mut changed = Changed::with_capacity(deltas.len());
         for d in deltas {
+            if let crate::delta::Accumulator::Semiring { .. } = d.accumulator {
+                // What the store checks besides what staging does (see
+                // `PageStore::apply_planned_input`).
+                crate::numeric_delta::check_view(d, self.store.page(d.page)?.view())?;
+            }
             if st.apply(d, true)? {
                 changed.add(d.page);
             }
@@ -873,8 +878,12 @@ impl Engine {
             return Ok(plan);
         }
         // Roots: this commit's changes plus what deferred commits left dirty.
-        let mut roots: BTreeSet<PageId> = changed.iter().copied().collect();
+        // (A sorted list: cheaper to build than a set for a large batch.)
+        let mut roots: Vec<PageId> = Vec::with_capacity(changed.len() + self.dirty.len());
+        roots.extend(changed.iter().copied());
         roots.extend(self.dirty.iter().copied());
+        roots.sort_unstable();
+        roots.dedup();
         let mut forced = new_forced;
         forced.extend(self.forced.iter().copied());
         let cb = self.wave_commands(&st, &roots, &forced, !provenance);
@@ -983,7 +992,7 @@ impl Engine {
     fn wave_commands(
         &self,
         st: &Staging<'_>,
-        roots: &BTreeSet<PageId>,
+        roots: &[PageId],
         forced: &BTreeSet<PageId>,
         wide: bool,
     ) -> Arc<CommandBuffer> {
@@ -1031,13 +1040,19 @@ impl Engine {
             }
         }
         let cb = cb.unwrap_or_else(|| {
-            Arc::new(CommandBuffer::plan(&st.graph, &self.page_fn, roots, forced))
+            let roots: BTreeSet<PageId> = roots.iter().copied().collect();
+            Arc::new(CommandBuffer::plan(
+                &st.graph,
+                &self.page_fn,
+                &roots,
+                forced,
+            ))
         });
         if cacheable {
             if let Ok(mut g) = self.last_wave.lock() {
                 *g = Some(CachedWave {
                     shape: self.shape,
-                    roots: roots.iter().copied().collect(),
+                    roots: roots.to_vec(),
                     commands: Arc::clone(&cb),
                 });
             }
@@ -1265,8 +1280,10 @@ impl Engine {
                 format!("a planned delta failed to apply: {e}"),
             )
         };
+        // `inputs` are the very deltas `Engine::commit` planned (a plan's
+        // own `deltas` are public, so those are validated again).
         for d in inputs {
-            self.store.apply_delta(d).map_err(failed)?;
+            self.store.apply_planned_input(d).map_err(failed)?;
         }
         for (i, d) in plan.deltas.iter().enumerate() {
             let planned_write = i >= plan.input_count

@@ -142,3 +142,34 @@ fn a_bad_input_delta_aborts_the_commit() {
     assert_eq!(err.code, ErrorCode::EpochMismatch);
     assert_eq!(snapshot(&e), before);
 }
+
+/// An accumulate delta whose element type does not match its page's numeric
+/// view aborts the commit at planning (`Engine::commit` does not validate its
+/// input deltas a second time when it applies them), and changes nothing.
+#[test]
+fn a_numeric_delta_against_the_page_view_aborts_the_commit() {
+    use mmsb_core::numeric_delta::accumulate;
+    use mmsb_core::{DType, NumericView, PageStore, SemiringKind};
+    let mut store = PageStore::new();
+    let a = store.create_page(16, PageLocation::Cpu).unwrap();
+    let b = store.create_page(16, PageLocation::Cpu).unwrap();
+    let view = NumericView {
+        dtype: DType::F64,
+        len: 2,
+    };
+    store.set_view(a, Some(view)).unwrap();
+    let mut e = Engine::with_store(store);
+    e.add_edge(a, b, EdgeKind::Data, None).unwrap();
+    e.set_recompute(b, RecomputeFn::Passthrough).unwrap();
+    e.propagate().unwrap();
+    let before = snapshot(&e);
+    let wrong = accumulate::<f32>(a, SemiringKind::PlusTimes, 0, &[1.0]).unwrap();
+    let err = e.commit(&[Delta::dense(b, 0, vec![5]), wrong]).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument, "{err}");
+    assert_eq!(snapshot(&e), before);
+    // The matching type goes through, and the wave sees it.
+    let right = accumulate::<f64>(a, SemiringKind::PlusTimes, 0, &[2.5]).unwrap();
+    e.commit(&[right]).unwrap();
+    let got = e.store().read(b).unwrap();
+    assert_eq!(got[..8], 2.5f64.to_le_bytes());
+}
