@@ -12,7 +12,8 @@
 //! copies of the pages the commit touches, with the epochs they will have.
 //! [`Engine::apply_commit`] then applies that list through the store (so
 //! epochs advance exactly as the plan said), updates the marks and emits the
-//! events. [`Engine::commit`] is the two in a row. A plan records the engine
+//! events. [`Engine::commit`] does the same in one call (applying its input
+//! deltas to the store first, with an undo log: see there). A plan records the engine
 //! version it was made at; applying it after any other change to the engine
 //! fails with a retryable `TransactionConflict`.
 //!
@@ -65,6 +66,9 @@
 //!
 //! **Fast paths of [`Engine::commit`] and [`Engine::propagate`].** Their plan
 //! is applied at once and never shown, so they skip what nobody would see:
+//! `commit` applies its input deltas straight to the store, validated once,
+//! keeping what they overwrite to put back if the commit fails (no staged
+//! copy of the input pages);
 //! derived deltas are not built (each changed page's differing range is
 //! copied into one plan arena and written into the page, without provenance
 //! strings or a second validation), and a changed page that no later command
@@ -91,7 +95,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventBus, EventKind, SubscriptionId};
 use crate::location::PageLocation;
 use crate::page_id::PageId;
-use crate::page_store::PageStore;
+use crate::page_store::{PageStore, UndoLog};
 use crate::page_table::PageBits;
 use crate::recompute::{FunctionId, RecomputeFn, RecomputeInputs};
 use crate::staged_pages::{StagedPages, StagedView};
@@ -671,13 +675,49 @@ impl Engine {
     }
 
     /// Plans and applies a commit of `deltas` (one wave in immediate mode).
+    ///
+    /// The input deltas are applied to the store first, each saving what it
+    /// overwrites in an undo log, and the wave is planned over the result
+    /// (no staged copy of the input pages). If a delta is invalid or a
+    /// function fails, the log puts the bytes, epochs and store counters
+    /// back before the error returns, so nothing partial is visible (the
+    /// engine is borrowed mutably throughout: nobody reads in between).
     pub fn commit(&mut self, deltas: &[Delta]) -> Result<CommitReport> {
+        let mut undo = UndoLog::default();
+        let mut changed = Changed::with_capacity(deltas.len());
+        for d in deltas {
+            match self.store.apply_undoable(d, &mut undo) {
+                Ok(o) => {
+                    if o.changed {
+                        changed.add(d.page);
+                    }
+                }
+                Err(e) => return Err(self.undo_inputs(&mut undo, e)),
+            }
+        }
         // The plan is applied at once and dropped: its derived deltas would
         // never be read, so their provenance is not built.
-        let plan = self.plan(deltas, self.mode == PropagationMode::Immediate, false)?;
-        let report = self.apply_plan(&plan, deltas);
+        let st = Staging::new(&self.store, &self.graph, self.take_buffers());
+        let wave = self.mode == PropagationMode::Immediate;
+        let plan = match self.plan_wave(st, changed, BTreeSet::new(), Vec::new(), wave, false) {
+            Ok(plan) => plan,
+            Err(e) => return Err(self.undo_inputs(&mut undo, e)),
+        };
+        let report = self.apply_plan(&plan);
         self.recycle(plan);
         report
+    }
+
+    /// Puts back the input deltas of a failed [`Engine::commit`]; returns
+    /// the error to report (`err`, or an `Internal` one if undoing failed).
+    fn undo_inputs(&mut self, undo: &mut UndoLog, err: Error) -> Error {
+        match self.store.undo(undo) {
+            Ok(()) => err,
+            Err(u) => Error::new(
+                ErrorCode::Internal,
+                format!("{err}; then undoing the commit's input deltas failed: {u}"),
+            ),
+        }
     }
 
     /// Runs one wave for everything pending (dirty pages, forced recomputes), in any mode.
@@ -720,16 +760,15 @@ impl Engine {
         let mut changed = Changed::with_capacity(deltas.len());
         for d in deltas {
             if let crate::delta::Accumulator::Semiring { .. } = d.accumulator {
-                // What the store checks besides what staging does (see
-                // `PageStore::apply_planned_input`).
+                // What the store checks besides what staging does, so that
+                // the plan fails here rather than when applied.
                 crate::numeric_delta::check_view(d, self.store.page(d.page)?.view())?;
             }
             if st.apply(d, true)? {
                 changed.add(d.page);
             }
         }
-        // Without provenance the plan is applied at once, by
-        // `Engine::apply_plan` given the same inputs: they are not copied.
+        // (Without provenance there are no inputs: `Engine::propagate`.)
         let inputs = if provenance {
             deltas.to_vec()
         } else {
@@ -1217,7 +1256,7 @@ impl Engine {
     /// on this engine. Fails with `TransactionConflict` (retryable: plan again)
     /// if the engine changed since the plan was made; then nothing changes.
     pub fn apply_commit(&mut self, plan: &CommitPlan) -> Result<CommitReport> {
-        self.apply_plan(plan, &[])
+        self.apply_plan(plan)
     }
 
     /// The kept buffers, for a commit to plan in (empty ones if another
@@ -1266,9 +1305,9 @@ impl Engine {
         }
     }
 
-    /// Applies `inputs` (the input deltas a plan without provenance was made
-    /// from, not copied into it), then the plan.
-    fn apply_plan(&mut self, plan: &CommitPlan, inputs: &[Delta]) -> Result<CommitReport> {
+    /// Applies a plan (whose input deltas, for a plan without provenance,
+    /// [`Engine::commit`] has applied already).
+    fn apply_plan(&mut self, plan: &CommitPlan) -> Result<CommitReport> {
         self.check_version(plan)?;
         // The plan was simulated on exactly this state, so every delta
         // applies. The derived ones were built by the wave itself from the
@@ -1280,11 +1319,8 @@ impl Engine {
                 format!("a planned delta failed to apply: {e}"),
             )
         };
-        // `inputs` are the very deltas `Engine::commit` planned (a plan's
-        // own `deltas` are public, so those are validated again).
-        for d in inputs {
-            self.store.apply_planned_input(d).map_err(failed)?;
-        }
+        // A plan's own input deltas (its `deltas` are public) are
+        // validated again.
         for (i, d) in plan.deltas.iter().enumerate() {
             let planned_write = i >= plan.input_count
                 && d.mask.is_none()

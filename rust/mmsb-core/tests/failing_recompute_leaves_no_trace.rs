@@ -74,16 +74,28 @@ fn setup(fail: RecomputeFn) -> (Engine, [PageId; 4]) {
 }
 
 fn check(fail: RecomputeFn, code: ErrorCode) {
-    let (mut e, [a, _b, c, _s]) = setup(fail);
+    let (mut e, [a, _b, c, s]) = setup(fail);
     let before = snapshot(&e);
     let stats = e.stats();
+    let store_stats = e.store().stats();
+    // A reader holds `a` (the failing commit writes it: copy-on-write).
+    let pinned = e.store().snapshot(a).unwrap();
+    let pinned_bytes = pinned.bytes().to_vec();
+    // Two inputs, one written twice: all put back, in order.
     let err = e
-        .commit(&[Delta::dense(a, 0, vec![0xFF, 9, 9, 9])])
+        .commit(&[
+            Delta::dense(s, 0, vec![3, 3]),
+            Delta::dense(a, 1, vec![8, 8]),
+            Delta::dense(a, 0, vec![0xFF, 9, 9, 9]),
+        ])
         .unwrap_err();
     assert_eq!(err.code, code, "{err}");
     assert!(err.message.contains(&c.to_string()), "{err}");
     assert_eq!(snapshot(&e), before);
     assert_eq!(e.stats(), stats);
+    assert_eq!(e.store().stats(), store_stats);
+    assert_eq!(pinned.bytes(), pinned_bytes.as_slice());
+    drop(pinned);
     // The planned form fails the same way and changes nothing either.
     assert!(e.plan_commit(&[Delta::dense(a, 0, vec![0xFF])]).is_err());
     assert_eq!(snapshot(&e), before);
@@ -130,11 +142,13 @@ fn a_bad_input_delta_aborts_the_commit() {
     let (mut e, [a, b, ..]) = setup(RecomputeFn::Passthrough);
     let before = snapshot(&e);
     // The first delta is fine, the second lies outside its page.
+    let store_stats = e.store().stats();
     let err = e
         .commit(&[Delta::dense(a, 0, vec![5]), Delta::dense(b, 3, vec![1, 2])])
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidArgument);
     assert_eq!(snapshot(&e), before);
+    assert_eq!(e.store().stats(), store_stats);
     // A stale compare-and-set aborts too.
     let err = e
         .commit(&[Delta::dense(a, 0, vec![5]).with_expected_epoch(0)])
