@@ -33,9 +33,6 @@ use crate::page_id::PageId;
 /// arena kept between commits stays small.
 pub(crate) const HEAP_PAGE: usize = 1 << 20;
 
-/// Where arena regions start (a cache line).
-const ALIGN: usize = 64;
-
 /// The most arena bytes kept between commits.
 const KEEP_BYTES: usize = 64 << 20;
 
@@ -219,19 +216,14 @@ impl StagedPages {
         self.set_index(page, Some(self.slots.len() - 1));
     }
 
-    /// Makes `len` arena bytes at (about) `end` usable, starting on a
-    /// [`ALIGN`]-byte boundary of memory as the arena lies now (so a page's
-    /// words do not straddle cache lines more than in the store), and
-    /// zero-filled only the first time the arena reaches that far. Moves
-    /// `end` to the region's start.
+    /// Makes `len` arena bytes at `end` usable (zero-filled only the first
+    /// time the arena reaches that far).
     fn region(&mut self, len: usize) -> std::ops::Range<usize> {
-        let need = self.end + len + ALIGN;
-        if self.bytes.len() < need {
-            self.bytes.resize(need, 0);
+        let r = self.end..self.end + len;
+        if self.bytes.len() < r.end {
+            self.bytes.resize(r.end, 0);
         }
-        let at = self.bytes.as_ptr() as usize + self.end;
-        self.end += at.wrapping_neg() % ALIGN;
-        self.end..self.end + len
+        r
     }
 
     /// Stages a copy of `bytes` as `page` at `epoch` (replacing any copy;
