@@ -16,6 +16,7 @@
 use crate::dependency_graph::{DependencyGraph, EdgeKind};
 use crate::id_hash::IdHashMap;
 use crate::page_id::PageId;
+use crate::page_table::PageBits;
 use crate::recompute::FunctionId;
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -46,6 +47,56 @@ pub struct CommandBuffer {
     pub commands: Vec<Command>,
     /// `levels[k]` is the range of `commands` at level `k`.
     pub levels: Vec<Range<usize>>,
+}
+
+/// Scratch space of [`region_exceeds`], kept between waves so that a wave
+/// clears only the marks it set.
+#[derive(Debug, Default)]
+pub(crate) struct ReachScratch {
+    marks: PageBits,
+    stack: Vec<PageId>,
+    visited: Vec<PageId>,
+}
+
+/// Whether more than `limit` pages are reachable from `roots` along data
+/// edges (roots not counted unless reached from another root). Stops as soon
+/// as it knows, so it costs at most about `limit` pages' edges: a wave asks
+/// it to choose between planning its own region and running the whole
+/// graph's cached buffer. `dense_bound`: page ids below it get a mark bit
+/// (see `page_table`).
+pub(crate) fn region_exceeds(
+    graph: &DependencyGraph,
+    roots: impl IntoIterator<Item = PageId>,
+    limit: usize,
+    dense_bound: u64,
+    scratch: &mut ReachScratch,
+) -> bool {
+    let ReachScratch {
+        marks,
+        stack,
+        visited,
+    } = scratch;
+    marks.grow_to(dense_bound);
+    stack.clear();
+    visited.clear();
+    stack.extend(roots);
+    let mut exceeded = false;
+    'walk: while let Some(w) = stack.pop() {
+        for e in graph.children(w) {
+            if e.kind == EdgeKind::Data && marks.insert(e.child) {
+                visited.push(e.child);
+                if visited.len() > limit {
+                    exceeded = true;
+                    break 'walk;
+                }
+                stack.push(e.child);
+            }
+        }
+    }
+    for &p in visited.iter() {
+        marks.remove(p);
+    }
+    exceeded
 }
 
 impl CommandBuffer {
@@ -119,6 +170,40 @@ impl CommandBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// On random DAGs of all edge kinds, `region_exceeds` says exactly
+        /// whether the data-edge descendants of the roots outnumber the
+        /// limit, and leaves its marks empty for the next call (asked
+        /// several times on one scratch).
+        #[test]
+        fn region_exceeds_matches_counting_the_descendants(
+            edges in proptest::collection::vec((1u64..60, 1u64..60, 0u8..4), 0..200),
+            queries in proptest::collection::vec(
+                (proptest::collection::vec(1u64..60, 0..4), 0usize..70, 0u64..80),
+                1..6,
+            ),
+        ) {
+            let mut g = DependencyGraph::new();
+            for (a, b, k) in edges {
+                let (a, b) = (a.min(b), a.max(b));
+                if a != b {
+                    let kind = EdgeKind::from_u8(k).unwrap();
+                    let _ = g.add_edge(PageId(a), PageId(b), kind, None);
+                }
+            }
+            let mut scratch = ReachScratch::default();
+            for (roots, limit, bound) in queries {
+                let roots: Vec<PageId> = roots.into_iter().map(PageId).collect();
+                let n = g
+                    .descendants_by(roots.iter().copied(), |e| e.kind == EdgeKind::Data)
+                    .len();
+                let got = region_exceeds(&g, roots.iter().copied(), limit, bound, &mut scratch);
+                prop_assert_eq!(got, n > limit);
+            }
+        }
+    }
 
     /// `a -> b -> c` and `a -> d`, functions on `b`, `c`, `d`: only `b` is
     /// read by another command; the order is topological by level.

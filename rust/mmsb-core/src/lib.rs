@@ -101,6 +101,7 @@ pub mod semiring_plan;
 pub mod semiring_user;
 pub mod semiring_wave;
 pub mod snapshot;
+mod staged_pages;
 pub mod tlog_compression;
 pub mod tlog_direct;
 pub mod tlog_frame;

@@ -158,6 +158,11 @@ impl Page {
         self.epoch += 1;
     }
 
+    /// Puts the epoch back (undoing a commit, see `PageStore::undo`).
+    pub(crate) fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
     /// The numeric view, if one is set.
     pub fn view(&self) -> Option<NumericView> {
         self.view

@@ -27,6 +27,25 @@ pub struct ApplyOutcome {
     pub epoch: u64,
 }
 
+/// What a run of [`PageStore::apply_undoable`] overwrote (see there).
+#[derive(Debug, Default)]
+pub(crate) struct UndoLog {
+    entries: Vec<UndoEntry>,
+    /// The saved bytes, back to back.
+    bytes: Vec<u8>,
+    stats: Option<StoreStats>,
+}
+
+/// One changed delta's range: the page, where, its old bytes in
+/// `UndoLog::bytes`, and the page's epoch before.
+#[derive(Debug)]
+struct UndoEntry {
+    page: PageId,
+    offset: usize,
+    saved: std::ops::Range<usize>,
+    epoch: u64,
+}
+
 /// Counters kept by a store.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -189,6 +208,99 @@ impl PageStore {
     /// rule is still validated; on error nothing changed.
     pub fn apply_delta_unconditional(&mut self, delta: &Delta) -> Result<ApplyOutcome> {
         self.apply_checked(delta, false)
+    }
+
+    /// Validates and applies one delta like [`PageStore::apply_delta`],
+    /// first saving in `undo` what it overwrites (the bytes of its range and
+    /// the page's epoch, and the counters before the first delta), so that
+    /// [`PageStore::undo`] can put it all back. On error nothing changed.
+    pub(crate) fn apply_undoable(
+        &mut self,
+        delta: &Delta,
+        undo: &mut UndoLog,
+    ) -> Result<ApplyOutcome> {
+        if undo.stats.is_none() {
+            undo.stats = Some(self.stats);
+        }
+        let p = match self.check_delta(delta) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.deltas_rejected += 1;
+                return Err(e);
+            }
+        };
+        let r = delta.offset as usize..(delta.offset + delta.len) as usize;
+        let old = &p.bytes()[r.clone()];
+        if apply::would_change(old, delta) {
+            let at = undo.bytes.len();
+            undo.bytes.extend_from_slice(old);
+            undo.entries.push(UndoEntry {
+                page: delta.page,
+                offset: r.start,
+                saved: at..undo.bytes.len(),
+                epoch: p.epoch(),
+            });
+        }
+        self.apply_validated(delta)
+    }
+
+    /// Puts back everything `undo` saved, latest first (bytes, epochs, then
+    /// the counters), and empties it.
+    pub(crate) fn undo(&mut self, undo: &mut UndoLog) -> Result<()> {
+        while let Some(e) = undo.entries.pop() {
+            let saved = undo.bytes.get(e.saved.clone()).ok_or_else(|| {
+                Error::new(ErrorCode::Internal, "undo log entry outside its bytes")
+            })?;
+            let p = self.page_mut(e.page)?;
+            let dst = p
+                .bytes_mut()?
+                .get_mut(e.offset..e.offset + saved.len())
+                .ok_or_else(|| Error::new(ErrorCode::Internal, "undo range outside its page"))?;
+            dst.copy_from_slice(saved);
+            p.set_epoch(e.epoch);
+        }
+        undo.bytes.clear();
+        if let Some(stats) = undo.stats.take() {
+            self.stats = stats;
+        }
+        Ok(())
+    }
+
+    /// Applies a delta that [`PageStore::check_delta`] just accepted on this
+    /// state, without validating it again. Whether it changes bytes is still
+    /// found here (for the epoch and the counters). A delta outside its page
+    /// is still an error, never a panic; nothing changes then.
+    fn apply_validated(&mut self, delta: &Delta) -> Result<ApplyOutcome> {
+        let written = delta.written_bytes();
+        let p = self.page_mut(delta.page)?;
+        let r = usize::try_from(delta.offset)
+            .ok()
+            .zip(usize::try_from(delta.offset.saturating_add(delta.len)).ok())
+            .filter(|&(_, end)| end <= p.bytes().len())
+            .map(|(start, end)| start..end)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Internal,
+                    format!("planned delta on {} lies outside the page", delta.page),
+                )
+            })?;
+        if !apply::would_change(&p.bytes()[r.clone()], delta) {
+            let epoch = p.epoch();
+            self.stats.deltas_noop += 1;
+            return Ok(ApplyOutcome {
+                changed: false,
+                epoch,
+            });
+        }
+        apply::apply(&mut p.bytes_mut()?[r], delta)?;
+        p.bump_epoch();
+        let epoch = p.epoch();
+        self.stats.deltas_applied += 1;
+        self.stats.bytes_written += written;
+        Ok(ApplyOutcome {
+            changed: true,
+            epoch,
+        })
     }
 
     /// Writes `bytes` at `offset` of `id` and bumps its epoch, without the

@@ -172,6 +172,35 @@ impl PageBits {
         }
     }
 
+    /// Gives the set bits for the ids below `bound` (at least), keeping its
+    /// members (far ids that now have a bit move to it).
+    pub(crate) fn grow_to(&mut self, bound: u64) {
+        let words = usize::try_from(bound.div_ceil(64)).unwrap_or(0);
+        if words > self.bits.len() {
+            self.bits.resize(words, 0);
+            if !self.far.is_empty() {
+                let far = std::mem::take(&mut self.far);
+                for id in far {
+                    self.insert(id);
+                }
+            }
+        }
+    }
+
+    /// Removes `id`.
+    #[inline]
+    pub(crate) fn remove(&mut self, id: PageId) {
+        let (w, b) = Self::at(id);
+        match self.bits.get_mut(w) {
+            Some(word) if *word & b != 0 => *word &= !b,
+            _ => {
+                if !self.far.is_empty() {
+                    self.far.remove(&id);
+                }
+            }
+        }
+    }
+
     /// Whether `id` is in the set.
     #[inline]
     pub(crate) fn contains(&self, id: PageId) -> bool {
@@ -217,17 +246,24 @@ mod tests {
     }
 
     proptest! {
-        /// `PageBits` answers as a `BTreeSet` given the same inserts, for ids
-        /// below and above its bound.
+        /// `PageBits` answers as a `BTreeSet` given the same inserts and
+        /// removals, for ids below and above its bound, as the bound grows.
         #[test]
         fn page_bits_match_a_btreeset(
             bound in 0u64..300,
-            ids in proptest::collection::vec(0u64..1000, 0..200),
+            ops in proptest::collection::vec((0u8..8, 0u64..1000), 0..200),
         ) {
             let mut bits = PageBits::with_bound(bound);
             let mut set = std::collections::BTreeSet::new();
-            for id in ids {
-                prop_assert_eq!(bits.insert(PageId(id)), set.insert(id));
+            for (op, id) in ops {
+                match op {
+                    0 => {
+                        bits.remove(PageId(id));
+                        set.remove(&id);
+                    }
+                    1 => bits.grow_to(id),
+                    _ => prop_assert_eq!(bits.insert(PageId(id)), set.insert(id)),
+                }
             }
             for id in 0..1000 {
                 prop_assert_eq!(bits.contains(PageId(id)), set.contains(&id));

@@ -12,7 +12,8 @@
 //! copies of the pages the commit touches, with the epochs they will have.
 //! [`Engine::apply_commit`] then applies that list through the store (so
 //! epochs advance exactly as the plan said), updates the marks and emits the
-//! events. [`Engine::commit`] is the two in a row. A plan records the engine
+//! events. [`Engine::commit`] does the same in one call (applying its input
+//! deltas to the store first, with an undo log: see there). A plan records the engine
 //! version it was made at; applying it after any other change to the engine
 //! fails with a retryable `TransactionConflict`.
 //!
@@ -56,17 +57,26 @@
 //! afterwards (the write is the fresh value); a mark made in the same commit
 //! as a write of that page is dropped for the same reason.
 //!
+//! **Staging.** The copies live in one arena kept across commits
+//! (`staged_pages`): an input delta's page is copied into it, and on one
+//! thread each function writes its page's new bytes straight into it, where
+//! the cutoff compare reads old and new while both are in the cache and
+//! later commands read them. So a batch of input deltas or a wave allocates
+//! nothing per page once the arena has grown (see `Buffers`).
+//!
 //! **Fast paths of [`Engine::commit`] and [`Engine::propagate`].** Their plan
 //! is applied at once and never shown, so they skip what nobody would see:
-//! derived deltas are not built (each changed page's recomputed buffer moves
-//! out of the staging overlay and its differing range is written into the
-//! page, without provenance strings or a second validation); a wave with
-//! nothing forced over an unchanged graph reuses the last wave's command
-//! buffer when its roots are the same, and the whole graph's (planned once
-//! per shape) when it has many roots; on one thread each function runs in
-//! one reusable scratch buffer, and a changed page that no later command
-//! reads copies only its differing bytes into a per-wave arena (see
-//! `Buffers`). [`Engine::apply_commit`] writes a plan's derived deltas without
+//! `commit` applies its input deltas straight to the store, validated once,
+//! keeping what they overwrite to put back if the commit fails (no staged
+//! copy of the input pages);
+//! derived deltas are not built (each changed page's differing range is
+//! copied into one plan arena and written into the page, without provenance
+//! strings or a second validation), and a changed page that no later command
+//! reads is not kept staged; a wave with nothing forced over an unchanged
+//! graph reuses the last wave's command buffer when its roots are the same,
+//! and the whole graph's (planned once per shape) when it has many roots or
+//! its roots reach more than one derived page in 8.
+//! [`Engine::apply_commit`] writes a plan's derived deltas without
 //! validating them again: the wave built them from the staged copy of exactly
 //! the state the version check guarantees. See docs/propagation.md.
 //!
@@ -78,16 +88,17 @@
 
 use crate::apply;
 use crate::byte_diff::diff_range;
-use crate::command_buffer::{Command, CommandBuffer};
+use crate::command_buffer::{Command, CommandBuffer, ReachScratch};
 use crate::delta::{Delta, MAX_SOURCE_LEN};
 use crate::dependency_graph::{DependencyGraph, Edge, EdgeKind, EdgeWeight};
 use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventBus, EventKind, SubscriptionId};
 use crate::location::PageLocation;
 use crate::page_id::PageId;
-use crate::page_store::PageStore;
+use crate::page_store::{PageStore, UndoLog};
 use crate::page_table::PageBits;
 use crate::recompute::{FunctionId, RecomputeFn, RecomputeInputs};
+use crate::staged_pages::{StagedPages, StagedView};
 use crate::tlog_record::Record;
 use rayon::prelude::*;
 use smallvec::SmallVec;
@@ -137,12 +148,11 @@ pub struct CommitPlan {
     /// The derived writes of a plan made without provenance (only inside
     /// [`Engine::commit`] and [`Engine::propagate`], whose plan is applied at
     /// once and never shown): each changed page's range of bytes that differ
-    /// from the page, either in its recomputed buffer (moved out of the
-    /// staging overlay: pages that later commands read) or in `arena`. They
-    /// stand for derived deltas that nobody would read.
+    /// from the page, copied into `arena`. They stand for derived deltas
+    /// that nobody would read.
     writes: Vec<PlannedWrite>,
-    /// The differing bytes of the writes whose page no later command reads,
-    /// back to back (one buffer per wave, reused across waves).
+    /// The differing bytes of the writes, back to back (one buffer, reused
+    /// across waves).
     arena: Vec<u8>,
     version: u64,
     /// Set by the unlinked fast path of [`Engine::plan_records`]: the pages its
@@ -153,14 +163,12 @@ pub struct CommitPlan {
 }
 
 /// A derived page's new bytes in a plan without provenance: the bytes for
-/// `range` of `page` are `bytes[range]` (the page's recomputed buffer) or,
-/// if `arena` is set, that range of the plan's arena.
+/// `range` of `page` are the range `arena` of the plan's arena.
 #[derive(Clone, Debug)]
 struct PlannedWrite {
     page: PageId,
     range: std::ops::Range<usize>,
-    bytes: Vec<u8>,
-    arena: Option<std::ops::Range<usize>>,
+    arena: std::ops::Range<usize>,
 }
 
 impl CommitPlan {
@@ -248,10 +256,9 @@ pub struct Engine {
     events: EventBus,
     version: u64,
     stats: EngineStats,
-    /// Output buffers of earlier waves, reused by the next one on one thread
-    /// (a fresh buffer per recomputed page made the allocator return and
-    /// re-fault the memory every wave). At most [`SPARE_BYTES`] of spares,
-    /// and never more than the store's page bytes, are kept.
+    /// The staging arena and the plan arena of earlier commits, reused by
+    /// the next one (fresh buffers per page made the allocator return and
+    /// re-fault the memory every commit). See `Buffers`.
     spare: std::sync::Mutex<Buffers>,
     /// Changes with every change to the graph or the functions (not with
     /// commits that only write pages): the key of `last_wave`.
@@ -264,6 +271,9 @@ pub struct Engine {
     /// without forced pages can run), for the current `shape`; used by
     /// waves from many roots (see `Engine::wave_commands`).
     full_wave: std::sync::Mutex<Option<(u64, Arc<CommandBuffer>)>>,
+    /// Marks and stacks for sizing a wave's region (see
+    /// `Engine::wave_commands`), kept so that a wave clears only its own.
+    reach: std::sync::Mutex<ReachScratch>,
 }
 
 /// A planned wave kept for reuse (see `Engine::last_wave`).
@@ -274,39 +284,23 @@ struct CachedWave {
     commands: Arc<CommandBuffer>,
 }
 
-/// Buffers kept between waves (see the module docs, "Fast paths").
+/// Buffers kept between commits (see the module docs, "Fast paths").
 ///
-/// `scratch` is where a one-thread wave without provenance runs each
-/// function: the page's bytes are copied in, the function writes, and the
-/// cutoff compare reads both while they are still in the cache. A changed
-/// page that a later command reads moves the scratch buffer into the staging
-/// overlay and takes a *spare* one as the next scratch; any other changed
-/// page copies only its differing bytes into `arena`. After the commit the
-/// staged buffers become spares again.
+/// `staged` holds the copies of the pages a commit touches (see
+/// `staged_pages`): input deltas are applied to copies in it, and each
+/// function of a wave writes its page's new bytes straight into it, next to
+/// the pages it reads; the cutoff compare then reads the old and the new
+/// bytes while they are still in the cache. A changed page that a later
+/// command reads stays staged; any other keeps only its differing bytes,
+/// copied into `arena` (the plan's, handed back after the commit).
 #[derive(Debug, Default)]
 struct Buffers {
-    spare: Vec<Vec<u8>>,
-    /// Capacity held by `spare`.
-    held: usize,
-    scratch: Vec<u8>,
+    staged: StagedPages,
     arena: Vec<u8>,
 }
 
-/// The most bytes of spare output buffers an engine keeps between waves.
+/// The most bytes of plan arena an engine keeps between waves.
 const SPARE_BYTES: usize = 64 << 20;
-
-impl Buffers {
-    /// A spare buffer (empty if none is kept).
-    fn take(&mut self) -> Vec<u8> {
-        match self.spare.pop() {
-            Some(b) => {
-                self.held -= b.capacity();
-                b
-            }
-            None => Vec::new(),
-        }
-    }
-}
 
 /// Copies of the pages a planned commit touches, with the epochs they will
 /// have, and the graph as the commit leaves it (borrowed until the commit
@@ -314,27 +308,48 @@ impl Buffers {
 struct Staging<'a> {
     store: &'a PageStore,
     graph: Cow<'a, DependencyGraph>,
-    pages: HashMap<PageId, (Vec<u8>, u64)>,
+    pages: StagedPages,
     deleted: HashSet<PageId>,
+    /// The plan arena to fill (see `Buffers`).
+    arena: Vec<u8>,
 }
 
-/// The most pages a commit's staging reserves room for up front (a batch
-/// of `n` writes reserves `min(n, this)`; the maps still grow past it).
+/// The most pages a commit's set of changed pages reserves room for up
+/// front (a batch of `n` writes reserves `min(n, this)`; the set still
+/// grows past it).
 const STAGING_RESERVE_MAX: usize = 1 << 14;
 
 impl<'a> Staging<'a> {
-    /// Staging for a commit of about `writes` page writes (room reserved,
-    /// so a batch does not rehash its map as it grows).
-    fn new(store: &'a PageStore, graph: &'a DependencyGraph, writes: usize) -> Staging<'a> {
+    /// Staging in the kept buffers `bufs` (cleared).
+    fn new(store: &'a PageStore, graph: &'a DependencyGraph, bufs: Buffers) -> Staging<'a> {
+        let Buffers { mut staged, arena } = bufs;
+        staged.begin(store.dense_id_bound());
         Staging {
             store,
             graph: Cow::Borrowed(graph),
-            pages: HashMap::with_capacity_and_hasher(
-                writes.min(STAGING_RESERVE_MAX),
-                Default::default(),
-            ),
+            pages: staged,
             deleted: HashSet::default(),
+            arena,
         }
+    }
+
+    /// The bytes and epoch of `page` as the commit has them so far: staged
+    /// (in `view`), deleted, or as in the store.
+    #[inline]
+    fn lookup<'s>(
+        store: &'s PageStore,
+        deleted: &HashSet<PageId>,
+        view: StagedView<'s>,
+        page: PageId,
+    ) -> Result<(&'s [u8], u64)> {
+        if !deleted.is_empty() && deleted.contains(&page) {
+            return Err(Staging::gone(page));
+        }
+        if let Some(staged) = view.get(page) {
+            return Ok(staged);
+        }
+        let p = store.page(page)?;
+        Ok((p.bytes(), p.epoch()))
     }
 
     fn gone(page: PageId) -> Error {
@@ -342,16 +357,7 @@ impl<'a> Staging<'a> {
     }
 
     fn bytes_and_epoch(&self, page: PageId) -> Result<(&[u8], u64)> {
-        if !self.deleted.is_empty() && self.deleted.contains(&page) {
-            return Err(Staging::gone(page));
-        }
-        match self.pages.get(&page) {
-            Some((b, e)) => Ok((b, *e)),
-            None => {
-                let p = self.store.page(page)?;
-                Ok((p.bytes(), p.epoch()))
-            }
-        }
+        Staging::lookup(self.store, &self.deleted, self.pages.view(), page)
     }
 
     /// Validates and applies `d` to the copy, as the store would; returns
@@ -359,16 +365,17 @@ impl<'a> Staging<'a> {
     /// against the staged epoch (the durable store checks it earlier, against
     /// the epoch at the start of the commit).
     fn apply(&mut self, d: &Delta, check_epoch: bool) -> Result<bool> {
-        if self.deleted.contains(&d.page) {
+        if !self.deleted.is_empty() && self.deleted.contains(&d.page) {
             return Err(Staging::gone(d.page));
         }
-        let (bytes, epoch) = match self.pages.entry(d.page) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                let page = self.store.page(d.page)?;
-                v.insert((page.bytes().to_vec(), page.epoch()))
-            }
+        let staged = if self.pages.contains(d.page) {
+            self.pages.get_mut(d.page)
+        } else {
+            let page = self.store.page(d.page)?;
+            Some(self.pages.insert(d.page, page.bytes(), page.epoch()))
         };
+        let (bytes, epoch) = staged
+            .ok_or_else(|| Error::new(ErrorCode::Internal, format!("{} was not staged", d.page)))?;
         d.validate(bytes.len() as u64)?;
         if let (true, Some(e)) = (check_epoch, d.expected_epoch) {
             if e != *epoch {
@@ -390,11 +397,11 @@ impl<'a> Staging<'a> {
         Ok(true)
     }
 
-    /// Stages a recomputed page: its function's output buffer becomes the
-    /// staged copy (moved, not copied), one epoch on. No validation: the
-    /// buffer was made from the staged page, so it has the page's size.
-    fn put_output(&mut self, page: PageId, out: Vec<u8>, old_epoch: u64) {
-        self.pages.insert(page, (out, old_epoch + 1));
+    /// Stages a recomputed page: a copy of its function's output buffer,
+    /// one epoch on. No validation: the buffer was made from the staged
+    /// page, so it has the page's size.
+    fn put_output(&mut self, page: PageId, out: &[u8], old_epoch: u64) {
+        self.pages.insert(page, out, old_epoch + 1);
     }
 
     /// Stages one record of a durable commit. Returns whether it changed a
@@ -405,11 +412,11 @@ impl<'a> Staging<'a> {
             Record::CreatePage { id, size, .. } => {
                 let n = usize::try_from(*size)
                     .map_err(|_| Error::invalid(format!("page size {size} does not fit memory")))?;
-                self.pages.insert(*id, (vec![0; n], 0));
+                self.pages.insert_zeroed(*id, n, 0);
                 self.deleted.remove(id);
             }
             Record::DeletePage { id } => {
-                self.pages.remove(id);
+                self.pages.remove(*id);
                 self.deleted.insert(*id);
                 if self.graph.contains_node(*id) {
                     for e in self.graph.to_mut().remove_node(*id)? {
@@ -668,13 +675,49 @@ impl Engine {
     }
 
     /// Plans and applies a commit of `deltas` (one wave in immediate mode).
+    ///
+    /// The input deltas are applied to the store first, each saving what it
+    /// overwrites in an undo log, and the wave is planned over the result
+    /// (no staged copy of the input pages). If a delta is invalid or a
+    /// function fails, the log puts the bytes, epochs and store counters
+    /// back before the error returns, so nothing partial is visible (the
+    /// engine is borrowed mutably throughout: nobody reads in between).
     pub fn commit(&mut self, deltas: &[Delta]) -> Result<CommitReport> {
+        let mut undo = UndoLog::default();
+        let mut changed = Changed::with_capacity(deltas.len());
+        for d in deltas {
+            match self.store.apply_undoable(d, &mut undo) {
+                Ok(o) => {
+                    if o.changed {
+                        changed.add(d.page);
+                    }
+                }
+                Err(e) => return Err(self.undo_inputs(&mut undo, e)),
+            }
+        }
         // The plan is applied at once and dropped: its derived deltas would
         // never be read, so their provenance is not built.
-        let plan = self.plan(deltas, self.mode == PropagationMode::Immediate, false)?;
-        let report = self.apply_plan(&plan, deltas);
+        let st = Staging::new(&self.store, &self.graph, self.take_buffers());
+        let wave = self.mode == PropagationMode::Immediate;
+        let plan = match self.plan_wave(st, changed, BTreeSet::new(), Vec::new(), wave, false) {
+            Ok(plan) => plan,
+            Err(e) => return Err(self.undo_inputs(&mut undo, e)),
+        };
+        let report = self.apply_plan(&plan);
         self.recycle(plan);
         report
+    }
+
+    /// Puts back the input deltas of a failed [`Engine::commit`]; returns
+    /// the error to report (`err`, or an `Internal` one if undoing failed).
+    fn undo_inputs(&mut self, undo: &mut UndoLog, err: Error) -> Error {
+        match self.store.undo(undo) {
+            Ok(()) => err,
+            Err(u) => Error::new(
+                ErrorCode::Internal,
+                format!("{err}; then undoing the commit's input deltas failed: {u}"),
+            ),
+        }
     }
 
     /// Runs one wave for everything pending (dirty pages, forced recomputes), in any mode.
@@ -713,15 +756,19 @@ impl Engine {
     /// without it the plan holds [`PlannedWrite`]s instead, for
     /// [`Engine::apply_commit`] right away.
     fn plan(&self, deltas: &[Delta], wave: bool, provenance: bool) -> Result<CommitPlan> {
-        let mut st = Staging::new(&self.store, &self.graph, deltas.len());
+        let mut st = Staging::new(&self.store, &self.graph, self.take_buffers());
         let mut changed = Changed::with_capacity(deltas.len());
         for d in deltas {
+            if let crate::delta::Accumulator::Semiring { .. } = d.accumulator {
+                // What the store checks besides what staging does, so that
+                // the plan fails here rather than when applied.
+                crate::numeric_delta::check_view(d, self.store.page(d.page)?.view())?;
+            }
             if st.apply(d, true)? {
                 changed.add(d.page);
             }
         }
-        // Without provenance the plan is applied at once, by
-        // `Engine::apply_plan` given the same inputs: they are not copied.
+        // (Without provenance there are no inputs: `Engine::propagate`.)
         let inputs = if provenance {
             deltas.to_vec()
         } else {
@@ -743,7 +790,7 @@ impl Engine {
         if let Some(plan) = self.plan_unlinked(records, wave) {
             return Ok(plan);
         }
-        let mut st = Staging::new(&self.store, &self.graph, records.len());
+        let mut st = Staging::new(&self.store, &self.graph, self.take_buffers());
         let mut changed = Changed::with_capacity(records.len());
         let mut forced = BTreeSet::new();
         let mut deleted = Vec::new();
@@ -866,11 +913,16 @@ impl Engine {
             plan.made_dirty = changed.clone();
             plan.made_forced = new_forced.into_iter().collect();
             plan.changed = changed;
+            self.keep_staging(st);
             return Ok(plan);
         }
         // Roots: this commit's changes plus what deferred commits left dirty.
-        let mut roots: BTreeSet<PageId> = changed.iter().copied().collect();
+        // (A sorted list: cheaper to build than a set for a large batch.)
+        let mut roots: Vec<PageId> = Vec::with_capacity(changed.len() + self.dirty.len());
+        roots.extend(changed.iter().copied());
         roots.extend(self.dirty.iter().copied());
+        roots.sort_unstable();
+        roots.dedup();
         let mut forced = new_forced;
         forced.extend(self.forced.iter().copied());
         let cb = self.wave_commands(&st, &roots, &forced, !provenance);
@@ -891,17 +943,9 @@ impl Engine {
         };
         plan.deltas.reserve(cb.len());
         plan.recomputed.reserve(cb.len());
-        st.pages.reserve(cb.len());
+        plan.arena = std::mem::take(&mut st.arena);
+        plan.arena.clear();
         let parallel_pool = rayon::current_num_threads() > 1;
-        let mut spare = if parallel_pool {
-            Buffers::default()
-        } else {
-            self.spare
-                .lock()
-                .map(|mut g| std::mem::take(&mut *g))
-                .unwrap_or_default()
-        };
-        spare.arena.clear();
         for level in &cb.levels {
             let cmds = &cb.commands[level.clone()];
             let runs = |c: &Command, changed: &PageBits| {
@@ -926,60 +970,36 @@ impl Engine {
                         .collect()
                 };
                 for (c, r) in run.iter().zip(results) {
-                    wave.absorb(
-                        &mut st,
-                        &mut plan,
-                        &mut wave_changed,
-                        (&mut changed, &mut changed_set),
-                        c,
-                        r?,
-                    )?;
+                    let o = r?;
+                    plan.recomputed.push(c.page);
+                    let Some(diff) = o.diff else {
+                        continue; // cutoff: same bytes, nothing downstream from here
+                    };
+                    let keep = wave.record(&mut plan, &wave_changed, c, diff, &o.bytes, o.fname)?;
+                    if keep {
+                        st.put_output(c.page, &o.bytes, o.epoch);
+                    }
+                    wave_changed.insert(c.page);
+                    if changed_set.insert(c.page) {
+                        changed.push(c.page);
+                    }
                 }
             } else {
                 // One thread: run and absorb each command in turn (the
-                // commands of a level are independent), with no per-level lists.
+                // commands of a level are independent), with no per-level
+                // lists, each function writing into the staging arena.
                 for c in cmds {
                     if !runs(c, &wave_changed) {
                         continue;
                     }
-                    if provenance {
-                        let o = self.exec(&st, c, spare.take())?;
-                        wave.absorb(
-                            &mut st,
-                            &mut plan,
-                            &mut wave_changed,
-                            (&mut changed, &mut changed_set),
-                            c,
-                            o,
-                        )?;
-                        continue;
-                    }
-                    // No provenance: run in the scratch buffer (see `Buffers`).
-                    let r = self.exec_into(&st, c, &mut spare.scratch)?;
+                    let r = self.exec_staged(&mut st, c)?;
                     plan.recomputed.push(c.page);
-                    let Some((first, last)) = r.diff else {
+                    let Some(diff) = r.diff else {
                         continue; // cutoff
                     };
-                    let range = first..last + 1;
-                    if c.feeds {
-                        let next = spare.take();
-                        let out = std::mem::replace(&mut spare.scratch, next);
-                        st.put_output(c.page, out, r.epoch);
-                        plan.writes.push(PlannedWrite {
-                            page: c.page,
-                            range,
-                            bytes: Vec::new(), // moved out of the staging overlay at the end
-                            arena: None,
-                        });
-                    } else {
-                        let at = spare.arena.len();
-                        spare.arena.extend_from_slice(&spare.scratch[range.clone()]);
-                        plan.writes.push(PlannedWrite {
-                            page: c.page,
-                            range,
-                            bytes: Vec::new(),
-                            arena: Some(at..spare.arena.len()),
-                        });
+                    let out = st.pages.pending_bytes();
+                    if wave.record(&mut plan, &wave_changed, c, diff, out, r.fname)? {
+                        st.pages.keep_pending(c.page, r.epoch + 1);
                     }
                     wave_changed.insert(c.page);
                     if changed_set.insert(c.page) {
@@ -993,25 +1013,12 @@ impl Engine {
         } else {
             CommandBuffer::default() // never shown: keep the cached one shared
         };
-        if !provenance {
-            plan.arena = std::mem::take(&mut spare.arena);
-        }
-        self.keep_buffers(spare);
-        if !plan.writes.is_empty() {
-            // Move each staged written page's final buffer out of the staging overlay.
-            for w in &mut plan.writes {
-                if w.arena.is_none() {
-                    if let Some((bytes, _)) = st.pages.remove(&w.page) {
-                        w.bytes = bytes;
-                    }
-                }
-            }
-        }
         plan.derived_count = plan.deltas.len() - plan.input_count + plan.writes.len();
         plan.dirty_consumed = self.dirty.iter().copied().collect();
         plan.forced_consumed = forced.into_iter().collect();
         self.mark(&st.graph, &mut plan, &changed, &changed_set);
         plan.changed = changed;
+        self.keep_staging(st);
         Ok(plan)
     }
 
@@ -1024,7 +1031,7 @@ impl Engine {
     fn wave_commands(
         &self,
         st: &Staging<'_>,
-        roots: &BTreeSet<PageId>,
+        roots: &[PageId],
         forced: &BTreeSet<PageId>,
         wide: bool,
     ) -> Arc<CommandBuffer> {
@@ -1034,15 +1041,7 @@ impl Engine {
             // graph's commands, planned once per shape. The commands no root
             // reaches have no changed input and are skipped, so the same
             // pages run, in an order that is still topological.
-            if let Ok(mut g) = self.full_wave.lock() {
-                if let Some((shape, cb)) = g.as_ref() {
-                    if *shape == self.shape {
-                        return Arc::clone(cb);
-                    }
-                }
-                let all: BTreeSet<PageId> = st.graph.topo_order().into_iter().collect();
-                let cb = Arc::new(CommandBuffer::plan(&st.graph, &self.page_fn, &all, forced));
-                *g = Some((self.shape, Arc::clone(&cb)));
+            if let Some(cb) = self.full_commands(&st.graph) {
                 return cb;
             }
         }
@@ -1058,17 +1057,67 @@ impl Engine {
                 }
             }
         }
-        let cb = Arc::new(CommandBuffer::plan(&st.graph, &self.page_fn, roots, forced));
+        let mut cb = None;
+        if cacheable && wide {
+            // Few roots that reach a large part of the graph (more than one
+            // derived page in 8): the whole graph's commands as well, which
+            // skips planning the region (finding it, ordering it, listing
+            // each command's inputs) for the price of testing the inputs of
+            // the commands it does not reach. Finding out stops at that size.
+            let limit = self.page_fn.len() / 8;
+            let wide_region = self.reach.lock().is_ok_and(|mut scratch| {
+                crate::command_buffer::region_exceeds(
+                    &st.graph,
+                    roots.iter().copied(),
+                    limit,
+                    self.store.dense_id_bound(),
+                    &mut scratch,
+                )
+            });
+            if wide_region {
+                cb = self.full_commands(&st.graph);
+            }
+        }
+        let cb = cb.unwrap_or_else(|| {
+            let roots: BTreeSet<PageId> = roots.iter().copied().collect();
+            Arc::new(CommandBuffer::plan(
+                &st.graph,
+                &self.page_fn,
+                &roots,
+                forced,
+            ))
+        });
         if cacheable {
             if let Ok(mut g) = self.last_wave.lock() {
                 *g = Some(CachedWave {
                     shape: self.shape,
-                    roots: roots.iter().copied().collect(),
+                    roots: roots.to_vec(),
                     commands: Arc::clone(&cb),
                 });
             }
         }
         cb
+    }
+
+    /// The command buffer of a wave from every page, with nothing forced:
+    /// the cached one if planned for the current shape, else planned now
+    /// and cached. `None` if the cache's lock is poisoned.
+    fn full_commands(&self, graph: &DependencyGraph) -> Option<Arc<CommandBuffer>> {
+        let mut g = self.full_wave.lock().ok()?;
+        if let Some((shape, cb)) = g.as_ref() {
+            if *shape == self.shape {
+                return Some(Arc::clone(cb));
+            }
+        }
+        let all: BTreeSet<PageId> = graph.topo_order().into_iter().collect();
+        let cb = Arc::new(CommandBuffer::plan(
+            graph,
+            &self.page_fn,
+            &all,
+            &BTreeSet::new(),
+        ));
+        *g = Some((self.shape, Arc::clone(&cb)));
+        Some(cb)
     }
 
     /// Runs one command's function on the staged inputs; returns its output
@@ -1081,6 +1130,47 @@ impl Engine {
             diff: r.diff,
             epoch: r.epoch,
             fname: r.fname,
+        })
+    }
+
+    /// Runs one command's function with its output in the staging arena
+    /// (the region [`StagedPages::pending`] opens, holding a copy of the
+    /// page's staged bytes first): inputs are read from the arena or the
+    /// store, and the output stays there for [`StagedPages::keep_pending`].
+    /// Returns where the result differs from the page, the page's staged
+    /// epoch and the function's name.
+    fn exec_staged<'s>(&'s self, st: &mut Staging<'_>, c: &Command) -> Result<Step<'s>> {
+        let f = self.functions.get(&c.function).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("{} of {} is not registered", c.function, c.page),
+            )
+        })?;
+        let len = st.bytes_and_epoch(c.page)?.0.len();
+        let (store, deleted) = (st.store, &st.deleted);
+        let (view, out) = st.pages.pending(len);
+        let mut inputs: SmallVec<[&[u8]; 8]> = SmallVec::with_capacity(c.inputs.len());
+        let mut epochs: SmallVec<[u64; 8]> = SmallVec::with_capacity(c.inputs.len());
+        for &q in &c.inputs {
+            let (b, e) = Staging::lookup(store, deleted, view, q)?;
+            inputs.push(b);
+            epochs.push(e);
+        }
+        let (old, epoch) = Staging::lookup(store, deleted, view, c.page)?;
+        out.copy_from_slice(old);
+        f.call(
+            &RecomputeInputs {
+                page: c.page,
+                parents: &c.inputs,
+                inputs: &inputs,
+                epochs: &epochs,
+            },
+            out,
+        )?;
+        Ok(Step {
+            diff: diff_range(old, out),
+            epoch,
+            fname: f.name(),
         })
     }
 
@@ -1166,64 +1256,58 @@ impl Engine {
     /// on this engine. Fails with `TransactionConflict` (retryable: plan again)
     /// if the engine changed since the plan was made; then nothing changes.
     pub fn apply_commit(&mut self, plan: &CommitPlan) -> Result<CommitReport> {
-        self.apply_plan(plan, &[])
+        self.apply_plan(plan)
     }
 
-    /// Keeps an applied plan's buffers for the next wave: the staged output
-    /// buffers become spares, and the arena is kept (emptied).
-    fn recycle(&self, plan: CommitPlan) {
-        let mut back = Buffers {
-            arena: plan.arena,
-            ..Buffers::default()
-        };
-        back.arena.clear();
-        for w in plan.writes {
-            if w.bytes.capacity() > 0 {
-                back.held += w.bytes.capacity();
-                back.spare.push(w.bytes);
-            }
-        }
-        self.keep_buffers(back);
+    /// The kept buffers, for a commit to plan in (empty ones if another
+    /// plan holds them).
+    fn take_buffers(&self) -> Buffers {
+        self.spare
+            .lock()
+            .map(|mut g| std::mem::take(&mut *g))
+            .unwrap_or_default()
     }
 
-    /// Merges `back` (buffers taken for a wave, or freed by one) into the
-    /// kept buffers: spares up to the cap (below), the larger scratch buffer
-    /// and the larger arena (one of at most [`SPARE_BYTES`]).
-    fn keep_buffers(&self, back: Buffers) {
-        let Buffers {
-            spare,
-            held: _,
-            scratch,
+    /// Keeps a plan's staging buffers (cleared) for the next commit.
+    fn keep_staging(&self, st: Staging<'_>) {
+        let Staging {
+            mut pages, arena, ..
+        } = st;
+        pages.clear();
+        self.keep_buffers(Buffers {
+            staged: pages,
             arena,
-        } = back;
-        if spare.is_empty() && scratch.capacity() == 0 && arena.capacity() == 0 {
-            return;
-        }
+        });
+    }
+
+    /// Keeps an applied plan's arena (emptied) for the next wave.
+    fn recycle(&self, plan: CommitPlan) {
+        let mut arena = plan.arena;
+        arena.clear();
+        self.keep_buffers(Buffers {
+            staged: StagedPages::default(),
+            arena,
+        });
+    }
+
+    /// Merges `back` (buffers a plan used) into the kept buffers: the
+    /// larger staging and the larger arena (one of at most [`SPARE_BYTES`]).
+    fn keep_buffers(&self, back: Buffers) {
+        let Buffers { staged, arena } = back;
         let Ok(mut g) = self.spare.lock() else {
             return;
         };
-        // Never more than the store's own pages: a wave writes no more.
-        let cap = usize::try_from(self.store.stats().page_bytes)
-            .unwrap_or(usize::MAX)
-            .min(SPARE_BYTES);
-        if scratch.capacity() > g.scratch.capacity() {
-            g.scratch = scratch;
+        if staged.capacity() > g.staged.capacity() {
+            g.staged = staged;
         }
         if arena.capacity() > g.arena.capacity() && arena.capacity() <= SPARE_BYTES {
             g.arena = arena;
         }
-        for b in spare {
-            if g.held + b.capacity() > cap {
-                break;
-            }
-            g.held += b.capacity();
-            g.spare.push(b);
-        }
     }
 
-    /// Applies `inputs` (the input deltas a plan without provenance was made
-    /// from, not copied into it), then the plan.
-    fn apply_plan(&mut self, plan: &CommitPlan, inputs: &[Delta]) -> Result<CommitReport> {
+    /// Applies a plan (whose input deltas, for a plan without provenance,
+    /// [`Engine::commit`] has applied already).
+    fn apply_plan(&mut self, plan: &CommitPlan) -> Result<CommitReport> {
         self.check_version(plan)?;
         // The plan was simulated on exactly this state, so every delta
         // applies. The derived ones were built by the wave itself from the
@@ -1235,9 +1319,8 @@ impl Engine {
                 format!("a planned delta failed to apply: {e}"),
             )
         };
-        for d in inputs {
-            self.store.apply_delta(d).map_err(failed)?;
-        }
+        // A plan's own input deltas (its `deltas` are public) are
+        // validated again.
         for (i, d) in plan.deltas.iter().enumerate() {
             let planned_write = i >= plan.input_count
                 && d.mask.is_none()
@@ -1256,11 +1339,7 @@ impl Engine {
             }
         }
         for w in &plan.writes {
-            let bytes = match &w.arena {
-                Some(r) => plan.arena.get(r.clone()),
-                None => w.bytes.get(w.range.clone()),
-            };
-            let bytes = bytes.ok_or_else(|| {
+            let bytes = plan.arena.get(w.arena.clone()).ok_or_else(|| {
                 failed(Error::invalid(format!(
                     "planned write {:?} lies outside its buffer",
                     w.range
@@ -1453,38 +1532,35 @@ struct WaveOut {
 }
 
 impl WaveOut {
-    /// Takes one command's output into the plan: cutoff if the bytes did not
-    /// change; otherwise the derived delta (the range of differing bytes, with
-    /// provenance) and the output buffer as the page's staged copy.
-    #[allow(clippy::too_many_arguments)]
-    fn absorb(
+    /// Takes one changed page's new bytes `out` (differing from the staged
+    /// page in `first..=last`) into the plan: the derived delta with
+    /// provenance, or a [`PlannedWrite`] of the differing bytes. Returns
+    /// whether the page's new bytes must be staged (a later command may
+    /// read them; a plan with provenance stages every changed page).
+    fn record(
         &self,
-        st: &mut Staging<'_>,
         plan: &mut CommitPlan,
-        wave_changed: &mut PageBits,
-        (changed, changed_set): (&mut Vec<PageId>, &mut HashSet<PageId>),
+        wave_changed: &PageBits,
         c: &Command,
-        o: Output<'_>,
-    ) -> Result<()> {
-        let page = c.page;
-        plan.recomputed.push(page);
-        let Some((first, last)) = o.diff else {
-            return Ok(()); // cutoff: same bytes, nothing downstream from here
-        };
-        let out = o.bytes;
+        (first, last): (usize, usize),
+        out: &[u8],
+        fname: &str,
+    ) -> Result<bool> {
+        let bytes = out.get(first..=last).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("changed range {first}..={last} lies outside {}", c.page),
+            )
+        })?;
         if !self.provenance {
+            let at = plan.arena.len();
+            plan.arena.extend_from_slice(bytes);
             plan.writes.push(PlannedWrite {
-                page,
+                page: c.page,
                 range: first..last + 1,
-                bytes: Vec::new(), // filled from the staging overlay at the end
-                arena: None,
+                arena: at..plan.arena.len(),
             });
-            st.put_output(page, out, o.epoch);
-            wave_changed.insert(page);
-            if changed_set.insert(page) {
-                changed.push(page);
-            }
-            return Ok(());
+            return Ok(c.feeds);
         }
         let causes: SmallVec<[PageId; 8]> = c
             .inputs
@@ -1492,15 +1568,10 @@ impl WaveOut {
             .copied()
             .filter(|i| wave_changed.contains(*i))
             .collect();
-        let mut d = derived_delta(page, first, &out[first..=last], &causes, c, o.fname)?;
+        let mut d = derived_delta(c.page, first, bytes, &causes, c, fname)?;
         d.timestamp_ns = self.timestamp_ns;
-        st.put_output(page, out, o.epoch);
         plan.deltas.push(d);
-        wave_changed.insert(page);
-        if changed_set.insert(page) {
-            changed.push(page);
-        }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -74,16 +74,28 @@ fn setup(fail: RecomputeFn) -> (Engine, [PageId; 4]) {
 }
 
 fn check(fail: RecomputeFn, code: ErrorCode) {
-    let (mut e, [a, _b, c, _s]) = setup(fail);
+    let (mut e, [a, _b, c, s]) = setup(fail);
     let before = snapshot(&e);
     let stats = e.stats();
+    let store_stats = e.store().stats();
+    // A reader holds `a` (the failing commit writes it: copy-on-write).
+    let pinned = e.store().snapshot(a).unwrap();
+    let pinned_bytes = pinned.bytes().to_vec();
+    // Two inputs, one written twice: all put back, in order.
     let err = e
-        .commit(&[Delta::dense(a, 0, vec![0xFF, 9, 9, 9])])
+        .commit(&[
+            Delta::dense(s, 0, vec![3, 3]),
+            Delta::dense(a, 1, vec![8, 8]),
+            Delta::dense(a, 0, vec![0xFF, 9, 9, 9]),
+        ])
         .unwrap_err();
     assert_eq!(err.code, code, "{err}");
     assert!(err.message.contains(&c.to_string()), "{err}");
     assert_eq!(snapshot(&e), before);
     assert_eq!(e.stats(), stats);
+    assert_eq!(e.store().stats(), store_stats);
+    assert_eq!(pinned.bytes(), pinned_bytes.as_slice());
+    drop(pinned);
     // The planned form fails the same way and changes nothing either.
     assert!(e.plan_commit(&[Delta::dense(a, 0, vec![0xFF])]).is_err());
     assert_eq!(snapshot(&e), before);
@@ -130,15 +142,48 @@ fn a_bad_input_delta_aborts_the_commit() {
     let (mut e, [a, b, ..]) = setup(RecomputeFn::Passthrough);
     let before = snapshot(&e);
     // The first delta is fine, the second lies outside its page.
+    let store_stats = e.store().stats();
     let err = e
         .commit(&[Delta::dense(a, 0, vec![5]), Delta::dense(b, 3, vec![1, 2])])
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidArgument);
     assert_eq!(snapshot(&e), before);
+    assert_eq!(e.store().stats(), store_stats);
     // A stale compare-and-set aborts too.
     let err = e
         .commit(&[Delta::dense(a, 0, vec![5]).with_expected_epoch(0)])
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::EpochMismatch);
     assert_eq!(snapshot(&e), before);
+}
+
+/// An accumulate delta whose element type does not match its page's numeric
+/// view aborts the commit at planning (`Engine::commit` does not validate its
+/// input deltas a second time when it applies them), and changes nothing.
+#[test]
+fn a_numeric_delta_against_the_page_view_aborts_the_commit() {
+    use mmsb_core::numeric_delta::accumulate;
+    use mmsb_core::{DType, NumericView, PageStore, SemiringKind};
+    let mut store = PageStore::new();
+    let a = store.create_page(16, PageLocation::Cpu).unwrap();
+    let b = store.create_page(16, PageLocation::Cpu).unwrap();
+    let view = NumericView {
+        dtype: DType::F64,
+        len: 2,
+    };
+    store.set_view(a, Some(view)).unwrap();
+    let mut e = Engine::with_store(store);
+    e.add_edge(a, b, EdgeKind::Data, None).unwrap();
+    e.set_recompute(b, RecomputeFn::Passthrough).unwrap();
+    e.propagate().unwrap();
+    let before = snapshot(&e);
+    let wrong = accumulate::<f32>(a, SemiringKind::PlusTimes, 0, &[1.0]).unwrap();
+    let err = e.commit(&[Delta::dense(b, 0, vec![5]), wrong]).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument, "{err}");
+    assert_eq!(snapshot(&e), before);
+    // The matching type goes through, and the wave sees it.
+    let right = accumulate::<f64>(a, SemiringKind::PlusTimes, 0, &[2.5]).unwrap();
+    e.commit(&[right]).unwrap();
+    let got = e.store().read(b).unwrap();
+    assert_eq!(got[..8], 2.5f64.to_le_bytes());
 }

@@ -388,3 +388,23 @@ fn deferred_batches_match_from_scratch_after_every_propagate() {
 fn two_thousand_page_dag_matches_from_scratch() {
     run(7, 2000, 25, PropagationMode::Immediate);
 }
+
+/// The same oracle on a one-thread rayon pool (and on a four-thread one): a
+/// wave runs every command in the staging arena on one thread, and through
+/// per-command output buffers when a level's commands run in parallel, so
+/// both paths must give the from-scratch pages.
+#[test]
+fn random_dags_match_from_scratch_on_one_and_four_threads() {
+    for threads in [1, 4] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for seed in 200..206 {
+                run(seed, 100, 30, PropagationMode::Immediate);
+            }
+            run(210, 80, 20, PropagationMode::Deferred);
+        });
+    }
+}
