@@ -1140,38 +1140,14 @@ impl Engine {
     /// Returns where the result differs from the page, the page's staged
     /// epoch and the function's name.
     fn exec_staged<'s>(&'s self, st: &mut Staging<'_>, c: &Command) -> Result<Step<'s>> {
-        let f = self.functions.get(&c.function).ok_or_else(|| {
-            Error::new(
-                ErrorCode::Internal,
-                format!("{} of {} is not registered", c.function, c.page),
-            )
-        })?;
+        let f = self.function_of(c)?;
         let len = st.bytes_and_epoch(c.page)?.0.len();
         let (store, deleted) = (st.store, &st.deleted);
         let (view, out) = st.pages.pending(len);
-        let mut inputs: SmallVec<[&[u8]; 8]> = SmallVec::with_capacity(c.inputs.len());
-        let mut epochs: SmallVec<[u64; 8]> = SmallVec::with_capacity(c.inputs.len());
-        for &q in &c.inputs {
-            let (b, e) = Staging::lookup(store, deleted, view, q)?;
-            inputs.push(b);
-            epochs.push(e);
-        }
-        let (old, epoch) = Staging::lookup(store, deleted, view, c.page)?;
+        let lookup = |q| Staging::lookup(store, deleted, view, q);
+        let (old, epoch) = lookup(c.page)?;
         out.copy_from_slice(old);
-        f.call(
-            &RecomputeInputs {
-                page: c.page,
-                parents: &c.inputs,
-                inputs: &inputs,
-                epochs: &epochs,
-            },
-            out,
-        )?;
-        Ok(Step {
-            diff: diff_range(old, out),
-            epoch,
-            fname: f.name(),
-        })
+        call_command(f, c, lookup, old, epoch, out)
     }
 
     /// Runs one command's function with `out` as its output buffer (the
@@ -1183,35 +1159,20 @@ impl Engine {
         c: &Command,
         out: &mut Vec<u8>,
     ) -> Result<Step<'s>> {
-        let f = self.functions.get(&c.function).ok_or_else(|| {
+        let f = self.function_of(c)?;
+        let (old, epoch) = st.bytes_and_epoch(c.page)?;
+        out.clear();
+        out.extend_from_slice(old);
+        call_command(f, c, |q| st.bytes_and_epoch(q), old, epoch, out)
+    }
+
+    /// The function registered for command `c`.
+    fn function_of(&self, c: &Command) -> Result<&Arc<RecomputeFn>> {
+        self.functions.get(&c.function).ok_or_else(|| {
             Error::new(
                 ErrorCode::Internal,
                 format!("{} of {} is not registered", c.function, c.page),
             )
-        })?;
-        let mut inputs: SmallVec<[&[u8]; 8]> = SmallVec::with_capacity(c.inputs.len());
-        let mut epochs: SmallVec<[u64; 8]> = SmallVec::with_capacity(c.inputs.len());
-        for &q in &c.inputs {
-            let (b, e) = st.bytes_and_epoch(q)?;
-            inputs.push(b);
-            epochs.push(e);
-        }
-        let (old, epoch) = st.bytes_and_epoch(c.page)?;
-        out.clear();
-        out.extend_from_slice(old);
-        f.call(
-            &RecomputeInputs {
-                page: c.page,
-                parents: &c.inputs,
-                inputs: &inputs,
-                epochs: &epochs,
-            },
-            out,
-        )?;
-        Ok(Step {
-            diff: diff_range(old, out),
-            epoch,
-            fname: f.name(),
         })
     }
 
@@ -1515,6 +1476,40 @@ struct Output<'s> {
     diff: Option<(usize, usize)>,
     epoch: u64,
     fname: &'s str,
+}
+
+/// Calls `f` for command `c`: its inputs' bytes and epochs come from
+/// `lookup`, and `out` already holds the page's staged bytes `old` (of
+/// staged epoch `epoch`). Returns where the result differs from `old`.
+fn call_command<'a, 's>(
+    f: &'s RecomputeFn,
+    c: &Command,
+    lookup: impl Fn(PageId) -> Result<(&'a [u8], u64)>,
+    old: &[u8],
+    epoch: u64,
+    out: &mut [u8],
+) -> Result<Step<'s>> {
+    let mut inputs: SmallVec<[&[u8]; 8]> = SmallVec::with_capacity(c.inputs.len());
+    let mut epochs: SmallVec<[u64; 8]> = SmallVec::with_capacity(c.inputs.len());
+    for &q in &c.inputs {
+        let (b, e) = lookup(q)?;
+        inputs.push(b);
+        epochs.push(e);
+    }
+    f.call(
+        &RecomputeInputs {
+            page: c.page,
+            parents: &c.inputs,
+            inputs: &inputs,
+            epochs: &epochs,
+        },
+        out,
+    )?;
+    Ok(Step {
+        diff: diff_range(old, out),
+        epoch,
+        fname: f.name(),
+    })
 }
 
 /// What running one command into a caller's buffer gave (see [`Engine::exec_into`]).
