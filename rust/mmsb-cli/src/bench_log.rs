@@ -234,20 +234,27 @@ fn mmsb_commits(
 
 /// The frames MMSB writes for the first `commits` commits of `n` deltas from the pool.
 fn frames(pool: &Pool, n: usize, commits: usize) -> Result<Vec<Vec<u8>>, String> {
+    frame_iter(pool, n, commits).collect()
+}
+
+/// The frames of [`frames`], one at a time.
+fn frame_iter(
+    pool: &Pool,
+    n: usize,
+    commits: usize,
+) -> impl Iterator<Item = Result<Vec<u8>, String>> + '_ {
     let ids: Vec<PageId> = (1..=PAGES).map(PageId).collect();
-    (0..commits)
-        .map(|c| {
-            let records: Vec<Record> = pool
-                .ops(&ids, c * n, n)
-                .into_iter()
-                .map(|op| match op {
-                    Op::Delta(d) => Record::Delta(d),
-                    _ => unreachable!("the pool makes deltas only"),
-                })
-                .collect();
-            tlog_frame::encode(c as u64 + 2, 0, &records, false).map_err(es)
-        })
-        .collect()
+    (0..commits).map(move |c| {
+        let records: Vec<Record> = pool
+            .ops(&ids, c * n, n)
+            .into_iter()
+            .map(|op| match op {
+                Op::Delta(d) => Record::Delta(d),
+                _ => unreachable!("the pool makes deltas only"),
+            })
+            .collect();
+        tlog_frame::encode(c as u64 + 2, 0, &records, false).map_err(es)
+    })
 }
 
 /// Size of the pre-zeroed file the raw flush ceilings write into.
@@ -395,21 +402,8 @@ fn sqlite_commits(
 
 /// The sizes of the frames MMSB writes for `commits` commits of `n` deltas from the pool.
 fn frame_sizes(pool: &Pool, n: usize, commits: usize) -> Result<Vec<usize>, String> {
-    let ids: Vec<PageId> = (1..=PAGES).map(PageId).collect();
-    (0..commits)
-        .map(|c| {
-            let records: Vec<Record> = pool
-                .ops(&ids, c * n, n)
-                .into_iter()
-                .map(|op| match op {
-                    Op::Delta(d) => Record::Delta(d),
-                    _ => unreachable!("the pool makes deltas only"),
-                })
-                .collect();
-            tlog_frame::encode(c as u64 + 2, 0, &records, false)
-                .map(|f| f.len())
-                .map_err(es)
-        })
+    frame_iter(pool, n, commits)
+        .map(|f| f.map(|f| f.len()))
         .collect()
 }
 

@@ -5,6 +5,9 @@
 //! function registered. Set `MMSB_WRITE_SAMPLE=1` to regenerate it (only when
 //! the format changes, into a new directory).
 
+mod common;
+
+use common::files::copy_dir;
 use mmsb_core::checkpoint::{self, FORMAT_VERSION};
 use mmsb_core::vfs::RealVfs;
 use mmsb_core::{
@@ -74,19 +77,6 @@ fn write_sample(dir: &Path) {
     ])
     .unwrap();
     s.close().unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), t).unwrap();
-        }
-    }
 }
 
 fn edges_of(g: &mmsb_core::DependencyGraph) -> Vec<(u64, u64, EdgeKind, Option<EdgeWeight>)> {

@@ -5,6 +5,9 @@
 //! is no longer regenerated: this build writes version 2 (see
 //! `format_v2_sample_still_reads.rs`), and the sample stays what version 1 wrote.
 
+mod common;
+
+use common::files::copy_dir;
 use mmsb_core::tlog_segment::OLDEST_READABLE_VERSION;
 use mmsb_core::{DType, Delta, NumericView, Op, PageId, PageLocation, Store, StoreOptions, Target};
 use std::path::{Path, PathBuf};
@@ -52,19 +55,6 @@ fn write_sample(dir: &Path) {
     ))])
     .unwrap();
     s.close().unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let p = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &p);
-        } else {
-            std::fs::copy(e.path(), p).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -7,6 +7,9 @@
 //! Set `MMSB_WRITE_SAMPLE=1` to write the sample when it is missing (only when
 //! the format version changes, into a new directory).
 
+mod common;
+
+use common::files::copy_dir;
 use mmsb_core::checkpoint;
 use mmsb_core::tlog_frame::crc32c;
 use mmsb_core::tlog_reader;
@@ -110,19 +113,6 @@ fn write_sample(dir: &Path) {
     ])
     .unwrap();
     s.close().unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), t).unwrap();
-        }
-    }
 }
 
 /// The sample, copied into a temporary directory (opening writes a new segment).

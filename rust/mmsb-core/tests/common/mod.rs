@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dag;
+pub mod files;
 
 use mmsb_core::{mask, Delta, PageId};
 use proptest::prelude::*;
