@@ -441,6 +441,13 @@ pub fn run(args: BenchAllocArgs) -> Result<(), String> {
     if args.processes == 0 {
         return Err("--processes must be at least 1".into());
     }
+    if let Some(o) = &args.only {
+        if latency_cases(Some(o)).is_empty() {
+            return Err(format!(
+                "no latency case matches --only {o:?} (cases are named like pair/1024B/t1, burst32/64B/t2)"
+            ));
+        }
+    }
     let load_start = loadavg();
     let mut out = Out { results: vec![] };
     let sys = Sys(System, "malloc");

@@ -3,7 +3,8 @@
 //! case, the pooled ratio (yardstick / MMSB, recomputed here from the two
 //! latencies it reports) and the K ratios the processes alone would have
 //! reported; a worker run must write exactly the samples it was asked for;
-//! bad arguments must fail with a clear message.
+//! bad arguments (no processes, a filter that matches no case) must fail with a
+//! clear message and write no result file.
 
 use serde_json::Value;
 use std::path::Path;
@@ -118,5 +119,22 @@ fn zero_processes_is_refused_with_a_clear_message() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--processes must be at least 1"), "{err}");
+    assert!(!dir.path().join("alloc.json").exists());
+}
+
+#[test]
+fn an_only_filter_that_matches_no_case_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = mmsb()
+        .args(["bench", "alloc", "--only", "pair/999B", "--out"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no latency case matches --only \"pair/999B\""),
+        "{err}"
+    );
     assert!(!dir.path().join("alloc.json").exists());
 }
