@@ -487,16 +487,18 @@ pub fn run(args: BenchAllocArgs) -> Result<(), String> {
 
     let cases = latency_cases(args.only.as_deref());
     let processes = if args.quick { 1 } else { args.processes };
-    let pooled = if processes == 1 {
+    let mut pooled = if processes == 1 {
         measure(&cases, n)
     } else {
         measure_in_processes(&cases, n, processes, args.only.as_deref())?
     };
-    for (case, per_process) in cases.iter().zip(&pooled) {
-        // Pool the processes' samples, allocator by allocator.
+    for (case, per_process) in cases.iter().zip(pooled.iter_mut()) {
+        // Each process's lists sorted once (for its own ratios), then pooled
+        // allocator by allocator.
         let mut all: [Vec<f64>; 3] = Default::default();
-        for samples in per_process {
-            for (k, v) in samples.iter().enumerate() {
+        for samples in per_process.iter_mut() {
+            for (k, v) in samples.iter_mut().enumerate() {
+                v.sort_by(f64::total_cmp);
                 all[k].extend_from_slice(v);
             }
         }
@@ -511,13 +513,7 @@ pub fn run(args: BenchAllocArgs) -> Result<(), String> {
                 // The ratio each process alone would have reported.
                 let each: Vec<f64> = per_process
                     .iter()
-                    .map(|s| {
-                        let mut a = s[0].clone();
-                        let mut b = s[k].clone();
-                        a.sort_by(f64::total_cmp);
-                        b.sort_by(f64::total_cmp);
-                        percentile(&b, p) / percentile(&a, p)
-                    })
+                    .map(|s| percentile(&s[k], p) / percentile(&s[0], p))
                     .collect();
                 out.push(
                     &format!("{name}/{pname}/vs_{yname}"),

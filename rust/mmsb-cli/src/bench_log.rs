@@ -237,6 +237,17 @@ fn frames(pool: &Pool, n: usize, commits: usize) -> Result<Vec<Vec<u8>>, String>
     frame_iter(pool, n, commits).collect()
 }
 
+/// The log records of commit `c`: `n` deltas from the pool.
+fn commit_records(pool: &Pool, ids: &[PageId], c: usize, n: usize) -> Vec<Record> {
+    pool.ops(ids, c * n, n)
+        .into_iter()
+        .map(|op| match op {
+            Op::Delta(d) => Record::Delta(d),
+            _ => unreachable!("the pool makes deltas only"),
+        })
+        .collect()
+}
+
 /// The frames of [`frames`], one at a time.
 fn frame_iter(
     pool: &Pool,
@@ -245,14 +256,7 @@ fn frame_iter(
 ) -> impl Iterator<Item = Result<Vec<u8>, String>> + '_ {
     let ids: Vec<PageId> = (1..=PAGES).map(PageId).collect();
     (0..commits).map(move |c| {
-        let records: Vec<Record> = pool
-            .ops(&ids, c * n, n)
-            .into_iter()
-            .map(|op| match op {
-                Op::Delta(d) => Record::Delta(d),
-                _ => unreachable!("the pool makes deltas only"),
-            })
-            .collect();
+        let records = commit_records(pool, &ids, c, n);
         tlog_frame::encode(c as u64 + 2, 0, &records, false).map_err(es)
     })
 }
@@ -447,14 +451,7 @@ fn writer_append(base: &Path, pool: &Pool, n: usize, commits: usize) -> Result<(
     let ids: Vec<PageId> = (1..=PAGES).map(PageId).collect();
     let mut el = Duration::ZERO;
     for c in 0..commits {
-        let records: Vec<Record> = pool
-            .ops(&ids, c * n, n)
-            .into_iter()
-            .map(|op| match op {
-                Op::Delta(d) => Record::Delta(d),
-                _ => unreachable!("the pool makes deltas only"),
-            })
-            .collect();
+        let records = commit_records(pool, &ids, c, n);
         let t0 = Instant::now();
         w.append(c as u64 + 2, 0, &records).map_err(es)?;
         el += t0.elapsed();

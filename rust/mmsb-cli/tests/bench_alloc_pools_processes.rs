@@ -108,33 +108,32 @@ fn a_worker_writes_the_samples_of_every_selected_case() {
     }
 }
 
-#[test]
-fn zero_processes_is_refused_with_a_clear_message() {
+/// Runs `bench alloc` with `args` and checks it fails, says `message`, and
+/// writes no result file.
+fn assert_refused(args: &[&str], message: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = mmsb()
-        .args(["bench", "alloc", "--processes", "0", "--out"])
+        .args(["bench", "alloc"])
+        .args(args)
+        .arg("--out")
         .arg(dir.path())
         .output()
         .expect("runs");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--processes must be at least 1"), "{err}");
+    assert!(err.contains(message), "{err}");
     assert!(!dir.path().join("alloc.json").exists());
 }
 
 #[test]
+fn zero_processes_is_refused_with_a_clear_message() {
+    assert_refused(&["--processes", "0"], "--processes must be at least 1");
+}
+
+#[test]
 fn an_only_filter_that_matches_no_case_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = mmsb()
-        .args(["bench", "alloc", "--only", "pair/999B", "--out"])
-        .arg(dir.path())
-        .output()
-        .expect("runs");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("no latency case matches --only \"pair/999B\""),
-        "{err}"
+    assert_refused(
+        &["--only", "pair/999B"],
+        "no latency case matches --only \"pair/999B\"",
     );
-    assert!(!dir.path().join("alloc.json").exists());
 }
